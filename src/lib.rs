@@ -1,0 +1,1 @@
+pub use ca_core;
