@@ -1,1 +1,47 @@
-pub fn _x(){}
+//! # ca-core: the learned cell rule of a segmentation cellular automaton
+//!
+//! A colony of cells lives on the pixel grid; every cell holds a state of
+//! `S` channels and, at every step, updates it from its 3x3 neighbourhood
+//! and the image under its cell, with one small learned rule shared by all
+//! cells (Sandler et al., "Image segmentation via Cellular Automata", 2020).
+//! A 1x1 classifier reads the class (background, object, boundary) off
+//! each cell's state.
+//!
+//! Layout: tensors are `[B, C, H, W]` f32 on a candle [`candle_core::Device`].
+//!
+//! ```
+//! use ca_core::{CellConfig, CellRule, Colony};
+//! use candle_core::{Device, Tensor};
+//!
+//! # fn main() -> Result<(), ca_core::CoreError> {
+//! let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu)?;
+//! let image = Tensor::zeros((1, 3, 24, 24), candle_core::DType::F32, &Device::Cpu)?;
+//! let mut colony = Colony::new(rule, 1, 24, 24, 42)?;
+//! colony.evolve(&image, 5)?;
+//! assert_eq!(colony.predict()?.dims(), [1, 24, 24]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod checkpoint;
+mod colony;
+mod config;
+mod draws;
+mod error;
+mod norm;
+mod params;
+mod rule;
+
+pub use checkpoint::{
+    config_from_metadata, parse_safetensors, read_file, write_bytes_atomic,
+    write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
+};
+pub use colony::Colony;
+pub use config::{CellConfig, Norm, Perception};
+pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
+pub use error::{CoreError, Result};
+pub use norm::{normalize, NORM_EPS};
+pub use params::{
+    param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
+};
+pub use rule::CellRule;

@@ -1,0 +1,209 @@
+//! Saving and loading a rule as safetensors, with its [`CellConfig`] in the
+//! file's metadata so that loading needs no other input.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Tensor};
+use safetensors::SafeTensors;
+
+use crate::config::CellConfig;
+use crate::error::{CoreError, Result};
+use crate::params::{param_shapes, CellParams};
+use crate::rule::CellRule;
+
+/// Metadata key holding the JSON of the [`CellConfig`].
+pub const CONFIG_KEY: &str = "ca.cell_config";
+/// Metadata key naming the file format.
+pub const FORMAT_KEY: &str = "ca.format";
+/// The value of [`FORMAT_KEY`] this version writes and reads.
+pub const FORMAT: &str = "ca-core/1";
+
+fn bad(path: &Path, reason: impl Into<String>) -> CoreError {
+    CoreError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl CellRule {
+    /// The tensors of the rule with their safetensors names, and the
+    /// metadata that describes them.
+    pub fn to_safetensors_parts(&self) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
+        let tensors = self
+            .params()
+            .named()
+            .into_iter()
+            .map(|p| (p.name, p.var.as_tensor().clone()))
+            .collect();
+        let mut meta = HashMap::new();
+        meta.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
+        meta.insert(
+            CONFIG_KEY.to_string(),
+            serde_json::to_string(self.config()).expect("a CellConfig always serializes"),
+        );
+        (tensors, meta)
+    }
+
+    /// Writes the rule to `path` atomically: a temporary file beside it,
+    /// then a rename, so a crash never leaves a half-written checkpoint.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (tensors, meta) = self.to_safetensors_parts();
+        write_safetensors_atomic(path, tensors, meta)
+    }
+
+    /// Reads a rule written by [`CellRule::save`] onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = read_file(path)?;
+        Self::from_safetensors_bytes(&bytes, path, device)
+    }
+
+    /// Parses a rule from the bytes of a safetensors file; `path` only names
+    /// the source in errors.
+    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
+        let (st, meta) = parse_safetensors(bytes, path)?;
+        let config = config_from_metadata(&meta, path)?;
+        let tensors: HashMap<String, Tensor> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let t = view
+                    .load(device)
+                    .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
+                Ok((name, t))
+            })
+            .collect::<Result<_>>()?;
+        Self::from_named_tensors(config, &tensors, path, device)
+    }
+
+    /// Builds a rule from named tensors that must be exactly those the
+    /// config needs (names and shapes, f32); `path` names the source in
+    /// errors.
+    pub fn from_named_tensors(
+        config: CellConfig,
+        tensors: &HashMap<String, Tensor>,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| bad(path, format!("config in metadata: {e}")))?;
+        let shapes = param_shapes(&config);
+        let mut ordered = Vec::with_capacity(shapes.len());
+        for (name, shape, _, _) in &shapes {
+            let t = tensors.get(name).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("tensor '{name}' is missing (the config needs it)"),
+                )
+            })?;
+            if t.dims() != shape.as_slice() {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor '{name}' has shape {:?}, the config needs {shape:?}",
+                        t.dims()
+                    ),
+                ));
+            }
+            if t.dtype() != DType::F32 {
+                return Err(bad(
+                    path,
+                    format!("tensor '{name}' is {:?}, not f32", t.dtype()),
+                ));
+            }
+            ordered.push(t.clone());
+        }
+        if let Some(extra) = tensors
+            .keys()
+            .find(|k| !shapes.iter().any(|(n, ..)| n == *k))
+        {
+            return Err(bad(
+                path,
+                format!("tensor '{extra}' is not part of a rule with this config"),
+            ));
+        }
+        let params = CellParams::from_tensors(&config, ordered)?;
+        Ok(CellRule::from_params(config, params, device))
+    }
+}
+
+/// Reads a whole file, with errors that name it (missing, a directory, ...).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    if path.is_dir() {
+        return Err(bad(path, "is a directory, not a checkpoint file"));
+    }
+    std::fs::read(path).map_err(|e| bad(path, format!("cannot read: {e}")))
+}
+
+/// Parses safetensors bytes and returns the file and its metadata map
+/// (empty when the file has none).
+pub fn parse_safetensors<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        bad(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
+    })?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(path, format!("unreadable safetensors header: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    Ok((st, meta))
+}
+
+/// The [`CellConfig`] stored in a checkpoint's metadata.
+pub fn config_from_metadata(meta: &HashMap<String, String>, path: &Path) -> Result<CellConfig> {
+    let json = meta.get(CONFIG_KEY).ok_or_else(|| {
+        bad(
+            path,
+            format!("no '{CONFIG_KEY}' metadata: not a checkpoint written by ca-core"),
+        )
+    })?;
+    serde_json::from_str(json).map_err(|e| {
+        bad(
+            path,
+            format!("metadata '{CONFIG_KEY}' is not a cell config: {e}"),
+        )
+    })
+}
+
+/// Writes tensors and metadata to `path` through a temporary file in the
+/// same directory, synced, then renamed over `path`.
+pub fn write_safetensors_atomic(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    let bytes = safetensors::serialize(tensors, Some(meta))
+        .map_err(|e| bad(path, format!("cannot serialize: {e}")))?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = temp_path(path);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        bad(path, format!("cannot write: {e}"))
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}

@@ -1,0 +1,43 @@
+//! The error type of `ca-core`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `ca-core`. Every message names the value,
+/// tensor or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A [`crate::CellConfig`] field holds a value the rule cannot use.
+    #[error("invalid cell config: {field} = {value}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A tensor handed to the rule or the colony has the wrong shape.
+    #[error("{what}: expected shape {expected}, got {got:?}")]
+    Shape {
+        /// Which argument.
+        what: &'static str,
+        /// The expected shape, in words.
+        expected: String,
+        /// The shape received.
+        got: Vec<usize>,
+    },
+    /// A checkpoint file could not be read or written, or does not match.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with [`CoreError`].
+pub type Result<T> = std::result::Result<T, CoreError>;

@@ -1,0 +1,353 @@
+//! The learned tensors of a cell rule: their names, shapes, initialisation and
+//! counting.
+
+use candle_core::{Device, Tensor, Var};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::config::{CellConfig, Perception};
+use crate::error::Result;
+
+/// Which part of the model a parameter belongs to, for counting (Table 1
+/// counts the update rule alone; see `docs/PARAMS.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamGroup {
+    /// The update rule: perception, hidden and update layers.
+    Rule,
+    /// The reset gate `W_R` and its bias.
+    ResetGate,
+    /// The classifier `state -> classes`.
+    Classifier,
+}
+
+/// A dense layer as a weight and a bias. 1x1 layers store the weight as
+/// `[out, in]`, the 3x3 convolution as `[out, in, 3, 3]`, the depthwise
+/// convolution as `[channels, 1, 3, 3]`; the bias is `[out]`.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The weight.
+    pub weight: Var,
+    /// The bias, `[out]`.
+    pub bias: Var,
+}
+
+/// The perception (first) layer.
+#[derive(Debug, Clone)]
+pub enum Perceive {
+    /// Full 3x3 convolution `S+E -> H`.
+    Conv3x3(Layer),
+    /// Depthwise 3x3 over `S+E` channels, then 1x1 `S+E -> H`.
+    Depthwise {
+        /// Depthwise filters `[S+E, 1, 3, 3]`, bias `[S+E]`.
+        depthwise: Layer,
+        /// Pointwise layer `[H, S+E]`, bias `[H]`.
+        pointwise: Layer,
+    },
+}
+
+/// All tensors of a cell rule.
+#[derive(Debug, Clone)]
+pub struct CellParams {
+    /// The perception layer.
+    pub perceive: Perceive,
+    /// The hidden `H -> H` 1x1 layers.
+    pub hidden: Vec<Layer>,
+    /// The output layer `H -> S`: the update `U(s)`.
+    pub update: Layer,
+    /// The reset gate `H -> 1`, when the config has one.
+    pub reset: Option<Layer>,
+    /// The classifier `S -> classes`.
+    pub classifier: Layer,
+    /// Whether the depthwise filters are frozen (random depthwise).
+    pub frozen_depthwise: bool,
+}
+
+/// One named tensor of a rule, as listed by [`CellParams::named`].
+#[derive(Debug, Clone)]
+pub struct NamedParam {
+    /// Stable name, used as the safetensors key (e.g. `hidden.0.weight`).
+    pub name: String,
+    /// The tensor.
+    pub var: Var,
+    /// Its group, for counting.
+    pub group: ParamGroup,
+    /// False for frozen random filters.
+    pub trainable: bool,
+}
+
+/// Parameter counts of a rule, split the way Table 1 needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamCount {
+    /// Update rule (perception incl. depthwise, hidden, update layers), the
+    /// figure Table 1 reports. Includes frozen depthwise filters.
+    pub rule: usize,
+    /// Reset gate weights and bias.
+    pub reset_gate: usize,
+    /// Classifier weights and bias.
+    pub classifier: usize,
+    /// Frozen (untrained) parameters, a subset of `rule`.
+    pub frozen: usize,
+}
+
+impl ParamCount {
+    /// Everything stored in a checkpoint.
+    pub fn total(&self) -> usize {
+        self.rule + self.reset_gate + self.classifier
+    }
+
+    /// Everything the optimizer updates.
+    pub fn trainable(&self) -> usize {
+        self.total() - self.frozen
+    }
+}
+
+/// Shapes of every tensor a config needs, in the order of
+/// [`CellParams::named`]: `(name, weight or bias shape, group, trainable)`.
+pub fn param_shapes(config: &CellConfig) -> Vec<(String, Vec<usize>, ParamGroup, bool)> {
+    let (s, h, e, c) = (
+        config.state_channels,
+        config.hidden_channels,
+        config.env_channels,
+        config.num_classes,
+    );
+    let i = s + e;
+    let mut out = Vec::new();
+    let mut layer = |name: &str, w: Vec<usize>, group, trainable| {
+        let bias = vec![w[0]];
+        out.push((format!("{name}.weight"), w, group, trainable));
+        out.push((format!("{name}.bias"), bias, group, trainable));
+    };
+    match config.perception {
+        Perception::Conv3x3 => layer("perceive", vec![h, i, 3, 3], ParamGroup::Rule, true),
+        Perception::Depthwise | Perception::RandomDepthwise => {
+            let trainable = config.perception == Perception::Depthwise;
+            layer("depthwise", vec![i, 1, 3, 3], ParamGroup::Rule, trainable);
+            layer("pointwise", vec![h, i], ParamGroup::Rule, true);
+        }
+    }
+    for k in 0..config.hidden_layers {
+        layer(&format!("hidden.{k}"), vec![h, h], ParamGroup::Rule, true);
+    }
+    layer("update", vec![s, h], ParamGroup::Rule, true);
+    if config.reset_gate {
+        layer("reset", vec![1, h], ParamGroup::ResetGate, true);
+    }
+    layer("classifier", vec![c, s], ParamGroup::Classifier, true);
+    out
+}
+
+/// Initial bias of the reset gate: `sigmoid(-2) ~ 0.12`, so that a fresh
+/// rule resets few cells and the residual path dominates early training.
+pub const RESET_BIAS_INIT: f32 = -2.0;
+
+impl CellParams {
+    /// Fresh parameters drawn from `seed`: every weight and bias uniform in
+    /// `(-1/sqrt(fan_in), 1/sqrt(fan_in))` (PyTorch's default), the reset
+    /// bias set to [`RESET_BIAS_INIT`].
+    pub fn init(config: &CellConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tensors = Vec::new();
+        let mut pending_fan_in = 1;
+        for (name, shape, _, _) in param_shapes(config) {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = if name == "reset.bias" {
+                vec![RESET_BIAS_INIT; n]
+            } else {
+                if name.ends_with(".weight") {
+                    pending_fan_in = shape[1..].iter().product::<usize>().max(1);
+                }
+                let bound = 1.0 / (pending_fan_in as f32).sqrt();
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            };
+            tensors.push(Tensor::from_vec(values, shape, device)?);
+        }
+        Self::from_tensors(config, tensors)
+    }
+
+    /// Builds the structure from tensors in the order of [`param_shapes`];
+    /// the caller has checked the shapes.
+    pub(crate) fn from_tensors(config: &CellConfig, tensors: Vec<Tensor>) -> Result<Self> {
+        let mut it = tensors.into_iter();
+        let mut next = || -> Result<Layer> {
+            let (w, b) = (it.next(), it.next());
+            match (w, b) {
+                (Some(w), Some(b)) => Ok(Layer {
+                    weight: Var::from_tensor(&w)?,
+                    bias: Var::from_tensor(&b)?,
+                }),
+                _ => Err(candle_core::Error::Msg("too few tensors for config".into()).into()),
+            }
+        };
+        let perceive = if config.perception.is_depthwise() {
+            let depthwise = next()?;
+            Perceive::Depthwise {
+                depthwise,
+                pointwise: next()?,
+            }
+        } else {
+            Perceive::Conv3x3(next()?)
+        };
+        let hidden = (0..config.hidden_layers)
+            .map(|_| next())
+            .collect::<Result<_>>()?;
+        let update = next()?;
+        let reset = if config.reset_gate {
+            Some(next()?)
+        } else {
+            None
+        };
+        let classifier = next()?;
+        Ok(CellParams {
+            perceive,
+            hidden,
+            update,
+            reset,
+            classifier,
+            frozen_depthwise: config.perception == Perception::RandomDepthwise,
+        })
+    }
+
+    /// Every tensor with its name, group and trainability, in the order of
+    /// [`param_shapes`].
+    pub fn named(&self) -> Vec<NamedParam> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, l: &Layer, group, trainable| {
+            for (suffix, var) in [("weight", &l.weight), ("bias", &l.bias)] {
+                out.push(NamedParam {
+                    name: format!("{name}.{suffix}"),
+                    var: var.clone(),
+                    group,
+                    trainable,
+                });
+            }
+        };
+        match &self.perceive {
+            Perceive::Conv3x3(l) => push("perceive", l, ParamGroup::Rule, true),
+            Perceive::Depthwise {
+                depthwise,
+                pointwise,
+            } => {
+                push(
+                    "depthwise",
+                    depthwise,
+                    ParamGroup::Rule,
+                    !self.frozen_depthwise,
+                );
+                push("pointwise", pointwise, ParamGroup::Rule, true);
+            }
+        }
+        for (k, l) in self.hidden.iter().enumerate() {
+            push(&format!("hidden.{k}"), l, ParamGroup::Rule, true);
+        }
+        push("update", &self.update, ParamGroup::Rule, true);
+        if let Some(l) = &self.reset {
+            push("reset", l, ParamGroup::ResetGate, true);
+        }
+        push("classifier", &self.classifier, ParamGroup::Classifier, true);
+        out
+    }
+
+    /// The tensors the optimizer should update (frozen filters left out).
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        self.named()
+            .into_iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.var)
+            .collect()
+    }
+
+    /// Counts per group.
+    pub fn count(&self) -> ParamCount {
+        let mut c = ParamCount {
+            rule: 0,
+            reset_gate: 0,
+            classifier: 0,
+            frozen: 0,
+        };
+        for p in self.named() {
+            let n = p.var.elem_count();
+            match p.group {
+                ParamGroup::Rule => c.rule += n,
+                ParamGroup::ResetGate => c.reset_gate += n,
+                ParamGroup::Classifier => c.classifier += n,
+            }
+            if !p.trainable {
+                c.frozen += n;
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Norm;
+
+    fn count(perception: Perception, s: usize, h: usize) -> ParamCount {
+        let cfg = CellConfig {
+            state_channels: s,
+            hidden_channels: h,
+            perception,
+            ..CellConfig::default()
+        };
+        CellParams::init(&cfg, 0, &Device::Cpu).unwrap().count()
+    }
+
+    #[test]
+    fn table1_counts_within_two_percent() {
+        let paper = [
+            (32, 48, 8_400.0, 21_400.0),
+            (48, 72, 18_300.0, 47_000.0),
+            (64, 96, 32_300.0, 82_000.0),
+        ];
+        for (s, h, dw, c3) in paper {
+            let d = count(Perception::Depthwise, s, h).rule as f64;
+            let c = count(Perception::Conv3x3, s, h).rule as f64;
+            assert!((d / dw - 1.0).abs() < 0.02, "depthwise {s}/{h}: {d}");
+            assert!((c / c3 - 1.0).abs() < 0.02, "conv3x3 {s}/{h}: {c}");
+        }
+    }
+
+    #[test]
+    fn exact_counts_of_the_main_model() {
+        let c = count(Perception::Conv3x3, 48, 72);
+        assert_eq!(c.rule, 51 * 9 * 72 + 72 + 2 * (72 * 72 + 72) + 72 * 48 + 48);
+        assert_eq!(c.reset_gate, 73);
+        assert_eq!(c.classifier, 48 * 3 + 3);
+        assert_eq!(c.frozen, 0);
+    }
+
+    #[test]
+    fn random_depthwise_filters_are_frozen_and_not_trainable() {
+        let c = count(Perception::RandomDepthwise, 48, 72);
+        assert_eq!(c.frozen, 51 * 9 + 51);
+        assert_eq!(c.trainable(), c.total() - c.frozen);
+        let cfg = CellConfig {
+            perception: Perception::RandomDepthwise,
+            norm: Norm::None,
+            ..CellConfig::default()
+        };
+        let p = CellParams::init(&cfg, 1, &Device::Cpu).unwrap();
+        let n_trainable: usize = p.trainable_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(n_trainable, p.count().trainable());
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let cfg = CellConfig::default();
+        let a = CellParams::init(&cfg, 5, &Device::Cpu).unwrap();
+        let b = CellParams::init(&cfg, 5, &Device::Cpu).unwrap();
+        let c = CellParams::init(&cfg, 6, &Device::Cpu).unwrap();
+        let w = |p: &CellParams| {
+            p.hidden[0]
+                .weight
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(w(&a), w(&b));
+        assert_ne!(w(&a), w(&c));
+    }
+}

@@ -1,0 +1,111 @@
+//! One deterministic step of tiny configs against values computed
+//! independently by `tests/golden/step_golden.py` (plain Python loops).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ca_core::{param_shapes, CellConfig, CellRule, Norm, Perception, StepDraws};
+use candle_core::{Device, Tensor};
+
+fn filled(shape: &[usize], f: impl Fn(usize) -> f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec((0..n).map(f).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+}
+
+fn golden_step(config: CellConfig, (b, h, w): (usize, usize, usize), expected: &[f32]) {
+    let tensors: HashMap<String, Tensor> = param_shapes(&config)
+        .into_iter()
+        .enumerate()
+        .map(|(t, (name, shape, ..))| {
+            let v = filled(&shape, |i| {
+                0.5 * (1.3 * i as f64 + 0.7 * t as f64 + 0.1).sin() as f32
+            });
+            (name, v)
+        })
+        .collect();
+    let rule =
+        CellRule::from_named_tensors(config.clone(), &tensors, Path::new("golden"), &Device::Cpu)
+            .unwrap();
+    let (s, e) = (config.state_channels, config.env_channels);
+    let state = filled(&[b, s, h, w], |i| 1.5 * (0.9 * i as f64 + 0.3).sin() as f32);
+    let env = filled(&[b, e, h, w], |i| 0.8 * (0.4 * i as f64).cos() as f32);
+    let draws = StepDraws {
+        mask: filled(&[b, 1, h, w], |i| if i % 3 != 1 { 1.0 } else { 0.0 }),
+        noise: config
+            .reset_gate
+            .then(|| filled(&[b, s, h, w], |i| (2.1 * i as f64 + 1.0).sin() as f32)),
+    };
+    let got = rule
+        .step(&state, &env, &draws)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(got.len(), expected.len());
+    for (k, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert!((g - e).abs() < 2e-5, "element {k}: got {g}, expected {e}");
+    }
+}
+
+fn tiny(s: usize, e: usize, hidden: usize, layers: usize) -> CellConfig {
+    CellConfig {
+        state_channels: s,
+        hidden_channels: hidden,
+        env_channels: e,
+        num_classes: 2,
+        hidden_layers: layers,
+        ..CellConfig::default()
+    }
+}
+
+#[test]
+fn conv3x3_instance_residual_reset() {
+    let config = tiny(2, 1, 3, 1);
+    golden_step(
+        config,
+        (1, 3, 4),
+        &[
+            0.844149, 1.398059, 0.881461, 0.307953, -1.031649, -1.781059, -0.526615, 0.467312,
+            0.571004, 1.549066, 0.186682, -1.372722, -1.232601, -0.804859, -0.018704, 1.581800,
+            1.268620, -0.068629, -0.842216, -1.488989, -1.094503, 0.636264, 1.423687, 0.554475,
+        ],
+    );
+}
+
+#[test]
+fn depthwise_batch_plain() {
+    let config = CellConfig {
+        perception: Perception::Depthwise,
+        norm: Norm::Batch,
+        residual: false,
+        reset_gate: false,
+        ..tiny(2, 1, 4, 0)
+    };
+    golden_step(
+        config,
+        (2, 2, 3),
+        &[
+            0.497539, 1.398059, -1.433906, -0.706847, -1.031649, 1.158497, 0.634388, 0.467312,
+            -1.452216, 0.250291, 0.186682, 1.677627, 0.230551, -0.804859, 0.957738, -1.081989,
+            1.268620, -0.893594, -0.141573, -1.488989, 0.515300, -1.463489, 1.423687, -0.602836,
+        ],
+    );
+}
+
+#[test]
+fn conv3x3_channel_residual() {
+    let config = CellConfig {
+        norm: Norm::Channel,
+        reset_gate: false,
+        ..tiny(3, 2, 4, 2)
+    };
+    golden_step(
+        config,
+        (1, 2, 2),
+        &[
+            -0.194468, 1.398059, 1.203798, 0.089879, -1.115871, -1.494247, -1.244650, 1.177310,
+            1.310339, 1.281898, 0.040852, -1.267189,
+        ],
+    );
+}
