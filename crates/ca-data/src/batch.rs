@@ -3,11 +3,12 @@
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::augment::{crop_resize_bilinear, crop_resize_nearest, flip_horizontal, Augment};
 use crate::dataset::PetsDataset;
 use crate::error::DataError;
+use crate::rng::stream_rng;
 
 /// A batch of samples as candle tensors.
 #[derive(Debug, Clone)]
@@ -19,20 +20,10 @@ pub struct Batch {
     pub labels: Tensor,
 }
 
-/// The random generator for `(seed, epoch)`: distinct epochs get unrelated
-/// streams, the same pair always the same stream.
-pub fn epoch_rng(seed: u64, epoch: u64) -> StdRng {
-    // SplitMix64 finaliser over the pair, so nearby seeds/epochs differ.
-    let mut z = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
-}
-
 /// A seeded permutation of `0..len` for epoch `epoch`.
 pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut epoch_rng(seed, epoch));
+    order.shuffle(&mut stream_rng(seed, epoch));
     order
 }
 
@@ -93,7 +84,7 @@ impl PetsDataset {
 
     /// The batches of epoch `epoch`: the samples in [`epoch_order`]`(len,
     /// seed, epoch)` cut into runs of `batch_size` (the last one may be
-    /// shorter), augmented with draws from [`epoch_rng`]`(seed, epoch)`.
+    /// shorter), augmented with draws from a second seeded stream of `(seed, epoch)`.
     pub fn epoch_batches(
         &self,
         batch_size: usize,
@@ -112,7 +103,7 @@ impl PetsDataset {
         augment.validate()?;
         let order = epoch_order(self.len(), seed, epoch);
         // Augmentation draws use a stream separate from the shuffle's.
-        let rng = epoch_rng(seed.rotate_left(32) ^ 0xA5A5_A5A5, epoch);
+        let rng = stream_rng(seed.rotate_left(32) ^ 0xA5A5_A5A5, epoch);
         Ok(EpochBatches {
             dataset: self,
             order,
@@ -158,6 +149,7 @@ impl Iterator for EpochBatches<'_> {
 mod tests {
     use super::*;
     use crate::dataset::{LoadOptions, Sample};
+    use rand::SeedableRng;
 
     fn toy() -> PetsDataset {
         let samples = (0..5)

@@ -27,14 +27,17 @@ pub mod decode;
 pub mod error;
 pub mod labels;
 pub mod resize;
+pub mod rng;
 pub mod split;
+pub mod synth;
 
 pub use augment::{Augment, CropBox, Drawn};
-pub use batch::{epoch_order, epoch_rng, Batch, EpochBatches};
+pub use batch::{epoch_order, Batch, EpochBatches};
 pub use dataset::{
     image_path, trimap_path, LoadOptions, LoadPolicy, LoadReport, PetsDataset, Sample,
 };
 pub use decode::{load_label_map, load_rgb};
 pub use error::DataError;
 pub use labels::{trimap_to_class, BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES, OBJECT};
+pub use rng::stream_rng;
 pub use split::{parse_split, read_split, Split, SplitEntry};
