@@ -1,3 +1,4 @@
 #![doc = include_str!("../README.md")]
 
 pub use ca_core;
+pub use ca_data;
