@@ -20,6 +20,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod batch;
 pub mod dataset;
