@@ -23,9 +23,9 @@ use crate::rng::stream_rng;
 /// Species of a synthetic animal, as in the release (1 cat, 2 dog).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Species {
-    /// Species id 1; names are capitalised, as cat breeds are in the release.
+    /// Species id 1 (`synth-cat-NNN` names).
     Cat,
-    /// Species id 2; names are lower case, as dog breeds are in the release.
+    /// Species id 2 (`synth-dog-NNN` names).
     Dog,
 }
 
@@ -122,12 +122,18 @@ pub struct SynthSummary {
     pub bytes: u64,
 }
 
-/// The sample name of scene `index` (1-based in names, as in the release).
+/// The sample name of scene `index`: `synth-cat-001`, `synth-dog-002`, ...
+/// (1-based, zero-padded to at least three digits).
+///
+/// The names are all lower case and hyphenated, so they cannot be mistaken
+/// for the release's `Breed_Name_123` files (which capitalise cat breeds);
+/// the species is given by the split file's SPECIES column.
 pub fn scene_name(species: Species, index: usize) -> String {
-    match species {
-        Species::Cat => format!("Blobcat_{}", index + 1),
-        Species::Dog => format!("blob_dog_{}", index + 1),
-    }
+    let species = match species {
+        Species::Cat => "cat",
+        Species::Dog => "dog",
+    };
+    format!("synth-{species}-{:03}", index + 1)
 }
 
 /// Generates scene `index` of seed `seed` with the given longer side.
@@ -668,6 +674,22 @@ mod tests {
             (0.06..0.16).contains(&boundary),
             "boundary fraction {boundary}"
         );
+    }
+
+    #[test]
+    fn scene_names_are_not_release_like() {
+        assert_eq!(scene_name(Species::Cat, 0), "synth-cat-001");
+        assert_eq!(scene_name(Species::Dog, 1), "synth-dog-002");
+        assert_eq!(scene_name(Species::Dog, 999), "synth-dog-1000");
+        // The release's names are `[A-Za-z]+(_[A-Za-z]+)*_[0-9]+`; ours have
+        // no underscore at all.
+        for i in [0, 9, 47, 998, 12345] {
+            for sp in [Species::Cat, Species::Dog] {
+                let name = scene_name(sp, i);
+                assert!(!name.contains('_'), "{name}");
+                assert_eq!(name, name.to_lowercase());
+            }
+        }
     }
 
     #[test]
