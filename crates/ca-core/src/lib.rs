@@ -28,6 +28,7 @@ mod colony;
 mod config;
 mod draws;
 mod error;
+mod fused;
 mod norm;
 mod params;
 mod rule;
@@ -44,4 +45,4 @@ pub use norm::{normalize, NORM_EPS};
 pub use params::{
     param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
 };
-pub use rule::CellRule;
+pub use rule::{CellRule, StepBackend};

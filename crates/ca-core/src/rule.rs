@@ -9,6 +9,28 @@ use crate::error::{CoreError, Result};
 use crate::norm::normalize;
 use crate::params::{CellParams, Layer, ParamCount, Perceive};
 
+/// Which implementation [`CellRule::step`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepBackend {
+    /// Plain candle ops ([`CellRule::step_reference`]): any device,
+    /// differentiable by candle's autograd.
+    Reference,
+    /// The fused CPU op (forward and analytic backward in one custom op);
+    /// CPU and f32 only, same results within float tolerance.
+    Fused,
+}
+
+impl StepBackend {
+    /// The default for `device`: fused on CPU, reference elsewhere.
+    pub fn default_for(device: &Device) -> Self {
+        if device.is_cpu() {
+            StepBackend::Fused
+        } else {
+            StepBackend::Reference
+        }
+    }
+}
+
 /// A cell rule: its config and its tensors. Cloning is cheap (tensors are
 /// shared), and clones share their parameters.
 #[derive(Debug, Clone)]
@@ -16,6 +38,7 @@ pub struct CellRule {
     config: CellConfig,
     params: CellParams,
     device: Device,
+    backend: StepBackend,
 }
 
 impl CellRule {
@@ -27,6 +50,7 @@ impl CellRule {
             config,
             params,
             device: device.clone(),
+            backend: StepBackend::default_for(device),
         })
     }
 
@@ -37,7 +61,24 @@ impl CellRule {
             config,
             params,
             device: device.clone(),
+            backend: StepBackend::default_for(device),
         }
+    }
+
+    /// The same rule (sharing its parameters) running `backend`.
+    pub fn with_backend(mut self, backend: StepBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Switches the implementation [`CellRule::step`] runs.
+    pub fn set_backend(&mut self, backend: StepBackend) {
+        self.backend = backend;
+    }
+
+    /// The implementation [`CellRule::step`] runs.
+    pub fn backend(&self) -> StepBackend {
+        self.backend
     }
 
     /// The config.
@@ -68,8 +109,30 @@ impl CellRule {
     /// each cell whose mask is 1 takes the candidate, the others keep `s`
     /// bit for bit. Normalizing the candidate rather than the mixed grid
     /// means a cell that is not selected never changes.
+    ///
+    /// Runs the rule's [`StepBackend`]; the fused one needs f32 tensors on
+    /// the CPU.
     pub fn step(&self, state: &Tensor, env: &Tensor, draws: &StepDraws) -> Result<Tensor> {
         self.check_inputs(state, env, Some(draws))?;
+        match self.backend {
+            StepBackend::Reference => self.reference_step(state, env, draws),
+            StepBackend::Fused => crate::fused::step(&self.config, &self.params, state, env, draws),
+        }
+    }
+
+    /// One CA step as plain candle ops, whatever the backend: the reference
+    /// semantics of [`CellRule::step`], on any device.
+    pub fn step_reference(
+        &self,
+        state: &Tensor,
+        env: &Tensor,
+        draws: &StepDraws,
+    ) -> Result<Tensor> {
+        self.check_inputs(state, env, Some(draws))?;
+        self.reference_step(state, env, draws)
+    }
+
+    fn reference_step(&self, state: &Tensor, env: &Tensor, draws: &StepDraws) -> Result<Tensor> {
         let hidden = self.last_hidden(state, env)?;
         let update = pointwise(&hidden, &self.params.update)?;
         let mut candidate = if self.config.residual {

@@ -1,10 +1,12 @@
 //! One deterministic step of tiny configs against values computed
 //! independently by `tests/golden/step_golden.py` (plain Python loops).
 
+#![allow(clippy::excessive_precision)] // golden values are printed with six decimals
+
 use std::collections::HashMap;
 use std::path::Path;
 
-use ca_core::{param_shapes, CellConfig, CellRule, Norm, Perception, StepDraws};
+use ca_core::{param_shapes, CellConfig, CellRule, Norm, Perception, StepBackend, StepDraws};
 use candle_core::{Device, Tensor};
 
 fn filled(shape: &[usize], f: impl Fn(usize) -> f32) -> Tensor {
@@ -35,16 +37,23 @@ fn golden_step(config: CellConfig, (b, h, w): (usize, usize, usize), expected: &
             .reset_gate
             .then(|| filled(&[b, s, h, w], |i| (2.1 * i as f64 + 1.0).sin() as f32)),
     };
-    let got = rule
-        .step(&state, &env, &draws)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    assert_eq!(got.len(), expected.len());
-    for (k, (g, e)) in got.iter().zip(expected).enumerate() {
-        assert!((g - e).abs() < 2e-5, "element {k}: got {g}, expected {e}");
+    for backend in [StepBackend::Reference, StepBackend::Fused] {
+        let got = rule
+            .clone()
+            .with_backend(backend)
+            .step(&state, &env, &draws)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (k, (g, e)) in got.iter().zip(expected).enumerate() {
+            assert!(
+                (g - e).abs() < 2e-5,
+                "{backend:?} element {k}: got {g}, expected {e}"
+            );
+        }
     }
 }
 

@@ -1,0 +1,242 @@
+//! The forward pass of the fused step: per tile of cells, the whole cell
+//! MLP (3x3 perception as an im2col GEMM or a depthwise filter plus a 1x1
+//! GEMM, hidden 1x1 GEMMs, the update, the residual and the reset mix);
+//! then the normalization over the batch and the masked update.
+
+use rayon::prelude::*;
+
+use super::layout::{gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, First, Weights};
+use super::linalg::{bias_relu, matmul};
+use super::norm::{self, Stats};
+
+/// Cells per tile: the unit of work of one task, sized so that a tile's
+/// im2col matrix and activations stay in the L2 cache.
+pub(crate) const TILE: usize = 192;
+
+/// Per-task scratch buffers, sized for one tile.
+pub(crate) struct Scratch {
+    /// im2col matrix, `[TILE, 9 * max(S + E, hd)]`.
+    pub p: Vec<f32>,
+    /// Depthwise output, `[TILE, S + E]`.
+    pub dw: Vec<f32>,
+    /// Gradient at the update, `[TILE, S]`.
+    pub gu: Vec<f32>,
+    /// Gradients at hidden activations, `[TILE, hd]` each.
+    pub gh: [Vec<f32>; 2],
+    /// Gradient at the reset gate's logit, `[TILE]`.
+    pub gg: Vec<f32>,
+}
+
+impl Scratch {
+    /// Buffers for a step of `d`.
+    pub fn new(d: &Dims) -> Self {
+        Scratch {
+            p: vec![0.0; TILE * 9 * d.ci().max(d.hd)],
+            dw: vec![0.0; TILE * d.ci()],
+            gu: vec![0.0; TILE * d.s],
+            gh: [vec![0.0; TILE * d.hd], vec![0.0; TILE * d.hd]],
+            gg: vec![0.0; TILE],
+        }
+    }
+}
+
+/// What the forward keeps for the backward.
+pub(crate) struct Saved {
+    /// The parameters in internal layout.
+    pub weights: Weights,
+    /// The input `cat(state, env)`, `[N, S + E]`.
+    pub x: Vec<f32>,
+    /// The draws, `[N, 1 (+ S)]`: mask, then noise.
+    pub draws: Vec<f32>,
+    /// The activations, one [`super::layout::Record`] per tile.
+    pub rec: Vec<f32>,
+    /// The normalized candidate, `[N, S]`.
+    pub y: Vec<f32>,
+    /// The normalization's statistics.
+    pub stats: Stats,
+}
+
+/// The result of the forward pass.
+pub(crate) struct Output {
+    /// The new state, `[B, S, H, W]`.
+    pub out: Vec<f32>,
+    /// What the backward needs, when asked for.
+    pub saved: Option<Saved>,
+}
+
+/// One step: `x` `[B, S + E, H, W]`, `packed` the packed parameters, `draws`
+/// `[B, 1 (+ S), H, W]`; keeps the activations when `save`.
+pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: bool) -> Output {
+    let (cells, s, ci) = (d.cells(), d.s, d.ci());
+    let weights = Weights::new(d, packed);
+    let x = nchw_to_nhwc(x, d.b, ci, d.hw());
+    let draws = nchw_to_nhwc(draws, d.b, d.draw_channels(), d.hw());
+    let mut y = vec![0.0; cells * s];
+    let record = d.record(TILE);
+    let rec = if cells == 0 {
+        Vec::new()
+    } else if save {
+        let mut rec = vec![0.0; cells.div_ceil(TILE) * record.len()];
+        rec.par_chunks_mut(record.len())
+            .zip(y.par_chunks_mut(TILE * s))
+            .enumerate()
+            .for_each_init(
+                || Scratch::new(d),
+                |scr, (t, (r, yt))| tile(d, &weights, (&x, &draws), t * TILE, scr, r, yt),
+            );
+        rec
+    } else {
+        y.par_chunks_mut(TILE * s).enumerate().for_each_init(
+            || (Scratch::new(d), vec![0.0; record.len()]),
+            |(scr, r), (t, yt)| tile(d, &weights, (&x, &draws), t * TILE, scr, r, yt),
+        );
+        Vec::new()
+    };
+    let stats = norm::normalize(d, &mut y);
+    let dc = d.draw_channels();
+    let mut out = vec![0.0; cells * s];
+    out.par_chunks_mut(s)
+        .zip(y.par_chunks(s))
+        .enumerate()
+        .with_min_len(256)
+        .for_each(|(n, (o, yc))| {
+            let mask = draws[n * dc];
+            let st = &x[n * ci..n * ci + s];
+            for ((o, &yv), &sv) in o.iter_mut().zip(yc).zip(st) {
+                *o = sv + mask * (yv - sv);
+            }
+        });
+    let out = nhwc_to_nchw(&out, d.b, s, d.hw());
+    let saved = save.then_some(Saved {
+        weights,
+        x,
+        draws,
+        rec,
+        y,
+        stats,
+    });
+    Output { out, saved }
+}
+
+/// The depthwise 3x3 filter (zero padding) of cells `n0 .. n0 + m` of `x`
+/// (`[N, ci]`) with taps `wdw` (`[9, ci]`) and bias `bias`, into `out`
+/// (`[m, ci]`).
+pub(crate) fn depthwise(
+    d: &Dims,
+    x: &[f32],
+    n0: usize,
+    (wdw, bias): (&[f32], &[f32]),
+    out: &mut [f32],
+) {
+    let ci = d.ci();
+    for (i, row) in out.chunks_exact_mut(ci).enumerate() {
+        row.copy_from_slice(bias);
+        for t in 0..9 {
+            if let Some(j) = neighbour(d, n0 + i, t, false) {
+                let (xs, ws) = (&x[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
+                for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
+                    *o += xv * wv;
+                }
+            }
+        }
+    }
+}
+
+/// The cell MLP of the tile starting at cell `n0`: writes the activations
+/// into `rec` (one tile's [`super::layout::Record`]) and the mixed candidate
+/// into `y` (`[m, S]`, `m` the tile's cells).
+fn tile(
+    d: &Dims,
+    w: &Weights,
+    (x, draws): (&[f32], &[f32]),
+    n0: usize,
+    scr: &mut Scratch,
+    rec: &mut [f32],
+    y: &mut [f32],
+) {
+    let (s, ci, hd) = (d.s, d.ci(), d.hd);
+    let m = y.len() / s;
+    let rl = d.record(TILE);
+    let v = &w.v;
+    {
+        let h0 = &mut rec[..m * hd];
+        match w.pack.first {
+            First::Conv { w: wo, b: bo } => {
+                gather3x3(d, x, ci, n0, m, false, &mut scr.p);
+                let wc = &v[wo..wo + 9 * ci * hd];
+                matmul(
+                    (m, hd, 9 * ci),
+                    h0,
+                    hd,
+                    false,
+                    (&scr.p, 9 * ci, 1),
+                    (wc, hd, 1),
+                );
+                bias_relu(h0, hd, m, &v[bo..bo + hd]);
+            }
+            First::Depthwise { dw, db, pw, pb } => {
+                let dwo = &mut scr.dw[..m * ci];
+                depthwise(d, x, n0, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
+                let wp = &v[pw..pw + ci * hd];
+                matmul((m, hd, ci), h0, hd, false, (dwo, ci, 1), (wp, hd, 1));
+                bias_relu(h0, hd, m, &v[pb..pb + hd]);
+            }
+        }
+    }
+    for (k, &(wo, bo)) in w.pack.hidden.iter().enumerate() {
+        let (lo, hi) = rec.split_at_mut(rl.h(k + 1));
+        let (hin, hout) = (&lo[rl.h(k)..rl.h(k) + m * hd], &mut hi[..m * hd]);
+        matmul(
+            (m, hd, hd),
+            hout,
+            hd,
+            false,
+            (hin, hd, 1),
+            (&v[wo..wo + hd * hd], hd, 1),
+        );
+        bias_relu(hout, hd, m, &v[bo..bo + hd]);
+    }
+    let (lo, hi) = rec.split_at_mut(rl.cand());
+    let hl = &lo[rl.h(d.layers)..rl.h(d.layers) + m * hd];
+    let (cand, gate) = hi.split_at_mut(rl.r() - rl.cand());
+    let cand = &mut cand[..m * s];
+    let (wu, bu) = w.pack.update;
+    matmul(
+        (m, s, hd),
+        cand,
+        s,
+        false,
+        (hl, hd, 1),
+        (&v[wu..wu + hd * s], s, 1),
+    );
+    let dc = d.draw_channels();
+    for i in 0..m {
+        let n = n0 + i;
+        let row = &mut cand[i * s..(i + 1) * s];
+        for (c, u) in row.iter_mut().enumerate() {
+            *u += v[bu + c];
+            if d.residual {
+                *u += x[n * ci + c];
+            }
+        }
+        let yrow = &mut y[i * s..(i + 1) * s];
+        match w.pack.reset {
+            Some((wr, br)) => {
+                let hrow = &hl[i * hd..(i + 1) * hd];
+                let logit: f32 = hrow
+                    .iter()
+                    .zip(&v[wr..wr + hd])
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    + v[br];
+                let r = 1.0 / (1.0 + (-logit).exp());
+                gate[i] = r;
+                let z = &draws[n * dc + 1..n * dc + 1 + s];
+                for ((yv, zv), cv) in yrow.iter_mut().zip(z).zip(row.iter()) {
+                    *yv = r * zv + (1.0 - r) * cv;
+                }
+            }
+            None => yrow.copy_from_slice(row),
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Shapes, buffer layouts and parameter packing of the fused step.
+//!
+//! Inside the fused step every per-cell buffer is NHWC: cell `n = (b * H +
+//! y) * W + x` holds its channels contiguously. The interface tensors are
+//! NCHW and are transposed on the way in and out.
+
+use rayon::prelude::*;
+
+use crate::config::{CellConfig, Norm, Perception};
+
+/// Everything the kernels need to know about one step's shapes and options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Batch size `B`.
+    pub b: usize,
+    /// Grid height.
+    pub h: usize,
+    /// Grid width.
+    pub w: usize,
+    /// State channels `S`.
+    pub s: usize,
+    /// Environment channels `E`.
+    pub e: usize,
+    /// Hidden channels.
+    pub hd: usize,
+    /// Hidden `hd -> hd` layers after the perception layer.
+    pub layers: usize,
+    /// Whether the perception is depthwise + pointwise (else a full 3x3).
+    pub depthwise: bool,
+    /// The normalization of the candidate.
+    pub norm: Norm,
+    /// `s + U` (true) or `U` (false).
+    pub residual: bool,
+    /// Whether the reset gate is applied (and its parameters packed).
+    pub reset: bool,
+}
+
+impl Dims {
+    /// The dims of a step of `config` on a `[b, _, h, w]` grid.
+    pub fn new(config: &CellConfig, reset: bool, (b, h, w): (usize, usize, usize)) -> Self {
+        Dims {
+            b,
+            h,
+            w,
+            s: config.state_channels,
+            e: config.env_channels,
+            hd: config.hidden_channels,
+            layers: config.hidden_layers,
+            depthwise: config.perception != Perception::Conv3x3,
+            norm: config.norm,
+            residual: config.residual,
+            reset,
+        }
+    }
+
+    /// `S + E`, the channels the perception reads.
+    pub fn ci(&self) -> usize {
+        self.s + self.e
+    }
+
+    /// Cells of one image, `H * W`.
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Cells of the batch, `B * H * W`.
+    pub fn cells(&self) -> usize {
+        self.b * self.hw()
+    }
+
+    /// Channels of the draws tensor: the mask, then the noise if any.
+    pub fn draw_channels(&self) -> usize {
+        1 + if self.reset { self.s } else { 0 }
+    }
+
+    /// The layout of the activations the forward keeps for a tile of
+    /// `tile` cells (see [`Record`]).
+    pub fn record(&self, tile: usize) -> Record {
+        Record {
+            tile,
+            hd: self.hd,
+            s: self.s,
+            layers: self.layers,
+        }
+    }
+
+    /// Width of the first layer's input gradient, the buffer the transposed
+    /// 3x3 pass gathers from: `hd` for a full 3x3, `S + E` for depthwise.
+    pub fn first_grad_width(&self) -> usize {
+        if self.depthwise {
+            self.ci()
+        } else {
+            self.hd
+        }
+    }
+}
+
+/// The activations the forward keeps for one tile of up to `tile` cells,
+/// field after field, each row-major over the tile's cells: the hidden
+/// activations `h_0 .. h_L` (after ReLU, `[tile, hd]` each), the candidate
+/// before the reset mix (`s + U` or `U`, `[tile, S]`) and the reset gate
+/// `r` (`[tile]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Cells per tile.
+    pub tile: usize,
+    hd: usize,
+    s: usize,
+    layers: usize,
+}
+
+impl Record {
+    /// Offset of `h_k`.
+    pub fn h(&self, k: usize) -> usize {
+        k * self.hd * self.tile
+    }
+
+    /// Offset of the candidate.
+    pub fn cand(&self) -> usize {
+        self.h(self.layers + 1)
+    }
+
+    /// Offset of `r`.
+    pub fn r(&self) -> usize {
+        self.cand() + self.s * self.tile
+    }
+
+    /// Floats per tile.
+    pub fn len(&self) -> usize {
+        self.r() + self.tile
+    }
+}
+
+/// Where each tensor lies in the packed parameter vector. The packed vector
+/// concatenates the flattened rule tensors in the order of
+/// [`crate::CellParams::named`] (classifier left out, reset gate only when
+/// used); the internal copy uses the same ranges, but each weight is
+/// transposed to `[in, out]` row-major (the 3x3 weight to `[9 * ci, hd]`
+/// with row `t * ci + c` for tap `t = 3 * ky + kx`, the depthwise weight to
+/// `[9, ci]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Packing {
+    /// The perception layer.
+    pub first: First,
+    /// `(weight, bias)` offsets of the hidden layers.
+    pub hidden: Vec<(usize, usize)>,
+    /// Update weight `[hd, S]` and bias `[S]`.
+    pub update: (usize, usize),
+    /// Reset weight `[hd]` and bias `[1]`.
+    pub reset: Option<(usize, usize)>,
+    /// Total floats.
+    pub len: usize,
+}
+
+/// Offsets of the perception layer's tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum First {
+    /// 3x3 weight `[9 * ci, hd]` and bias `[hd]`.
+    Conv { w: usize, b: usize },
+    /// Depthwise weight `[9, ci]`, bias `[ci]`, pointwise `[ci, hd]`, bias `[hd]`.
+    Depthwise {
+        dw: usize,
+        db: usize,
+        pw: usize,
+        pb: usize,
+    },
+}
+
+impl Packing {
+    /// The packing of `d`'s parameters.
+    pub fn new(d: &Dims) -> Self {
+        let (ci, hd, s) = (d.ci(), d.hd, d.s);
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let o = at;
+            at += n;
+            o
+        };
+        let first = if d.depthwise {
+            First::Depthwise {
+                dw: take(9 * ci),
+                db: take(ci),
+                pw: take(ci * hd),
+                pb: take(hd),
+            }
+        } else {
+            First::Conv {
+                w: take(9 * ci * hd),
+                b: take(hd),
+            }
+        };
+        let hidden = (0..d.layers).map(|_| (take(hd * hd), take(hd))).collect();
+        let update = (take(hd * s), take(s));
+        let reset = d.reset.then(|| (take(hd), take(1)));
+        Packing {
+            first,
+            hidden,
+            update,
+            reset,
+            len: at,
+        }
+    }
+
+    /// `perm[i]`: the index in the packed (PyTorch-layout) vector of the
+    /// internal element `i`. Biases map to themselves.
+    fn permutation(&self, d: &Dims) -> Vec<usize> {
+        let (ci, hd, s) = (d.ci(), d.hd, d.s);
+        let mut perm: Vec<usize> = (0..self.len).collect();
+        // An `[out, in]` weight stored internally as `[in, out]`.
+        let transposed = |perm: &mut [usize], at: usize, out: usize, inp: usize| {
+            for i in 0..inp {
+                for o in 0..out {
+                    perm[at + i * out + o] = at + o * inp + i;
+                }
+            }
+        };
+        match self.first {
+            First::Conv { w, .. } => {
+                // Internal (t * ci + c, o) <- original [o, c, t].
+                for t in 0..9 {
+                    for c in 0..ci {
+                        for o in 0..hd {
+                            perm[w + (t * ci + c) * hd + o] = w + (o * ci + c) * 9 + t;
+                        }
+                    }
+                }
+            }
+            First::Depthwise { dw, pw, .. } => {
+                transposed(&mut perm, dw, ci, 9);
+                transposed(&mut perm, pw, hd, ci);
+            }
+        }
+        for &(w, _) in &self.hidden {
+            transposed(&mut perm, w, hd, hd);
+        }
+        transposed(&mut perm, self.update.0, s, hd);
+        perm
+    }
+}
+
+/// The rule's parameters in internal layout, plus, for a full 3x3, the
+/// weight arranged for the transposed convolution of the backward pass.
+#[derive(Debug, Clone)]
+pub(crate) struct Weights {
+    /// Offsets into `v`.
+    pub pack: Packing,
+    /// The internal copy (see [`Packing`]).
+    pub v: Vec<f32>,
+    /// For a full 3x3: `[9 * hd, ci]`, row `t * hd + o`, column `c` holds
+    /// the original `W[o, c, t]`.
+    pub conv_t: Vec<f32>,
+    perm: Vec<usize>,
+}
+
+impl Weights {
+    /// Internal weights from the packed vector `packed` (PyTorch layouts).
+    pub fn new(d: &Dims, packed: &[f32]) -> Self {
+        let pack = Packing::new(d);
+        let perm = pack.permutation(d);
+        let v = perm.iter().map(|&j| packed[j]).collect();
+        let conv_t = match pack.first {
+            First::Conv { w, .. } => {
+                let (ci, hd) = (d.ci(), d.hd);
+                let mut conv_t = vec![0.0; 9 * hd * ci];
+                for t in 0..9 {
+                    for o in 0..hd {
+                        for c in 0..ci {
+                            conv_t[(t * hd + o) * ci + c] = packed[w + (o * ci + c) * 9 + t];
+                        }
+                    }
+                }
+                conv_t
+            }
+            First::Depthwise { .. } => Vec::new(),
+        };
+        Weights {
+            pack,
+            v,
+            conv_t,
+            perm,
+        }
+    }
+
+    /// A gradient in internal layout, returned in the packed layout.
+    pub fn to_packed(&self, internal: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; internal.len()];
+        for (g, &j) in internal.iter().zip(&self.perm) {
+            out[j] = *g;
+        }
+        out
+    }
+}
+
+/// Cells per block when transposing; keeps a block of the NHWC side in L1.
+const TRANSPOSE_BLOCK: usize = 64;
+
+/// `[B, C, HW]` to `[B, HW, C]`.
+pub(crate) fn nchw_to_nhwc(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
+    let mut dst = vec![0.0; b * c * hw];
+    if dst.is_empty() {
+        return dst;
+    }
+    dst.par_chunks_mut(hw * c)
+        .zip(src.par_chunks(hw * c))
+        .for_each(|(d, s)| {
+            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
+                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
+                for ch in 0..c {
+                    let row = &s[ch * hw..(ch + 1) * hw];
+                    for p in p0..p1 {
+                        d[p * c + ch] = row[p];
+                    }
+                }
+            }
+        });
+    dst
+}
+
+/// `[B, HW, C]` to `[B, C, HW]`.
+pub(crate) fn nhwc_to_nchw(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
+    let mut dst = vec![0.0; b * c * hw];
+    if dst.is_empty() {
+        return dst;
+    }
+    dst.par_chunks_mut(hw * c)
+        .zip(src.par_chunks(hw * c))
+        .for_each(|(d, s)| {
+            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
+                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
+                for ch in 0..c {
+                    let row = &mut d[ch * hw..(ch + 1) * hw];
+                    for p in p0..p1 {
+                        row[p] = s[p * c + ch];
+                    }
+                }
+            }
+        });
+    dst
+}
+
+/// The cell at offset `t` (tap `t = 3 * ky + kx`, offset `(ky - 1, kx - 1)`,
+/// negated when `flip`) of cell `n`, or `None` past the border (zero padding).
+#[inline]
+pub(crate) fn neighbour(d: &Dims, n: usize, t: usize, flip: bool) -> Option<usize> {
+    let hw = d.hw();
+    let (img, p) = (n / hw, n % hw);
+    let (y, x) = ((p / d.w) as isize, (p % d.w) as isize);
+    let (mut dy, mut dx) = ((t / 3) as isize - 1, (t % 3) as isize - 1);
+    if flip {
+        dy = -dy;
+        dx = -dx;
+    }
+    let (yy, xx) = (y + dy, x + dx);
+    if yy < 0 || xx < 0 || yy >= d.h as isize || xx >= d.w as isize {
+        None
+    } else {
+        Some(img * hw + yy as usize * d.w + xx as usize)
+    }
+}
+
+/// The 3x3 neighbourhoods of cells `n0 .. n0 + m` of `src` (`[N, c]`) into
+/// `dst` (`[m, 9 * c]`, tap-major): row `i`, columns `t * c .. (t + 1) * c`
+/// hold the neighbour at tap `t` (see [`neighbour`]), zeros past the border.
+pub(crate) fn gather3x3(
+    d: &Dims,
+    src: &[f32],
+    c: usize,
+    n0: usize,
+    m: usize,
+    flip: bool,
+    dst: &mut [f32],
+) {
+    for (i, row) in dst[..m * 9 * c].chunks_exact_mut(9 * c).enumerate() {
+        for (t, tap) in row.chunks_exact_mut(c).enumerate() {
+            match neighbour(d, n0 + i, t, flip) {
+                Some(j) => tap.copy_from_slice(&src[j * c..(j + 1) * c]),
+                None => tap.fill(0.0),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(depthwise: bool, reset: bool) -> Dims {
+        Dims {
+            b: 2,
+            h: 3,
+            w: 4,
+            s: 3,
+            e: 2,
+            hd: 4,
+            layers: 2,
+            depthwise,
+            norm: Norm::None,
+            residual: true,
+            reset,
+        }
+    }
+
+    #[test]
+    fn permutation_is_a_bijection_and_round_trips() {
+        for (dw, reset) in [(false, false), (true, true)] {
+            let d = dims(dw, reset);
+            let packed: Vec<f32> = (0..Packing::new(&d).len).map(|i| i as f32).collect();
+            let w = Weights::new(&d, &packed);
+            assert_eq!(w.to_packed(&w.v), packed);
+        }
+    }
+
+    #[test]
+    fn conv_weight_is_tap_major() {
+        let d = dims(false, false);
+        let packed: Vec<f32> = (0..Packing::new(&d).len).map(|i| i as f32).collect();
+        let w = Weights::new(&d, &packed);
+        let (ci, hd) = (d.ci(), d.hd);
+        // Original [o=1, c=2, t=5] lies at (1 * ci + 2) * 9 + 5.
+        assert_eq!(w.v[(5 * ci + 2) * hd + 1], ((ci + 2) * 9 + 5) as f32);
+        assert_eq!(w.conv_t[(5 * hd + 1) * ci + 2], ((ci + 2) * 9 + 5) as f32);
+    }
+
+    #[test]
+    fn transposes_round_trip() {
+        let x: Vec<f32> = (0..2 * 3 * 70).map(|i| i as f32).collect();
+        let y = nchw_to_nhwc(&x, 2, 3, 70);
+        assert_eq!(y[3], 1.0);
+        assert_eq!(nhwc_to_nchw(&y, 2, 3, 70), x);
+    }
+
+    #[test]
+    fn neighbours_respect_the_border() {
+        let d = dims(false, false);
+        // Cell (b=1, y=0, x=0) = 12: no upper or left neighbour.
+        assert_eq!(neighbour(&d, 12, 0, false), None);
+        assert_eq!(neighbour(&d, 12, 4, false), Some(12));
+        assert_eq!(neighbour(&d, 12, 8, false), Some(12 + 4 + 1));
+        assert_eq!(neighbour(&d, 12, 0, true), Some(12 + 4 + 1));
+        // Last cell of image 0 has no lower neighbour in image 1.
+        assert_eq!(neighbour(&d, 11, 7, false), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! A fused CPU implementation of one CA step, forward and analytic
+//! backward, plugged into candle's autograd as a `CustomOp3`.
+//!
+//! The op takes `x = cat(state, env)` `[B, S + E, H, W]`, the rule's
+//! parameters packed into one 1-D tensor (a `cat` of the flattened vars, so
+//! that candle routes the packed gradient back to every var) and the draws
+//! `[B, 1 (+ S), H, W]` (mask, then noise; no gradient). Inside, buffers are
+//! NHWC; the cells are processed in tiles, one task per tile on rayon's
+//! pool, each running the whole cell MLP with single-threaded GEMMs. The
+//! forward keeps the activations of a step (not the im2col matrices, which
+//! are rebuilt) so that memory grows with the steps in the graph only.
+
+mod backward;
+mod forward;
+mod layout;
+mod linalg;
+mod norm;
+mod op;
+
+use candle_core::Tensor;
+
+use crate::config::CellConfig;
+use crate::draws::StepDraws;
+use crate::error::Result;
+use crate::params::{CellParams, ParamGroup};
+
+/// One CA step on CPU with the fused op; same contract as
+/// [`crate::CellRule::step_reference`], whose checks the caller has run.
+pub(crate) fn step(
+    config: &CellConfig,
+    params: &CellParams,
+    state: &Tensor,
+    env: &Tensor,
+    draws: &StepDraws,
+) -> Result<Tensor> {
+    let (b, _, h, w) = state.dims4()?;
+    let noise = draws.noise.as_ref().filter(|_| params.reset.is_some());
+    let reset = noise.is_some();
+    let x = Tensor::cat(&[state, env], 1)?;
+    let packed: Vec<Tensor> = params
+        .named()
+        .into_iter()
+        .filter(|p| match p.group {
+            ParamGroup::Rule => true,
+            ParamGroup::ResetGate => reset,
+            ParamGroup::Classifier => false,
+        })
+        .map(|p| p.var.as_tensor().flatten_all())
+        .collect::<candle_core::Result<_>>()?;
+    let packed = Tensor::cat(&packed, 0)?;
+    let draws = match noise {
+        Some(z) => Tensor::cat(&[&draws.mask, z], 1)?,
+        None => draws.mask.contiguous()?,
+    };
+    let dims = layout::Dims::new(config, reset, (b, h, w));
+    let train = x.track_op() || packed.track_op();
+    let op = op::FusedStep::new(dims, train);
+    let out = if train {
+        x.apply_op3(&packed, &draws, op)?
+    } else {
+        x.apply_op3_no_bwd(&packed, &draws, &op)?
+    };
+    Ok(out)
+}
