@@ -1,0 +1,54 @@
+//! The error type of `ca-sched`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while training or evaluating.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    /// A [`crate::TrainConfig`] field holds a value training cannot use.
+    #[error("invalid training config: {field} = {value}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The loss was NaN or infinite for too many steps in a row.
+    #[error("training diverged: the loss was not finite for {count} steps in a row (last at step {step}); the last good checkpoint is kept")]
+    Diverged {
+        /// Consecutive non-finite steps.
+        count: usize,
+        /// The optimizer step of the last one.
+        step: u64,
+    },
+    /// A training checkpoint could not be read or written, or does not match.
+    #[error("training checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data source failed.
+    #[error("data: {0}")]
+    Data(String),
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// From the cell rule.
+    #[error(transparent)]
+    Core(#[from] ca_core::CoreError),
+    /// From candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with [`SchedError`].
+pub type Result<T> = std::result::Result<T, SchedError>;

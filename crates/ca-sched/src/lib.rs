@@ -1,0 +1,35 @@
+//! # ca-sched: training a segmentation cellular automaton
+//!
+//! The part that makes the automaton learn (Sandler et al. 2020, sections
+//! 3.1, 3.2 and 5): a pool of slots keeps images and states across
+//! optimizer steps; each step runs a mini-unroll of `K` CA steps on a batch
+//! of slots and back-propagates through those `K` only; the loss is the
+//! per-pixel cross-entropy at the steps where a slot is at least `T0 = T/3`
+//! steps old; after each mini-unroll every slot resets its image and its
+//! state with probabilities chosen so that, within the target `T`, each is
+//! reset at least once with probability `p_i` (resp. `p_s`).
+//!
+//! The model and the data come in through the [`SegModel`] and
+//! [`TrainData`] traits; [`ca_core::CellRule`] is a [`SegModel`].
+
+mod adam;
+mod checkpoint;
+mod config;
+mod error;
+mod eval;
+mod loss;
+mod metrics;
+mod model;
+mod pool;
+mod trainer;
+
+pub use adam::Adam;
+pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
+pub use config::{reset_probability, GradNorm, TrainConfig};
+pub use error::{Result, SchedError};
+pub use eval::{accumulate, evaluate_iou, predict, IouTable};
+pub use loss::per_sample_cross_entropy;
+pub use metrics::MetricsLog;
+pub use model::{SegModel, TrainData};
+pub use pool::{Pool, ResetCounts, Slot};
+pub use trainer::{StepReport, Trainer};

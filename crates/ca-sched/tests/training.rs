@@ -1,0 +1,239 @@
+//! Training behaviour on a tiny in-test data set: a bright square (object)
+//! with a one-pixel rim (boundary) on a dark noisy background.
+
+use ca_core::{CellConfig, CellRule, Norm};
+use ca_sched::{evaluate_iou, SchedError, TrainConfig, TrainData, Trainer};
+use candle_core::{Device, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+const SIZE: usize = 12;
+
+struct Squares {
+    samples: Vec<(Vec<f32>, Vec<u32>)>,
+}
+
+impl Squares {
+    fn new(n: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(5);
+        let samples = (0..n)
+            .map(|_| {
+                let side = rng.random_range(4..8);
+                let (y0, x0) = (
+                    rng.random_range(1..SIZE - side),
+                    rng.random_range(1..SIZE - side),
+                );
+                let mut img = vec![0f32; 3 * SIZE * SIZE];
+                let mut lab = vec![0u32; SIZE * SIZE];
+                for y in 0..SIZE {
+                    for x in 0..SIZE {
+                        let inside = (y0..y0 + side).contains(&y) && (x0..x0 + side).contains(&x);
+                        let rim = inside
+                            && (y == y0 || x == x0 || y == y0 + side - 1 || x == x0 + side - 1);
+                        lab[y * SIZE + x] = if rim {
+                            2
+                        } else if inside {
+                            1
+                        } else {
+                            0
+                        };
+                        for c in 0..3 {
+                            let base = if inside { 0.8 } else { 0.2 };
+                            img[(c * SIZE + y) * SIZE + x] = base + rng.random_range(-0.1..0.1);
+                        }
+                    }
+                }
+                (img, lab)
+            })
+            .collect();
+        Squares { samples }
+    }
+}
+
+impl TrainData for Squares {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
+        let mut imgs = Vec::new();
+        let mut labs = Vec::new();
+        for &(i, _) in items {
+            imgs.extend_from_slice(&self.samples[i].0);
+            labs.extend_from_slice(&self.samples[i].1);
+        }
+        let b = items.len();
+        Ok((
+            Tensor::from_vec(imgs, (b, 3, SIZE, SIZE), device)?,
+            Tensor::from_vec(labs, (b, SIZE, SIZE), device)?,
+        ))
+    }
+}
+
+fn small_rule(seed: u64) -> CellRule {
+    let cfg = CellConfig {
+        state_channels: 8,
+        hidden_channels: 16,
+        norm: Norm::Instance,
+        ..CellConfig::default()
+    };
+    CellRule::new(cfg, seed, &Device::Cpu).unwrap()
+}
+
+fn small_schedule() -> TrainConfig {
+    TrainConfig {
+        batch: 4,
+        pool_size: 4,
+        mini_unroll: 4,
+        target: 8,
+        learning_rate: 3e-3,
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ca-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn a_short_training_lowers_the_loss() {
+    let data = Squares::new(16);
+    let mut t = Trainer::new(small_rule(1), small_schedule(), data.len()).unwrap();
+    let losses: Vec<f32> = (0..120)
+        .filter_map(|_| t.train_step(&data).unwrap().loss)
+        .collect();
+    let n = losses.len();
+    assert!(n > 60, "too few steps with a loss: {n}");
+    let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
+    let last: f32 = losses[n - 10..].iter().sum::<f32>() / 10.0;
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+    let iou = evaluate_iou(t.model(), &data, &[8, 16], 8, 0).unwrap();
+    assert_eq!(iou.steps, [8, 16]);
+    assert!(iou.at(8).unwrap()[0] > 0.5, "background IoU {:?}", iou.iou);
+}
+
+#[test]
+fn the_loss_counts_only_slots_at_least_t0_old() {
+    let data = Squares::new(4);
+    // K = 2, T = 9, T0 = 3, no resets: unroll 1 sees ages 1, 2 (no loss),
+    // unroll 2 sees ages 3, 4 (loss).
+    let cfg = TrainConfig {
+        mini_unroll: 2,
+        target: 9,
+        p_image: 0.0,
+        p_state: 0.0,
+        ..small_schedule()
+    };
+    let mut t = Trainer::new(small_rule(2), cfg, data.len()).unwrap();
+    let r1 = t.train_step(&data).unwrap();
+    assert_eq!(r1.loss, None);
+    assert!(t
+        .pool()
+        .slots
+        .iter()
+        .all(|s| s.age == 2 && s.state.is_some()));
+    let r2 = t.train_step(&data).unwrap();
+    assert!(r2.loss.is_some());
+    assert_eq!(r2.resets.kept, 4);
+}
+
+#[test]
+fn full_unroll_resets_every_slot_every_step() {
+    let data = Squares::new(4);
+    let cfg = TrainConfig {
+        full_unroll: true,
+        ..small_schedule()
+    };
+    let mut t = Trainer::new(small_rule(2), cfg, data.len()).unwrap();
+    let r = t.train_step(&data).unwrap();
+    assert!(r.loss.is_some());
+    assert_eq!(r.resets.fresh_state, 4);
+    assert!(t
+        .pool()
+        .slots
+        .iter()
+        .all(|s| s.age == 0 && s.state.is_none()));
+}
+
+#[test]
+fn a_resumed_run_follows_the_uninterrupted_one() {
+    let data = Squares::new(8);
+    let mut straight = Trainer::new(small_rule(4), small_schedule(), data.len()).unwrap();
+    let expected: Vec<Option<f32>> = (0..8)
+        .map(|_| straight.train_step(&data).unwrap().loss)
+        .collect();
+
+    let mut first = Trainer::new(small_rule(4), small_schedule(), data.len()).unwrap();
+    let mut got: Vec<Option<f32>> = (0..4)
+        .map(|_| first.train_step(&data).unwrap().loss)
+        .collect();
+    let path = temp_path("resume.safetensors");
+    first.save_checkpoint(&path).unwrap();
+    drop(first);
+    // A different initial model: resume must overwrite every tensor.
+    let mut resumed = Trainer::resume(small_rule(99), &path, data.len()).unwrap();
+    assert_eq!(resumed.step_count(), 4);
+    got.extend((0..4).map(|_| resumed.train_step(&data).unwrap().loss));
+    for (k, (a, b)) in expected.iter().zip(&got).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "step {k}: {a} vs {b}"
+            ),
+            _ => assert_eq!(a, b, "step {k}"),
+        }
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let data = Squares::new(4);
+    let cfg = TrainConfig {
+        learning_rate: 1e30,
+        grad_norm: ca_sched::GradNorm::None,
+        max_bad_steps: 2,
+        ..small_schedule()
+    };
+    let mut t = Trainer::new(small_rule(5), cfg, data.len()).unwrap();
+    let path = temp_path("diverge.safetensors");
+    t.save_checkpoint(&path).unwrap();
+    let mut outcome = Ok(());
+    for _ in 0..50 {
+        match t.train_step(&data) {
+            Ok(r) if !r.non_finite => t.save_checkpoint(&path).unwrap(),
+            Ok(_) => {}
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    match outcome {
+        Err(SchedError::Diverged { count, .. }) => assert_eq!(count, 2),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    // The checkpoint on disk is a good one: it loads and its weights are finite.
+    let resumed = Trainer::resume(small_rule(5), &path, data.len()).unwrap();
+    for p in ca_sched::SegModel::named_params(resumed.model()) {
+        let v = p.var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|x| x.is_finite()), "{}", p.name);
+    }
+}
+
+#[test]
+fn resume_rejects_files_that_are_not_training_checkpoints() {
+    let path = temp_path("plain-rule.safetensors");
+    small_rule(1).save(&path).unwrap();
+    let err = Trainer::resume(small_rule(1), &path, 4)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a training checkpoint"), "{err}");
+    let err = Trainer::resume(small_rule(1), &temp_path("nope.safetensors"), 4)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("nope.safetensors"), "{err}");
+}
