@@ -2,3 +2,7 @@
 
 pub use ca_core;
 pub use ca_data;
+pub use ca_sched;
+
+pub mod device;
+pub mod pets;

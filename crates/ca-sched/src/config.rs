@@ -126,7 +126,7 @@ impl TrainConfig {
                 return Err(invalid(field, b, "must lie in [0, 1)"));
             }
         }
-        if !(self.epsilon > 0.0) {
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
             return Err(invalid("epsilon", self.epsilon, "must be positive"));
         }
         if let GradNorm::Clip(c) = self.grad_norm {
