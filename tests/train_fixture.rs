@@ -1,0 +1,56 @@
+//! A short training on the bundled synthetic fixture, through the same glue
+//! `train_pets` uses: the loss falls.
+
+use std::path::Path;
+
+use ca_core::{CellConfig, CellRule};
+use ca_data::{Augment, LoadOptions, PetsDataset, Split};
+use ca_sched::{evaluate_iou, TrainConfig, Trainer};
+use candle_core::Device;
+use cellseg::pets::{PetsTrainData, FIXTURE_DIR};
+
+#[test]
+fn training_on_the_fixture_lowers_the_loss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_DIR);
+    let options = LoadOptions::square(24);
+    let train = PetsTrainData {
+        dataset: PetsDataset::open(&root, Split::TrainVal, &options).unwrap(),
+        augment: Augment::default(),
+    };
+    let test = PetsTrainData {
+        dataset: PetsDataset::open(&root, Split::Test, &options).unwrap(),
+        augment: Augment::none(),
+    };
+    let rule = CellRule::new(
+        CellConfig {
+            state_channels: 12,
+            hidden_channels: 24,
+            ..CellConfig::default()
+        },
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let schedule = TrainConfig {
+        batch: 8,
+        pool_size: 8,
+        mini_unroll: 5,
+        target: 15,
+        learning_rate: 2e-3,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(rule, schedule, train.dataset.len()).unwrap();
+    let losses: Vec<f32> = (0..80)
+        .filter_map(|_| trainer.train_step(&train).unwrap().loss)
+        .collect();
+    let n = losses.len();
+    let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
+    let (first, last) = (mean(&losses[..10]), mean(&losses[n - 10..]));
+    assert!(last < 0.85 * first, "loss {first} -> {last}");
+    let iou = evaluate_iou(trainer.model(), &test, &[15], 12, 0).unwrap();
+    let at = iou.at(15).unwrap();
+    assert!(
+        at.iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 1.0),
+        "{at:?}"
+    );
+}
