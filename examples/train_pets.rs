@@ -16,6 +16,7 @@ use ca_sched::{
     checkpoint_metadata, evaluate_iou, GradNorm, IouTable, MetricsLog, TrainConfig, Trainer,
 };
 use cellseg::device::parse_device;
+use cellseg::flags::TrainFlags;
 use cellseg::pets::{resolve_data_dir, PetsTrainData};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -198,6 +199,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let total_steps = args.steps.unwrap_or(if fx { 200 } else { 3000 });
     let eval_every = args.eval_every.unwrap_or(if fx { 100 } else { 500 });
     let batch = pick(args.batch, 32, 8);
+    TrainFlags {
+        size,
+        state: pick(args.state, 48, 16),
+        hidden: pick(args.hidden, 72, 32),
+        batch,
+        pool: args.pool.unwrap_or(batch),
+        mini_unroll: args.mini_unroll,
+        target: args.target,
+        full_unroll: args.full_unroll,
+        checkpoint_every: args.checkpoint_every,
+        eval_samples: args.eval_samples,
+    }
+    .validate()?;
     let out = args
         .out
         .clone()
@@ -356,7 +370,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             record["eval_samples"] = json!(args.eval_samples.min(test.dataset.len()));
         }
         metrics.write(&record)?;
-        if step % args.checkpoint_every == 0 {
+        // A skipped (non-finite) step changes no weight; not writing it keeps
+        // the last good checkpoint as it was.
+        if step % args.checkpoint_every == 0 && !report.non_finite {
             trainer.save_checkpoint(&checkpoint)?;
             trainer.model().save(&out.join("model.safetensors"))?;
         }

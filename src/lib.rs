@@ -5,4 +5,5 @@ pub use ca_data;
 pub use ca_sched;
 
 pub mod device;
+pub mod flags;
 pub mod pets;

@@ -1,0 +1,172 @@
+//! Checks of `train_pets`'s numeric command-line values, done before any
+//! data is read, so that a nonsense value fails at once with a message that
+//! names the flag and the value (`--batch 0: must be at least 1`) instead of
+//! a panic or an error deep inside training.
+
+use std::fmt;
+
+/// The numeric training flags of `train_pets`, with their defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainFlags {
+    /// `--size`: the square image and state grid size in pixels.
+    pub size: usize,
+    /// `--state`: state channels.
+    pub state: usize,
+    /// `--hidden`: hidden channels.
+    pub hidden: usize,
+    /// `--batch`: slots per optimizer step.
+    pub batch: usize,
+    /// `--pool`: slots in the pool.
+    pub pool: usize,
+    /// `--mini-unroll`: K, CA steps per optimizer step.
+    pub mini_unroll: usize,
+    /// `--target`: T, the target number of CA steps.
+    pub target: usize,
+    /// `--full-unroll`: K is ignored when set.
+    pub full_unroll: bool,
+    /// `--checkpoint-every`: steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// `--eval-samples`: test samples of the periodic evaluation.
+    pub eval_samples: usize,
+}
+
+/// A command-line value that cannot work: the flag, the value and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError {
+    /// The flag, with its dashes (`--batch`).
+    pub flag: &'static str,
+    /// The value given (or defaulted), printed.
+    pub value: String,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.flag, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+fn at_least_one(flag: &'static str, value: u64) -> Result<(), FlagError> {
+    if value == 0 {
+        return Err(FlagError {
+            flag,
+            value: value.to_string(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+impl TrainFlags {
+    /// Checks every value; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), FlagError> {
+        let positive = [
+            ("--size", self.size as u64),
+            ("--state", self.state as u64),
+            ("--hidden", self.hidden as u64),
+            ("--batch", self.batch as u64),
+            ("--target", self.target as u64),
+            ("--checkpoint-every", self.checkpoint_every),
+            ("--eval-samples", self.eval_samples as u64),
+        ];
+        for (flag, value) in positive {
+            at_least_one(flag, value)?;
+        }
+        if self.pool < self.batch {
+            return Err(FlagError {
+                flag: "--pool",
+                value: self.pool.to_string(),
+                reason: format!("must be at least --batch ({})", self.batch),
+            });
+        }
+        if !self.full_unroll {
+            at_least_one("--mini-unroll", self.mini_unroll as u64)?;
+            if self.mini_unroll > self.target {
+                return Err(FlagError {
+                    flag: "--mini-unroll",
+                    value: self.mini_unroll.to_string(),
+                    reason: format!("must be at most --target ({})", self.target),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> TrainFlags {
+        TrainFlags {
+            size: 32,
+            state: 16,
+            hidden: 32,
+            batch: 8,
+            pool: 8,
+            mini_unroll: 10,
+            target: 40,
+            full_unroll: false,
+            checkpoint_every: 100,
+            eval_samples: 64,
+        }
+    }
+
+    fn message(flags: TrainFlags) -> String {
+        flags.validate().expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn defaults_pass() {
+        assert_eq!(good().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zeros_name_the_flag() {
+        let cases: [(&str, fn(&mut TrainFlags)); 7] = [
+            ("--size 0", |f| f.size = 0),
+            ("--state 0", |f| f.state = 0),
+            ("--hidden 0", |f| f.hidden = 0),
+            ("--batch 0", |f| f.batch = 0),
+            ("--target 0", |f| f.target = 0),
+            ("--checkpoint-every 0", |f| f.checkpoint_every = 0),
+            ("--eval-samples 0", |f| f.eval_samples = 0),
+        ];
+        for (want, edit) in cases {
+            let mut f = good();
+            edit(&mut f);
+            let msg = message(f);
+            assert_eq!(msg, format!("{want}: must be at least 1"));
+        }
+    }
+
+    #[test]
+    fn mini_unroll_must_fit_the_target() {
+        let msg = message(TrainFlags {
+            mini_unroll: 50,
+            ..good()
+        });
+        assert_eq!(msg, "--mini-unroll 50: must be at most --target (40)");
+        let msg = message(TrainFlags {
+            mini_unroll: 0,
+            ..good()
+        });
+        assert!(msg.starts_with("--mini-unroll 0"), "{msg}");
+        // The full unroll ignores K.
+        let full = TrainFlags {
+            mini_unroll: 50,
+            full_unroll: true,
+            ..good()
+        };
+        assert_eq!(full.validate(), Ok(()));
+    }
+
+    #[test]
+    fn pool_smaller_than_batch() {
+        let msg = message(TrainFlags { pool: 4, ..good() });
+        assert_eq!(msg, "--pool 4: must be at least --batch (8)");
+    }
+}
