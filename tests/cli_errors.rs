@@ -1,0 +1,260 @@
+//! Bad checkpoints and nonsense flags: every one is a clear error (non-zero
+//! exit, a message naming the file or the value), never a panic, and a
+//! failed `--resume` leaves the checkpoint on disk byte for byte as it was.
+//!
+//! The library half checks `CellRule::load`, `checkpoint_metadata` and
+//! `Trainer::resume` on files a real `train_pets` run wrote; the process
+//! half runs the `train_pets` binary (see `support::train_pets`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load;
+use candle_core::{Device, Tensor};
+use cellseg::ca_core::{CellConfig, CellRule, CONFIG_KEY};
+use cellseg::ca_sched::{checkpoint_metadata, Trainer};
+use support::{command, run, text, TempDir};
+
+/// Runs a short training into `dir` and returns the training checkpoint
+/// and the model file it wrote.
+fn trained(bin: &Path, dir: &TempDir) -> (PathBuf, PathBuf) {
+    let out = run(command(
+        bin,
+        &dir.0,
+        &["--steps", "2", "--checkpoint-every", "1"],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    (
+        dir.join("checkpoint.safetensors"),
+        dir.join("model.safetensors"),
+    )
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The tensors and metadata of a safetensors file.
+fn read_parts(path: &Path) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
+    let bytes = std::fs::read(path).expect("read");
+    let (st, meta) = cellseg::ca_core::parse_safetensors(&bytes, path).expect("parse");
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.load(&Device::Cpu).expect("tensor")))
+        .collect();
+    (tensors, meta)
+}
+
+/// The config of the checkpoints `trained` writes, with another state size.
+fn other_config() -> CellConfig {
+    CellConfig {
+        state_channels: 12,
+        hidden_channels: 16,
+        ..CellConfig::default()
+    }
+}
+
+/// The bad files every loader must reject, written into `dir` from a good
+/// checkpoint `good`: (file name, what its error must mention).
+fn bad_files(dir: &TempDir, good: &Path) -> Vec<(PathBuf, &'static str)> {
+    let bytes = std::fs::read(good).expect("read good");
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let empty = dir.join("empty.safetensors");
+    std::fs::write(&empty, b"").expect("write");
+
+    let (tensors, mut meta) = read_parts(good);
+    let no_meta = dir.join("no-metadata.safetensors");
+    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    candle_core::safetensors::save(&map, &no_meta).expect("write without metadata");
+    // The tensors of one config under the metadata of another.
+    let other = dir.join("other-config.safetensors");
+    meta.insert(
+        CONFIG_KEY.to_string(),
+        serde_json::to_string(&other_config()).expect("json"),
+    );
+    cellseg::ca_core::write_safetensors_atomic(&other, tensors, meta).expect("write");
+
+    let directory = dir.join("directory.safetensors");
+    std::fs::create_dir(&directory).expect("mkdir");
+    vec![
+        (truncated, "not a valid safetensors file"),
+        (empty, "not a valid safetensors file"),
+        (no_meta, "metadata"),
+        (other, "shape"),
+        (dir.join("missing.safetensors"), "cannot read"),
+        (directory, "is a directory"),
+    ]
+}
+
+#[test]
+fn bad_model_and_training_checkpoints_are_clear_library_errors() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-lib");
+    let (checkpoint, model) = trained(&bin, &dir);
+    assert!(CellRule::load(&model, &Device::Cpu).is_ok());
+    for (path, needle) in bad_files(&dir, &model) {
+        let name = file_name(&path);
+        let err = CellRule::load(&path, &Device::Cpu)
+            .err()
+            .expect("bad file must not load")
+            .to_string();
+        assert!(
+            err.contains(&name) && err.contains(needle),
+            "CellRule::load({name}): {err}"
+        );
+    }
+    let dir = TempDir::new("cli-errors-lib-train");
+    for (path, needle) in bad_files(&dir, &checkpoint) {
+        let name = file_name(&path);
+        let err = match checkpoint_metadata(&path) {
+            Err(e) => e.to_string(),
+            // The other-config file keeps its training metadata; resuming
+            // it must then fail on the tensor shapes.
+            Ok(meta) => {
+                let config = cellseg::ca_core::config_from_metadata(&meta, &path)
+                    .expect("config in metadata");
+                let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
+                Trainer::resume(rule, &path, 36)
+                    .err()
+                    .expect("must not resume")
+                    .to_string()
+            }
+        };
+        assert!(
+            err.contains(&name) && err.contains(needle),
+            "resume({name}): {err}"
+        );
+    }
+    // A good training checkpoint into a model of another config.
+    let rule = CellRule::new(other_config(), 0, &Device::Cpu).expect("rule");
+    let err = Trainer::resume(rule, &checkpoint, 36)
+        .err()
+        .expect("another config must not resume")
+        .to_string();
+    assert!(
+        err.contains("checkpoint.safetensors") && err.contains("shape"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_resume_is_an_error_and_leaves_the_checkpoint_unchanged() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-resume");
+    let (good, _) = trained(&bin, &dir);
+    let files = bad_files(&dir, &good);
+    for (bad, needle) in files {
+        let out_dir = TempDir::new(&format!("cli-errors-resume-{}", file_name(&bad)));
+        let target = out_dir.join("checkpoint.safetensors");
+        let before: Option<Vec<u8>> = if bad.is_dir() {
+            std::fs::create_dir(&target).expect("mkdir");
+            None
+        } else if bad.exists() {
+            std::fs::copy(&bad, &target).expect("copy");
+            Some(std::fs::read(&target).expect("read"))
+        } else {
+            None
+        };
+        let out = run(command(&bin, &out_dir.0, &["--resume", "--steps", "4"]));
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("checkpoint.safetensors") && stderr.contains(needle),
+            "{all}"
+        );
+        assert!(!stderr.contains("panicked"), "{all}");
+        match before {
+            Some(bytes) => assert_eq!(std::fs::read(&target).expect("still there"), bytes),
+            None if bad.is_dir() => assert!(target.is_dir()),
+            None => assert!(!target.exists(), "a failed resume created {target:?}"),
+        }
+        assert!(
+            !out_dir.join("model.safetensors").exists(),
+            "a failed resume wrote a model"
+        );
+    }
+}
+
+#[test]
+fn nonsense_flags_are_clear_errors() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-flags");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--size", "0"], "--size 0: must be at least 1"),
+        (&["--batch", "0"], "--batch 0: must be at least 1"),
+        (
+            &["--mini-unroll", "9"],
+            "--mini-unroll 9: must be at most --target (8)",
+        ),
+        (
+            &["--checkpoint-every", "0"],
+            "--checkpoint-every 0: must be at least 1",
+        ),
+        (&["--state", "0"], "--state 0: must be at least 1"),
+        (&["--pool", "2"], "--pool 2: must be at least --batch (4)"),
+        (&["--lr=-1"], "learning_rate = -1"),
+        (&["--p-image", "2"], "p_image = 2"),
+        (&["--device", "tpu"], "unknown device 'tpu'"),
+        (&["--device", "cuda:x"], "unknown device 'cuda:x'"),
+        (&["--grad-norm", "clip:-1"], "clip:-1"),
+        (&["--size=-3"], "-3"),
+        (&["--steps", "many"], "many"),
+        (&["--perception", "fft"], "fft"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = flags.to_vec();
+        args.extend(["--steps", "1"].iter().filter(|_| flags[0] != "--steps"));
+        let out = run(command(&bin, &dir.0, &args));
+        let all = text(&out);
+        let code = out.status.code();
+        // 1: rejected by train_pets; 2: rejected by the argument parser.
+        assert!(matches!(code, Some(1) | Some(2)), "{flags:?}: {all}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{flags:?}: {all}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {all}");
+        assert!(
+            !dir.join("checkpoint.safetensors").exists(),
+            "{flags:?} wrote a checkpoint"
+        );
+    }
+    // Flags are checked before the data are read.
+    let out = run(command(
+        &bin,
+        &dir.0,
+        &["--batch", "0", "--data", "/nonexistent/pets"],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--batch 0"), "{}", text(&out));
+}
+
+#[test]
+fn a_data_directory_that_is_not_a_pets_layout_is_a_clear_error() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-data");
+    std::fs::create_dir_all(dir.join("data/images")).expect("mkdir");
+    let data = dir.join("data");
+    let out = run(command(
+        &bin,
+        &dir.join("out"),
+        &["--data", data.to_str().expect("utf-8 path"), "--steps", "1"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no annotations/"), "{}", text(&out));
+}
