@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use super::forward::{depthwise, Saved, Scratch, TILE};
+use super::forward::{depthwise, with_scratch, Saved, Scratch, TILE};
 use super::layout::{gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, First};
-use super::linalg::{add_colsum, matmul, relu_mask};
+use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
 /// Weight gradients are summed per group of tiles, then over the groups in
@@ -58,16 +58,17 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     let rl = d.record(TILE);
     let per_group = cells.div_ceil(TILE).div_ceil(GROUPS);
     let group_cells = per_group * TILE;
-    let partial: Vec<Vec<f32>> = saved
+    let len = w.pack.len;
+    let mut partial = vec![0.0; GROUPS * len];
+    saved
         .rec
         .par_chunks(per_group * rl.len())
         .zip(g.par_chunks(group_cells * s))
         .zip(gs.par_chunks_mut(group_cells * s))
         .zip(ga.par_chunks_mut(group_cells * gw))
+        .zip(partial.par_chunks_mut(len))
         .enumerate()
-        .map(|(gi, (((rec, gc), gsg), gag))| {
-            let mut acc = vec![0.0; w.pack.len];
-            let mut scr = Scratch::new(d);
+        .for_each(|(gi, ((((rec, gc), gsg), gag), acc))| {
             let tiles = rec
                 .chunks(rl.len())
                 .zip(gc.chunks(TILE * s))
@@ -75,13 +76,13 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
                 .zip(gag.chunks_mut(TILE * gw));
             for (k, (((rt, gt), gst), gat)) in tiles.enumerate() {
                 let n0 = gi * group_cells + k * TILE;
-                tile_backward(d, saved, n0, (rt, gt), (gst, gat), &mut scr, &mut acc);
+                with_scratch(d, |scr| {
+                    tile_backward(d, saved, n0, (rt, gt), (gst, gat), scr, acc)
+                });
             }
-            acc
-        })
-        .collect();
-    let mut gp = vec![0.0; w.pack.len];
-    for acc in &partial {
+        });
+    let mut gp = vec![0.0; len];
+    for acc in partial.chunks(len) {
         for (a, b) in gp.iter_mut().zip(acc) {
             *a += b;
         }
@@ -91,10 +92,11 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     gx.par_chunks_mut(TILE * ci)
         .zip(gs.par_chunks(TILE * s))
         .enumerate()
-        .for_each_init(
-            || Scratch::new(d),
-            |scr, (t, (gxt, gst))| input_grad(d, saved, &ga, t * TILE, (gxt, gst), scr),
-        );
+        .for_each(|(t, (gxt, gst))| {
+            with_scratch(d, |scr| {
+                input_grad(d, saved, &ga, t * TILE, (gxt, gst), &mut scr.p)
+            })
+        });
     Grads {
         x: nhwc_to_nchw(&gx, d.b, ci, d.hw()),
         params: w.to_packed(&gp),
@@ -107,15 +109,17 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
 /// gradient at the first layer's input side into `ga` (`[m, hd]` before the
 /// 3x3 weight, or `[m, S + E]` at the depthwise output), and accumulates the
 /// weight gradients into `acc` (internal layout).
-fn tile_backward(
+#[inline(always)]
+fn tile_backward_impl(
     d: &Dims,
     saved: &Saved,
     n0: usize,
-    (rec, gc): (&[f32], &[f32]),
-    (gs, ga): (&mut [f32], &mut [f32]),
+    inputs: (&[f32], &[f32]),
+    outputs: (&mut [f32], &mut [f32]),
     scr: &mut Scratch,
     acc: &mut [f32],
 ) {
+    let ((rec, gc), (gs, ga)) = (inputs, outputs);
     let (s, ci, hd, dc) = (d.s, d.ci(), d.hd, d.draw_channels());
     let m = gc.len() / s;
     let (w, x) = (&saved.weights, &saved.x);
@@ -177,12 +181,14 @@ fn tile_backward(
         (wum, 1, s),
     );
     if let Some((wr, br)) = w.pack.reset {
-        for i in 0..m {
-            let gi = gg[i];
+        let wrv = &v[wr..wr + hd];
+        for (i, &gi) in gg.iter().enumerate() {
             let (ghr, hr) = (&mut gh[i * hd..(i + 1) * hd], &hl[i * hd..(i + 1) * hd]);
-            for j in 0..hd {
-                ghr[j] += gi * v[wr + j];
-                acc[wr + j] += gi * hr[j];
+            for (o, wv) in ghr.iter_mut().zip(wrv) {
+                *o += gi * wv;
+            }
+            for (a, hv) in acc[wr..wr + hd].iter_mut().zip(hr) {
+                *a += gi * hv;
             }
             acc[br] += gi;
         }
@@ -258,24 +264,39 @@ fn tile_backward(
     scr.gh = [gh, gh2];
 }
 
+with_avx2! {
+    /// [`tile_backward_impl`], vectorized for the CPU at hand.
+    fn tile_backward => tile_backward_impl(
+        d: &Dims,
+        saved: &Saved,
+        n0: usize,
+        inputs: (&[f32], &[f32]),
+        outputs: (&mut [f32], &mut [f32]),
+        scr: &mut Scratch,
+        acc: &mut [f32],
+    )
+}
+
 /// The gradient at `x` of the tile starting at cell `n0` (`gx`, `[m, S +
 /// E]`): the transposed perception applied to `ga` (all cells), plus `gs`
 /// (`[m, S]`) on the state channels.
-fn input_grad(
+#[inline(always)]
+fn input_grad_impl(
     d: &Dims,
     saved: &Saved,
     ga: &[f32],
     n0: usize,
-    (gx, gs): (&mut [f32], &[f32]),
-    scr: &mut Scratch,
+    out: (&mut [f32], &[f32]),
+    q: &mut [f32],
 ) {
+    let (gx, gs) = out;
     let (s, ci, hd) = (d.s, d.ci(), d.hd);
     let m = gx.len() / ci;
     let w = &saved.weights;
     match w.pack.first {
         First::Conv { .. } => {
-            gather3x3(d, ga, hd, n0, m, true, &mut scr.p);
-            let q = &scr.p[..m * 9 * hd];
+            gather3x3(d, ga, hd, n0, m, true, q);
+            let q = &q[..m * 9 * hd];
             matmul(
                 (m, ci, 9 * hd),
                 gx,
@@ -305,4 +326,16 @@ fn input_grad(
             *o += gv;
         }
     }
+}
+
+with_avx2! {
+    /// [`input_grad_impl`], vectorized for the CPU at hand.
+    fn input_grad => input_grad_impl(
+        d: &Dims,
+        saved: &Saved,
+        ga: &[f32],
+        n0: usize,
+        out: (&mut [f32], &[f32]),
+        q: &mut [f32],
+    )
 }

@@ -6,19 +6,23 @@
 use rayon::prelude::*;
 
 use super::layout::{gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, First, Weights};
-use super::linalg::{bias_relu, matmul};
+use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
 /// Cells per tile: the unit of work of one task, sized so that a tile's
 /// im2col matrix and activations stay in the L2 cache.
 pub(crate) const TILE: usize = 192;
 
-/// Per-task scratch buffers, sized for one tile.
+/// Per-thread scratch buffers, sized for one tile and kept between steps
+/// (fresh large allocations cost a page fault per 4 KiB).
+#[derive(Default)]
 pub(crate) struct Scratch {
     /// im2col matrix, `[TILE, 9 * max(S + E, hd)]`.
     pub p: Vec<f32>,
     /// Depthwise output, `[TILE, S + E]`.
     pub dw: Vec<f32>,
+    /// One tile's activations when the forward does not keep them.
+    pub rec: Vec<f32>,
     /// Gradient at the update, `[TILE, S]`.
     pub gu: Vec<f32>,
     /// Gradients at hidden activations, `[TILE, hd]` each.
@@ -28,16 +32,35 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers for a step of `d`.
-    pub fn new(d: &Dims) -> Self {
-        Scratch {
-            p: vec![0.0; TILE * 9 * d.ci().max(d.hd)],
-            dw: vec![0.0; TILE * d.ci()],
-            gu: vec![0.0; TILE * d.s],
-            gh: [vec![0.0; TILE * d.hd], vec![0.0; TILE * d.hd]],
-            gg: vec![0.0; TILE],
-        }
+    /// Grows the buffers to fit a step of `d`.
+    fn fit(&mut self, d: &Dims) {
+        let grow = |v: &mut Vec<f32>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut self.p, TILE * 9 * d.ci().max(d.hd));
+        grow(&mut self.dw, TILE * d.ci());
+        grow(&mut self.rec, d.record(TILE).len());
+        grow(&mut self.gu, TILE * d.s);
+        grow(&mut self.gh[0], TILE * d.hd);
+        grow(&mut self.gh[1], TILE * d.hd);
+        grow(&mut self.gg, TILE);
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch, grown to fit `d`. `f` must not
+/// start rayon work (it would nest a second borrow on this thread).
+pub(crate) fn with_scratch<R>(d: &Dims, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        s.fit(d);
+        f(&mut s)
+    })
 }
 
 /// What the forward keeps for the backward.
@@ -80,16 +103,37 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
         rec.par_chunks_mut(record.len())
             .zip(y.par_chunks_mut(TILE * s))
             .enumerate()
-            .for_each_init(
-                || Scratch::new(d),
-                |scr, (t, (r, yt))| tile(d, &weights, (&x, &draws), t * TILE, scr, r, yt),
-            );
+            .for_each(|(t, (r, yt))| {
+                with_scratch(d, |scr| {
+                    tile(
+                        d,
+                        &weights,
+                        (&x, &draws),
+                        t * TILE,
+                        &mut scr.p,
+                        &mut scr.dw,
+                        r,
+                        yt,
+                    )
+                })
+            });
         rec
     } else {
-        y.par_chunks_mut(TILE * s).enumerate().for_each_init(
-            || (Scratch::new(d), vec![0.0; record.len()]),
-            |(scr, r), (t, yt)| tile(d, &weights, (&x, &draws), t * TILE, scr, r, yt),
-        );
+        y.par_chunks_mut(TILE * s).enumerate().for_each(|(t, yt)| {
+            with_scratch(d, |scr| {
+                let r = &mut scr.rec[..record.len()];
+                tile(
+                    d,
+                    &weights,
+                    (&x, &draws),
+                    t * TILE,
+                    &mut scr.p,
+                    &mut scr.dw,
+                    r,
+                    yt,
+                )
+            })
+        });
         Vec::new()
     };
     let stats = norm::normalize(d, &mut y);
@@ -118,9 +162,24 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     Output { out, saved }
 }
 
+with_avx2! {
+    /// [`tile_impl`], vectorized for the CPU at hand.
+    fn tile => tile_impl(
+        d: &Dims,
+        w: &Weights,
+        xd: (&[f32], &[f32]),
+        n0: usize,
+        p: &mut [f32],
+        dwo: &mut [f32],
+        rec: &mut [f32],
+        y: &mut [f32],
+    )
+}
+
 /// The depthwise 3x3 filter (zero padding) of cells `n0 .. n0 + m` of `x`
 /// (`[N, ci]`) with taps `wdw` (`[9, ci]`) and bias `bias`, into `out`
 /// (`[m, ci]`).
+#[inline(always)]
 pub(crate) fn depthwise(
     d: &Dims,
     x: &[f32],
@@ -144,16 +203,20 @@ pub(crate) fn depthwise(
 
 /// The cell MLP of the tile starting at cell `n0`: writes the activations
 /// into `rec` (one tile's [`super::layout::Record`]) and the mixed candidate
-/// into `y` (`[m, S]`, `m` the tile's cells).
-fn tile(
+/// into `y` (`[m, S]`, `m` the tile's cells); `p` and `dw` are scratch.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_impl(
     d: &Dims,
     w: &Weights,
-    (x, draws): (&[f32], &[f32]),
+    xd: (&[f32], &[f32]),
     n0: usize,
-    scr: &mut Scratch,
+    p: &mut [f32],
+    dwo: &mut [f32],
     rec: &mut [f32],
     y: &mut [f32],
 ) {
+    let (x, draws) = xd;
     let (s, ci, hd) = (d.s, d.ci(), d.hd);
     let m = y.len() / s;
     let rl = d.record(TILE);
@@ -162,20 +225,13 @@ fn tile(
         let h0 = &mut rec[..m * hd];
         match w.pack.first {
             First::Conv { w: wo, b: bo } => {
-                gather3x3(d, x, ci, n0, m, false, &mut scr.p);
+                gather3x3(d, x, ci, n0, m, false, p);
                 let wc = &v[wo..wo + 9 * ci * hd];
-                matmul(
-                    (m, hd, 9 * ci),
-                    h0,
-                    hd,
-                    false,
-                    (&scr.p, 9 * ci, 1),
-                    (wc, hd, 1),
-                );
+                matmul((m, hd, 9 * ci), h0, hd, false, (p, 9 * ci, 1), (wc, hd, 1));
                 bias_relu(h0, hd, m, &v[bo..bo + hd]);
             }
             First::Depthwise { dw, db, pw, pb } => {
-                let dwo = &mut scr.dw[..m * ci];
+                let dwo = &mut dwo[..m * ci];
                 depthwise(d, x, n0, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
                 let wp = &v[pw..pw + ci * hd];
                 matmul((m, hd, ci), h0, hd, false, (dwo, ci, 1), (wp, hd, 1));

@@ -2,6 +2,35 @@
 //! kernels around it. Parallelism comes from the callers, one tile of cells
 //! per task.
 
+/// Defines `fn $name(args)` running `$imp(args)` (an `#[inline(always)]`
+/// function) compiled for AVX2 + FMA when the CPU has them, and for the
+/// baseline target otherwise: the elementwise loops around the GEMMs then
+/// vectorize over 8 lanes without a crate-wide `target-cpu`.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* fn $name:ident => $imp:ident ($($arg:ident : $ty:ty),* $(,)?)) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($arg: $ty),*) {
+                    $imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `fast` is compiled for.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+pub(crate) use with_avx2;
+
 /// A read-only strided matrix: element `(i, j)` at `data[i * rs + j * cs]`.
 pub(crate) type Strided<'a> = (&'a [f32], usize, usize);
 
@@ -61,6 +90,7 @@ pub(crate) fn matmul(
 
 /// Adds `bias` to each of the `m` rows (stride `rs`, width `bias.len()`) of
 /// `x`, then applies ReLU.
+#[inline(always)]
 pub(crate) fn bias_relu(x: &mut [f32], rs: usize, m: usize, bias: &[f32]) {
     for i in 0..m {
         let row = &mut x[i * rs..i * rs + bias.len()];
@@ -71,6 +101,7 @@ pub(crate) fn bias_relu(x: &mut [f32], rs: usize, m: usize, bias: &[f32]) {
 }
 
 /// `acc[j] += sum_i x[i * rs + j]` over `m` rows of width `acc.len()`.
+#[inline(always)]
 pub(crate) fn add_colsum(acc: &mut [f32], x: &[f32], rs: usize, m: usize) {
     let n = acc.len();
     for i in 0..m {
@@ -82,13 +113,12 @@ pub(crate) fn add_colsum(acc: &mut [f32], x: &[f32], rs: usize, m: usize) {
 
 /// `g[i * rs + j] = 0` where `h[i * hrs + j] <= 0` (ReLU backward), for `m`
 /// rows of width `n`.
+#[inline(always)]
 pub(crate) fn relu_mask(g: &mut [f32], rs: usize, h: &[f32], hrs: usize, (m, n): (usize, usize)) {
     for i in 0..m {
         let (gr, hr) = (&mut g[i * rs..i * rs + n], &h[i * hrs..i * hrs + n]);
         for (gv, hv) in gr.iter_mut().zip(hr) {
-            if *hv <= 0.0 {
-                *gv = 0.0;
-            }
+            *gv = if *hv > 0.0 { *gv } else { 0.0 };
         }
     }
 }
