@@ -1,0 +1,164 @@
+//! Crash safety: a real `train_pets` process on the synthetic fixture is
+//! killed with SIGKILL at seeded random moments, some of them while it
+//! writes a checkpoint, and resumed each time with `--resume`. After every
+//! kill the checkpoint loads (metadata, the whole training state, the model
+//! file), its step counter never goes back, and at most one checkpoint
+//! interval of the steps the process logged is lost.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use cellseg::ca_core::{config_from_metadata, CellRule};
+use cellseg::ca_sched::{checkpoint_metadata, Trainer};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use support::{checkpoint_step, command, TempDir};
+
+const STEPS: u64 = 300;
+const ROUNDS: usize = 12;
+/// Trainval samples of the bundled fixture.
+const TRAIN_SAMPLES: usize = 36;
+
+/// Names of the temporary files of atomic writes in `dir`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read out dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// The largest step logged in `metrics.jsonl` after byte `from` (whole
+/// lines only: a line cut by the kill does not count).
+fn last_logged_step(metrics: &Path, from: usize) -> Option<u64> {
+    let bytes = std::fs::read(metrics).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+}
+
+/// Waits `delay`, then, when `on_write`, until an atomic write is under way
+/// (a temporary file appears; at most another 500 ms), then kills the
+/// child. Returns false when the child had already finished.
+fn kill_later(child: &mut Child, dir: &Path, delay: Duration, on_write: bool) -> bool {
+    let start = Instant::now();
+    let deadline = delay + Duration::from_millis(if on_write { 500 } else { 0 });
+    while start.elapsed() < deadline {
+        if start.elapsed() >= delay && on_write && !temp_files(dir).is_empty() {
+            break;
+        }
+        if child.try_wait().expect("poll child").is_some() {
+            return false;
+        }
+        let watching = on_write && start.elapsed() >= delay;
+        std::thread::sleep(Duration::from_micros(if watching { 50 } else { 2000 }));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap child");
+    true
+}
+
+/// Everything a resumed run reads must load.
+fn assert_loads(dir: &Path) {
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let meta = checkpoint_metadata(&checkpoint).expect("checkpoint metadata");
+    let config = config_from_metadata(&meta, &checkpoint).expect("config");
+    let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
+    Trainer::resume(rule, &checkpoint, TRAIN_SAMPLES).expect("whole training state");
+    CellRule::load(&dir.join("model.safetensors"), &Device::Cpu).expect("model file");
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("crash");
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let metrics = dir.join("metrics.jsonl");
+    let mut rng = StdRng::seed_from_u64(20);
+    let mut saved: Option<u64> = None;
+    let mut kills_in_write = 0;
+    let steps = STEPS.to_string();
+    for round in 0..ROUNDS {
+        // Every other round writes a checkpoint at every step and is killed
+        // as soon as a write is seen under way.
+        let on_write = round % 2 == 0;
+        let every = if on_write { 1 } else { 5 };
+        let every_arg = every.to_string();
+        let mut args = vec![
+            "--steps",
+            &steps,
+            "--checkpoint-every",
+            every_arg.as_str(),
+            "--seed",
+            "3",
+        ];
+        if checkpoint.exists() {
+            args.push("--resume");
+        }
+        let from = std::fs::metadata(&metrics).map_or(0, |m| m.len() as usize);
+        let mut child = command(&bin, &dir.0, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start train_pets");
+        let delay = Duration::from_millis(rng.random_range(50..400));
+        if !kill_later(&mut child, &dir.0, delay, on_write) {
+            break; // finished before the kill
+        }
+        let leftovers = temp_files(&dir.0);
+        if !leftovers.is_empty() {
+            kills_in_write += 1;
+            for name in leftovers {
+                std::fs::remove_file(dir.join(&name)).expect("remove temp file");
+            }
+        }
+        let logged = last_logged_step(&metrics, from);
+        if !checkpoint.exists() {
+            assert!(
+                logged.is_none_or(|s| s <= every),
+                "round {round}: no checkpoint after logging step {logged:?}"
+            );
+            continue;
+        }
+        assert_loads(&dir.0);
+        let step = checkpoint_step(&checkpoint);
+        println!("round {round}: every {every}, logged {logged:?}, checkpoint at {step}");
+        assert!(
+            saved.is_none_or(|s| step >= s),
+            "round {round}: the step went back from {saved:?} to {step}"
+        );
+        if let Some(logged) = logged {
+            assert!(
+                logged.saturating_sub(step) <= every,
+                "round {round}: logged step {logged}, checkpoint at {step}, every {every}"
+            );
+        }
+        saved = Some(step);
+    }
+    println!("{kills_in_write} of the kills landed inside a checkpoint write");
+    assert!(
+        kills_in_write > 0,
+        "no kill landed inside a checkpoint write"
+    );
+
+    // A last resume runs to the end.
+    let out = command(
+        &bin,
+        &dir.0,
+        &["--steps", &steps, "--seed", "3", "--resume"],
+    )
+    .output()
+    .expect("run train_pets");
+    assert!(out.status.success(), "{}", support::text(&out));
+    assert_loads(&dir.0);
+    assert_eq!(checkpoint_step(&checkpoint), STEPS);
+}
