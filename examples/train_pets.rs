@@ -298,6 +298,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         sched.learning_rate, sched.p_image, sched.p_state, sched.seed, out.display()
     );
 
+    // Evaluation needs no gradients: larger batches amortize the per-step cost.
+    let eval_batch = batch.max(32);
     let mut metrics = MetricsLog::append(&out.join("metrics.jsonl"))?;
     let target = sched.target;
     let periodic_steps = [10, 20, target];
@@ -352,7 +354,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 trainer.model(),
                 &Subset(&test, args.eval_samples),
                 &periodic_steps,
-                batch,
+                eval_batch,
                 1,
             )?;
             last_iou = format!(
@@ -388,7 +390,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     trainer.model().save(&model_path)?;
 
     let eval_steps = [10, 20, target, 2 * target];
-    let table = evaluate_iou(trainer.model(), &test, &eval_steps, batch, 1)?;
+    let table = evaluate_iou(trainer.model(), &test, &eval_steps, eval_batch, 1)?;
     metrics.write(&json!({
         "step": trainer.step_count(), "final_eval": iou_json(&table),
         "eval_samples": test.dataset.len(), "train_seconds": started.elapsed().as_secs_f64(),
