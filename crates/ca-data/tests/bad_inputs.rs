@@ -467,3 +467,102 @@ fn cmyk_jpegs_come_out_as_rgb() {
         }
     }
 }
+
+#[test]
+fn png_and_gif_data_behind_jpg_names_load_by_content() {
+    let layout = Layout::new();
+    layout.good_pair("good_1", 40, 30);
+    // Few colours, so that the GIF palette holds them exactly.
+    let flat = RgbImage::from_fn(40, 30, |x, _| {
+        if x < 20 {
+            Rgb([200, 30, 30])
+        } else {
+            Rgb([20, 40, 220])
+        }
+    });
+    flat.save_with_format(layout.image("png_in_jpg"), image::ImageFormat::Png)
+        .expect("write png");
+    flat.save_with_format(layout.image("gif_in_jpg"), image::ImageFormat::Gif)
+        .expect("write gif");
+    for name in ["png_in_jpg", "gif_in_jpg"] {
+        test_trimap(40, 30)
+            .save(layout.trimap(name))
+            .expect("write");
+        assert_eq!(load_rgb(&layout.image(name)).expect(name), flat, "{name}");
+    }
+    layout.split("good_1 1 1 1\npng_in_jpg 1 1 1\ngif_in_jpg 1 1 1\n");
+    let ds = PetsDataset::open(layout.root(), Split::TrainVal, &options(LoadPolicy::Strict))
+        .expect("strict load by content");
+    assert_eq!(ds.len(), 3);
+    assert!(ds.report().skipped.is_empty());
+}
+
+#[test]
+fn truncated_png_trimap() {
+    let layout = layout_with_bad(|l| {
+        fs::write(l.image("bad"), jpeg_bytes(&test_image(40, 30))).expect("write");
+        let mut bytes = Vec::new();
+        test_trimap(40, 30)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .expect("encode");
+        fs::write(l.trimap("bad"), &bytes[..bytes.len() / 2]).expect("write");
+    });
+    let err = assert_bad_case(&layout, "bad.png");
+    assert!(matches!(err, DataError::Decode { .. }), "{err}");
+}
+
+#[test]
+fn crlf_split_with_a_malformed_line_and_a_duplicate() {
+    let layout = Layout::new();
+    layout.good_pair("good_1", 40, 30);
+    layout.good_pair("good_2", 40, 30);
+    layout.split("good_1 1 1 1\r\ngood_2 1 x 1\r\n");
+    let err = assert_bad_case(&layout, "trainval.txt:2");
+    // The message quotes the line without its carriage return.
+    assert!(err.to_string().contains("\"good_2 1 x 1\""), "{err}");
+
+    layout.split("good_1 1 1 1\r\ngood_2 1 1 1\r\ngood_1 1 1 1\r\n");
+    let err = PetsDataset::open(layout.root(), Split::TrainVal, &options(LoadPolicy::Strict))
+        .expect_err("duplicate");
+    assert!(
+        matches!(
+            err,
+            DataError::DuplicateName {
+                line: 3,
+                first_line: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let ds = PetsDataset::open(
+        layout.root(),
+        Split::TrainVal,
+        &options(LoadPolicy::Lenient),
+    )
+    .expect("lenient");
+    assert_eq!((ds.len(), ds.report().skipped.len()), (2, 1));
+}
+
+#[test]
+fn split_that_is_not_utf8() {
+    let layout = Layout::new();
+    layout.good_pair("good_1", 40, 30);
+    fs::write(
+        layout.root().join("annotations/trainval.txt"),
+        b"good_1 1 1 1\n\xff\xfe 1 1 1\n",
+    )
+    .expect("write");
+    for policy in [LoadPolicy::Strict, LoadPolicy::Lenient] {
+        let err = PetsDataset::open(layout.root(), Split::TrainVal, &options(policy))
+            .expect_err("not UTF-8");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("trainval.txt:2") && msg.contains("UTF-8"),
+            "{msg}"
+        );
+    }
+}
