@@ -1,0 +1,128 @@
+//! Times the cell-step cases of `benches/cell_step.rs` and prints one
+//! machine-readable line per case (read by `benches/compare/torch_step.py`):
+//!
+//! ```text
+//! STEP case=train/conv3x3-48x72/b8/48x48 backend=fused reps=5 median_s=0.41 min_s=0.40 updates_per_s=4.5e5
+//! ```
+//!
+//! Usage: `cargo run --release --example step_timing -- [--case SUBSTRING]
+//! [--backend fused|reference|both] [--reps N]`. Cases: `forward/V/bB/HxW`
+//! and `train/V/bB/48x48` (K = 10 unroll, backward, Adam), `V` a Table 1
+//! variant such as `conv3x3-48x72`.
+
+#[path = "../benches/common/step_cases.rs"]
+mod step_cases;
+
+use std::time::Instant;
+
+use ca_core::StepBackend;
+use clap::Parser;
+use step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
+
+#[derive(Parser)]
+struct Args {
+    /// Only cases whose id contains this.
+    #[arg(long, default_value = "")]
+    case: String,
+    /// fused, reference or both.
+    #[arg(long, default_value = "fused")]
+    backend: String,
+    /// Timed repetitions per case (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat`; NaN where that is unavailable.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesized command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if f.len() == 2 {
+        (f[0] + f[1]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+fn report(id: &str, backend: StepBackend, updates: usize, (times, cpu): (&mut [f64], f64)) {
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "STEP case={id} backend={} reps={} median_s={median:.6} min_s={:.6} cpu_s={cpu:.3} updates_per_s={:.4e}",
+        backend_name(backend),
+        times.len(),
+        times[0],
+        updates as f64 / median
+    );
+}
+
+/// Wall times of `reps` runs after a warm-up, and the mean CPU seconds
+/// (all threads) per run.
+fn time(reps: usize, mut f: impl FnMut()) -> (Vec<f64>, f64) {
+    f();
+    let cpu0 = cpu_seconds();
+    let times = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    (times, (cpu_seconds() - cpu0) / reps as f64)
+}
+
+fn main() {
+    let args = Args::parse();
+    let backends = match args.backend.as_str() {
+        "fused" => vec![StepBackend::Fused],
+        "reference" => vec![StepBackend::Reference],
+        "both" => vec![StepBackend::Fused, StepBackend::Reference],
+        other => {
+            eprintln!("unknown backend '{other}' (expected fused, reference or both)");
+            std::process::exit(2);
+        }
+    };
+    let reps = args.reps.max(1);
+    for config in variants() {
+        let v = variant_name(&config);
+        let mut cases: Vec<(String, bool, (usize, usize, usize))> = Vec::new();
+        for b in [1, 32] {
+            cases.push((format!("forward/{v}/b{b}/48x48"), false, (b, 48, 48)));
+        }
+        cases.push((format!("forward/{v}/b1/512x512"), false, (1, 512, 512)));
+        for b in [8, 32] {
+            cases.push((format!("train/{v}/b{b}/48x48"), true, (b, 48, 48)));
+        }
+        for (id, train, shape) in cases {
+            if !id.contains(&args.case) {
+                continue;
+            }
+            let cells = shape.0 * shape.1 * shape.2;
+            for &backend in &backends {
+                let (mut times, cpu) = if train {
+                    let mut t = Train::new(&config, backend, shape);
+                    time(reps, || {
+                        t.run();
+                    })
+                } else {
+                    let f = Forward::new(&config, backend, shape);
+                    time(reps, || {
+                        f.run();
+                    })
+                };
+                let updates = if train { cells * UNROLL } else { cells };
+                report(&id, backend, updates, (&mut times, cpu));
+            }
+        }
+    }
+}
