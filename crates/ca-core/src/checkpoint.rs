@@ -180,7 +180,38 @@ pub fn write_safetensors_atomic(
 ) -> Result<()> {
     let bytes = safetensors::serialize(tensors, Some(meta))
         .map_err(|e| bad(path, format!("cannot serialize: {e}")))?;
-    write_bytes_atomic(path, &bytes)
+    write_bytes_atomic(path, &sorted_header(bytes))
+}
+
+/// The same safetensors bytes with every key of the JSON header in sorted
+/// order. The serializer writes the metadata from a `HashMap`, in an order
+/// that changes from run to run; sorting makes equal tensors and metadata
+/// give equal files. Bytes that do not parse as expected are returned as
+/// they are (they come from the serializer, so this does not happen).
+fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    type Header = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
+    let Some(len) = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b)).ok())
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let Ok(sorted) = serde_json::from_slice::<Header>(header).and_then(|h| serde_json::to_vec(&h))
+    else {
+        return bytes;
+    };
+    if sorted.len() > len {
+        return bytes;
+    }
+    let mut out = bytes;
+    out[8..8 + sorted.len()].copy_from_slice(&sorted);
+    out[8 + sorted.len()..8 + len].fill(b' ');
+    out
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename).

@@ -138,3 +138,20 @@ fn a_failed_save_leaves_the_old_file_intact() {
     assert!(rule.save(&bad).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn saving_the_same_rule_gives_the_same_bytes() {
+    // The metadata map's order is random per map; the file must not be.
+    let dir = temp_dir("same-bytes");
+    let rule = CellRule::new(CellConfig::default(), 3, &Device::Cpu).unwrap();
+    let path = dir.join("rule.safetensors");
+    rule.save(&path).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    for _ in 0..8 {
+        rule.save(&path).unwrap();
+        assert!(std::fs::read(&path).unwrap() == first, "bytes changed");
+    }
+    let loaded = CellRule::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), rule.config());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
