@@ -35,7 +35,13 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
 /// the value and the first pixel that holds it.
 pub fn load_label_map(path: &Path) -> Result<GrayImage, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let raw = decode_trimap_raw(&bytes, path)?;
+    label_map_from_bytes(&bytes, path)
+}
+
+/// [`load_label_map`] on the bytes of a trimap file; `path` only names the
+/// source in errors.
+pub fn label_map_from_bytes(bytes: &[u8], path: &Path) -> Result<GrayImage, DataError> {
+    let raw = decode_trimap_raw(bytes, path)?;
     let mut classes = Vec::with_capacity(raw.values.len());
     for (i, &value) in raw.values.iter().enumerate() {
         match trimap_to_class(value) {

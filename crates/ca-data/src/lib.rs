@@ -38,7 +38,7 @@ pub use batch::{epoch_order, Batch, EpochBatches};
 pub use dataset::{
     image_path, trimap_path, LoadOptions, LoadPolicy, LoadReport, PetsDataset, Sample,
 };
-pub use decode::{load_label_map, load_rgb};
+pub use decode::{label_map_from_bytes, load_label_map, load_rgb};
 pub use error::DataError;
 pub use labels::{trimap_to_class, BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES, OBJECT};
 pub use rng::stream_rng;
