@@ -62,6 +62,7 @@ pub fn evaluate_iou<M: SegModel>(
     for (chunk_id, chunk) in indices.chunks(batch).enumerate() {
         let items: Vec<(usize, u64)> = chunk.iter().map(|&i| (i, 0)).collect();
         let (images, labels) = data.batch(&items, device)?;
+        let (_, lh, lw) = labels.dims3()?;
         let labels = labels
             .to_dtype(DType::U32)?
             .flatten_all()?
@@ -79,7 +80,7 @@ pub fn evaluate_iou<M: SegModel>(
             let draws = StepDraws::sample(rule.config(), (chunk.len(), h, w), &mut rng, device)?;
             state = rule.step(&state, &env, &draws)?.detach();
             if t == steps[k] {
-                let pred = predict(&model.logits(&state)?)?;
+                let pred = predict(&model.logits(&state, (lh, lw))?)?;
                 accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
                 k += 1;
             }

@@ -19,9 +19,11 @@ pub trait SegModel {
     /// resolution).
     fn environment(&self, images: &Tensor) -> Result<Tensor>;
 
-    /// Class logits `[B, classes, H', W']` at label resolution from the state
-    /// `[B, S, h, w]`.
-    fn logits(&self, state: &Tensor) -> Result<Tensor>;
+    /// Class logits `[B, classes, H', W']` from the state `[B, S, h, w]`,
+    /// where `out_size = (H', W')` is the label resolution. It is passed in
+    /// because the state grid alone does not fix it: behind a stride-2
+    /// encoder, images of 95 and 96 pixels both give a 48-cell state.
+    fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor>;
 
     /// The state grid `(h, w)` for images of `(H, W)` pixels.
     fn state_size(&self, image_size: (usize, usize)) -> (usize, usize);
@@ -43,7 +45,16 @@ impl SegModel for CellRule {
         Ok(images.clone())
     }
 
-    fn logits(&self, state: &Tensor) -> Result<Tensor> {
+    fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor> {
+        let (_, _, h, w) = state.dims4()?;
+        if (h, w) != out_size {
+            return Err(ca_core::CoreError::Shape {
+                what: "labels of a plain CA (one cell per pixel)",
+                expected: format!("[{h}, {w}] (the state grid)"),
+                got: vec![out_size.0, out_size.1],
+            }
+            .into());
+        }
         Ok(CellRule::logits(self, state)?)
     }
 

@@ -135,6 +135,7 @@ impl<M: SegModel> Trainer<M> {
         let env = self.model.environment(&images)?;
         let (_, _, ih, iw) = images.dims4()?;
         let (h, w) = self.model.state_size((ih, iw));
+        let (_, lh, lw) = labels.dims3()?;
         let mut state = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
 
@@ -160,7 +161,7 @@ impl<M: SegModel> Trainer<M> {
             if counted == 0 {
                 continue;
             }
-            let ce = per_sample_cross_entropy(&self.model.logits(&state)?, &labels)?;
+            let ce = per_sample_cross_entropy(&self.model.logits(&state, (lh, lw))?, &labels)?;
             let weights = Tensor::from_vec(weights, ids.len(), &self.device)?;
             let term = (ce * weights)?.sum_all()?;
             total = Some(match total {

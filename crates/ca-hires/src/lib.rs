@@ -1,0 +1,61 @@
+//! # ca-hires: cellular automata on a state grid smaller than the image
+//!
+//! Paper section 3.4 (Sandler et al., "Image segmentation via Cellular
+//! Automata", 2020): an [`Encoder`] of `levels` stride-2 convolutions
+//! (kernel 3, padding 1; 3 -> 8 channels, then 8 -> 8) maps images
+//! `[B, 3, H, W]` to an 8-channel environment `[B, 8, h, w]`,
+//! `h = ceil(H / 2^levels)`; the cell rule ([`ca_core::CellRule`] with
+//! `env_channels = 8`) evolves the state `[B, S, h, w]`; a [`Decoder`] of
+//! `levels` stride-2 transposed convolutions (kernel 3; `S -> classes` for
+//! one level, `S -> 8 -> ... -> classes` for more) maps the state to
+//! logits `[B, classes, H, W]`, exactly at the image's size, odd sizes
+//! included. ReLUs sit between stacked layers, never after the last one.
+//! Factors 2, 4, 8: 96 -> 48, 192 -> 48, 384 -> 48.
+//!
+//! For the paper's 96/48 model (state 48, hidden 72) the encoder has 224
+//! parameters and the decoder 1,299; the rule's perception layer reads 5
+//! more channels than with RGB (3,240 parameters more); the rule's 1x1
+//! classifier (147) is not used.
+//!
+//! ## Layering
+//!
+//! The model itself needs `ca-core` and candle only. With the default
+//! feature `sched`, [`HiresModel`] also implements
+//! [`ca_sched::SegModel`], so `ca_sched::Trainer<HiresModel>` trains it
+//! through the same scheduler as a plain rule. That impl lives here, not in
+//! the facade, because Rust's orphan rule would otherwise force a newtype
+//! wrapper on every user; `ca-sched` depends on `ca-core` only, so there is
+//! no cycle, and a user who wants inference alone turns the feature off
+//! (`default-features = false`) and pulls `ca-core` and candle only.
+//!
+//! ```
+//! use ca_core::CellConfig;
+//! use ca_hires::HiresModel;
+//! use candle_core::{DType, Device, Tensor};
+//!
+//! # fn main() -> Result<(), ca_hires::HiresError> {
+//! let config = CellConfig { state_channels: 8, hidden_channels: 16, env_channels: 8, ..CellConfig::default() };
+//! let model = HiresModel::new(config, 1, 0, &Device::Cpu)?;
+//! let images = Tensor::zeros((2, 3, 33, 32), DType::F32, &Device::Cpu)?;
+//! let env = model.environment(&images)?;
+//! assert_eq!(env.dims(), [2, 8, 17, 16]);
+//! let state = Tensor::zeros((2, 8, 17, 16), DType::F32, &Device::Cpu)?;
+//! assert_eq!(model.logits(&state, (33, 32))?.dims(), [2, 3, 33, 32]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod checkpoint;
+mod error;
+mod layers;
+mod model;
+#[cfg(feature = "sched")]
+mod seg_model;
+
+pub use checkpoint::{hires_levels, HIRES_FORMAT, HIRES_KEY};
+pub use error::{HiresError, Result};
+pub use layers::{
+    decoder_shapes, encoder_shapes, reduced_size, Decoder, Encoder, DECODER_CHANNELS, ENV_CHANNELS,
+    IMAGE_CHANNELS, MAX_LEVELS,
+};
+pub use model::{HiresModel, HiresParamCount};

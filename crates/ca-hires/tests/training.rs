@@ -1,0 +1,143 @@
+//! The high-resolution model trains through `ca_sched::Trainer` unchanged:
+//! a few steps on an in-test data set (images and labels at 15x15, an
+//! 8x8 state), a training checkpoint that resumes into a rebuilt model, and
+//! an evaluation.
+
+mod common;
+
+use ca_core::config_from_metadata;
+use ca_hires::{hires_levels, HiresModel};
+use ca_sched::{checkpoint_metadata, evaluate_iou, TrainConfig, TrainData, Trainer};
+use candle_core::{Device, Tensor};
+use common::{small_model, temp_dir};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// Odd on purpose: the decoder must crop 16 back to 15.
+const SIZE: usize = 15;
+
+/// A bright square (object) on a dark background, with a one-pixel rim
+/// (boundary).
+struct Squares(Vec<(Vec<f32>, Vec<u32>)>);
+
+impl Squares {
+    fn new(n: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(5);
+        let samples = (0..n)
+            .map(|_| {
+                let side = rng.random_range(5..10);
+                let y0 = rng.random_range(1..SIZE - side);
+                let x0 = rng.random_range(1..SIZE - side);
+                let mut img = vec![0.2f32; 3 * SIZE * SIZE];
+                let mut lab = vec![0u32; SIZE * SIZE];
+                for y in y0..y0 + side {
+                    for x in x0..x0 + side {
+                        let rim = y == y0 || x == x0 || y == y0 + side - 1 || x == x0 + side - 1;
+                        lab[y * SIZE + x] = if rim { 2 } else { 1 };
+                        for c in 0..3 {
+                            img[(c * SIZE + y) * SIZE + x] = 0.8;
+                        }
+                    }
+                }
+                (img, lab)
+            })
+            .collect();
+        Squares(samples)
+    }
+}
+
+impl TrainData for Squares {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
+        let (mut imgs, mut labs) = (Vec::new(), Vec::new());
+        for &(i, _) in items {
+            imgs.extend_from_slice(&self.0[i].0);
+            labs.extend_from_slice(&self.0[i].1);
+        }
+        let b = items.len();
+        Ok((
+            Tensor::from_vec(imgs, (b, 3, SIZE, SIZE), device)?,
+            Tensor::from_vec(labs, (b, SIZE, SIZE), device)?,
+        ))
+    }
+}
+
+fn schedule() -> TrainConfig {
+    TrainConfig {
+        batch: 4,
+        pool_size: 4,
+        mini_unroll: 3,
+        target: 6,
+        learning_rate: 3e-3,
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn a_few_trainer_steps_give_finite_losses_and_resume() {
+    let data = Squares::new(8);
+    let mut trainer = Trainer::new(small_model(1, 1), schedule(), data.len()).unwrap();
+    let before: Vec<f32> = trainer.model().encoder().layers()[0]
+        .weight
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..6 {
+        let r = trainer.train_step(&data).unwrap();
+        assert!(!r.non_finite);
+        losses.extend(r.loss);
+    }
+    assert!(
+        !losses.is_empty() && losses.iter().all(|l| l.is_finite()),
+        "{losses:?}"
+    );
+    let after: Vec<f32> = trainer.model().encoder().layers()[0]
+        .weight
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_ne!(before, after, "the encoder was not updated");
+
+    // A training checkpoint says how to rebuild the model.
+    let path = temp_dir("train").join("checkpoint.safetensors");
+    trainer.save_checkpoint(&path).unwrap();
+    let meta = checkpoint_metadata(&path).unwrap();
+    let config = config_from_metadata(&meta, &path).unwrap();
+    let levels = hires_levels(&meta, &path)
+        .unwrap()
+        .expect("a hires checkpoint");
+    let fresh = HiresModel::new(config, levels, 99, &Device::Cpu).unwrap();
+    let mut resumed = Trainer::resume(fresh, &path, data.len()).unwrap();
+    assert_eq!(resumed.step_count(), 6);
+    for (p, q) in trainer
+        .model()
+        .named_params()
+        .iter()
+        .zip(resumed.model().named_params())
+    {
+        let d = (p.var.as_tensor() - q.var.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{}", p.name);
+    }
+    let (a, b) = (
+        trainer.train_step(&data).unwrap(),
+        resumed.train_step(&data).unwrap(),
+    );
+    assert_eq!(a.loss, b.loss);
+
+    let iou = evaluate_iou(trainer.model(), &data, &[3, 6], 4, 0).unwrap();
+    assert_eq!(iou.steps, [3, 6]);
+    assert!(iou.iou.iter().flatten().any(|x| x.is_finite()));
+}
