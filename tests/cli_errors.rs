@@ -258,3 +258,67 @@ fn a_data_directory_that_is_not_a_pets_layout_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no annotations/"), "{}", text(&out));
 }
+
+/// Copies the files of `src` (two levels deep) into `dst`.
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read dir") {
+        let entry = entry.expect("entry");
+        let to = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_broken_image_stops_a_strict_run_and_is_skipped_by_a_lenient_one() {
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-lenient");
+    let data = dir.join("data");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(cellseg::pets::FIXTURE_DIR),
+        &data,
+    );
+    let split = std::fs::read_to_string(data.join("annotations/trainval.txt")).expect("split");
+    let name = split
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a listed sample")
+        .to_string();
+    let image = data.join("images").join(format!("{name}.jpg"));
+    let bytes = std::fs::read(&image).expect("image");
+    std::fs::write(&image, &bytes[..bytes.len() / 2]).expect("truncate");
+    let data_arg = data.to_str().expect("utf-8 path");
+
+    let strict = run(command(
+        &bin,
+        &dir.join("strict"),
+        &["--data", data_arg, "--steps", "1"],
+    ));
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        stderr.contains(&format!("{name}.jpg")) && stderr.contains("truncated JPEG"),
+        "{}",
+        text(&strict)
+    );
+
+    let lenient = run(command(
+        &bin,
+        &dir.join("lenient"),
+        &["--data", data_arg, "--steps", "1", "--lenient"],
+    ));
+    assert!(lenient.status.success(), "{}", text(&lenient));
+    let stdout = String::from_utf8_lossy(&lenient.stdout);
+    assert!(
+        stdout.contains("skipped 1") && stdout.contains(&format!("{name}.jpg")),
+        "{}",
+        text(&lenient)
+    );
+}
