@@ -5,5 +5,10 @@ pub use ca_data;
 pub use ca_sched;
 
 pub mod device;
+pub mod error;
 pub mod flags;
 pub mod pets;
+pub mod plot;
+pub mod protocols;
+pub mod render;
+pub mod segment;

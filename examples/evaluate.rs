@@ -1,0 +1,229 @@
+//! Evaluation protocols on a trained rule, each writing `OUT/NAME.csv` and
+//! a line plot `OUT/NAME.png`:
+//!
+//! - `stability`: IoU per class against CA step, 1 to 10 x T (Figs 10, 11c);
+//! - `switching`: the image changes every `--period` steps, state kept (Figs 2, 11);
+//! - `shift`: the image is translated by `--shift` pixels after step `--at` (Fig 11b);
+//! - `norms`: mean absolute state, logits and per-step changes (Appendix A.1);
+//! - `uncertainty`: per-pixel spread over `--runs` stochastic runs, with maps.
+//!
+//! `cargo run --release --example evaluate -- stability --data DIR`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ca_core::CellRule;
+use ca_data::Split;
+use cellseg::device::parse_device;
+use cellseg::pets::resolve_data_dir;
+use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(about = "Evaluation protocols of a trained segmentation cellular automaton")]
+struct Cli {
+    #[command(subcommand)]
+    protocol: Protocol,
+}
+
+#[derive(ClapArgs, Debug)]
+struct Common {
+    /// The trained rule.
+    #[arg(long, default_value = "models/pets48.safetensors")]
+    model: PathBuf,
+    /// Dataset root in the official layout (else $CA_PETS_DIR, else
+    /// data/oxford-iiit-pet, else the bundled synthetic fixture).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Split: trainval or test.
+    #[arg(long, default_value = "test", value_parser = parse_split)]
+    split: Split,
+    /// The square size the model was trained at.
+    #[arg(long, default_value_t = 48)]
+    size: usize,
+    /// Colonies evolved at once.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Use only the first N samples of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// T, the training target (the default length of runs is a multiple).
+    #[arg(long, default_value_t = 40)]
+    target: usize,
+    /// CA steps per run [default: 10 x T; 4 x T for shift; T for uncertainty].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Record every N steps.
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// Seed of the initial states and the random updates.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long, default_value = "out/evaluate")]
+    out: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: candle_core::Device,
+}
+
+#[derive(Subcommand, Debug)]
+enum Protocol {
+    /// IoU per class against CA step on fixed images.
+    Stability(Common),
+    /// IoU against step while the image changes every --period steps.
+    Switching {
+        #[command(flatten)]
+        common: Common,
+        /// Steps between image changes.
+        #[arg(long, default_value_t = 40)]
+        period: usize,
+    },
+    /// IoU against step when the image is translated mid-run.
+    Shift {
+        #[command(flatten)]
+        common: Common,
+        /// Pixels of translation, right and down (negative: left and up).
+        #[arg(long, default_value_t = 3, allow_hyphen_values = true)]
+        shift: isize,
+        /// The translation happens after this step [default: T].
+        #[arg(long)]
+        at: Option<usize>,
+    },
+    /// Mean absolute state, logits and per-step changes against step.
+    Norms(Common),
+    /// Per-pixel variance of the prediction over stochastic runs.
+    Uncertainty {
+        #[command(flatten)]
+        common: Common,
+        /// Stochastic runs per image.
+        #[arg(long, default_value_t = 8)]
+        runs: usize,
+        /// Write uncertainty maps for the first N images.
+        #[arg(long, default_value_t = 4)]
+        maps: usize,
+    },
+}
+
+fn parse_split(s: &str) -> Result<Split, String> {
+    match s {
+        "trainval" => Ok(Split::TrainVal),
+        "test" => Ok(Split::Test),
+        _ => Err(format!("unknown split '{s}' (expected trainval or test)")),
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse().protocol) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Loads the rule and the data, and the run options with `default_steps`
+/// (in multiples of T) unless `--steps` is given.
+fn setup(
+    c: &Common,
+    default_steps: usize,
+) -> Result<(CellRule, EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    let rule = CellRule::load(&c.model, &c.device)?;
+    let source = resolve_data_dir(c.data.as_deref());
+    if source.is_fixture {
+        println!(
+            "note: no data given, using the bundled synthetic set {}",
+            source.root.display()
+        );
+    }
+    let set = EvalSet::open(&source.root, c.split, c.size, c.limit)?;
+    let opts = RunOptions {
+        steps: c.steps.unwrap_or(default_steps * c.target),
+        batch: c.batch,
+        seed: c.seed,
+        every: c.every,
+        target: c.target,
+    };
+    opts.validate()?;
+    println!(
+        "model {}, {} {} samples at {}x{} from {}, {} steps",
+        c.model.display(),
+        set.len(),
+        c.split.file_name().trim_end_matches(".txt"),
+        c.size,
+        c.size,
+        source.root.display(),
+        opts.steps
+    );
+    Ok((rule, set, opts))
+}
+
+fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let (output, out_dir): (ProtocolOutput, PathBuf) = match &protocol {
+        Protocol::Stability(c) => {
+            let (rule, set, opts) = setup(c, 10)?;
+            (protocols::stability(&rule, &set, &opts)?, c.out.clone())
+        }
+        Protocol::Switching { common: c, period } => {
+            let (rule, set, opts) = setup(c, 10)?;
+            let out = protocols::switching(&rule, &set, &opts, *period)?;
+            (out, c.out.clone())
+        }
+        Protocol::Shift {
+            common: c,
+            shift,
+            at,
+        } => {
+            let (rule, set, opts) = setup(c, 4)?;
+            let at = at.unwrap_or(c.target);
+            (
+                protocols::shift(&rule, &set, &opts, at, *shift)?,
+                c.out.clone(),
+            )
+        }
+        Protocol::Norms(c) => {
+            let (rule, set, opts) = setup(c, 10)?;
+            (protocols::norms(&rule, &set, &opts)?, c.out.clone())
+        }
+        Protocol::Uncertainty {
+            common: c,
+            runs,
+            maps,
+        } => {
+            let (rule, set, opts) = setup(c, 1)?;
+            let out = protocols::uncertainty(&rule, &set, &opts, *runs, *maps)?;
+            (out, c.out.clone())
+        }
+    };
+    print_summary(&output);
+    for p in output.write(&out_dir)? {
+        println!("wrote {}", p.display());
+    }
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints the main table's first row, a few middle rows and its last row.
+fn print_summary(output: &ProtocolOutput) {
+    let t = &output.table;
+    println!("{}", t.columns.join("  "));
+    let n = t.rows.len();
+    let picks: Vec<usize> = if n <= 8 {
+        (0..n).collect()
+    } else {
+        (0..8).map(|k| k * (n - 1) / 7).collect()
+    };
+    for i in picks {
+        let cells: Vec<String> = t.rows[i]
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                if k == 0 {
+                    format!("{v:>5}")
+                } else {
+                    format!("{v:.4}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join("  "));
+    }
+}

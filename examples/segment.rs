@@ -1,0 +1,101 @@
+//! Segments one photo (JPEG or PNG, any size) with a trained rule.
+//!
+//! `cargo run --release --example segment -- PHOTO [--gif evolution.gif]`
+//! writes `OUT/STEM_classes.png` (the class map in the palette: background
+//! dark blue, object orange, boundary light yellow) and
+//! `OUT/STEM_overlay.png` (the map blended on the photo), both at the
+//! photo's resolution, and with `--gif` an animated GIF of the evolution:
+//! the prediction above, the hidden state projected to RGB below (see
+//! `cellseg::render::StateProjection`).
+
+use std::path::PathBuf;
+
+use ca_core::CellRule;
+use ca_data::CLASS_NAMES;
+use cellseg::device::parse_device;
+use cellseg::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Segment a photo with a trained cellular automaton")]
+struct Args {
+    /// The photo (JPEG or PNG, any size).
+    image: PathBuf,
+    /// The trained rule (`model.safetensors` written by train_pets).
+    #[arg(long, default_value = "models/pets48.safetensors")]
+    model: PathBuf,
+    /// The square size the model was trained at; the photo is resized to it.
+    #[arg(long, default_value_t = 48)]
+    size: usize,
+    /// Run on the photo's own pixel grid instead of resizing it (the rule
+    /// is local, but it learned the scale of pets at the training size).
+    #[arg(long)]
+    native: bool,
+    /// CA steps.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Output directory of the class map and the overlay.
+    #[arg(long, default_value = "out/segment")]
+    out: PathBuf,
+    /// Also write an animated GIF of the evolution to this file.
+    #[arg(long)]
+    gif: Option<PathBuf>,
+    /// A GIF frame every this many steps.
+    #[arg(long, default_value_t = 1)]
+    gif_every: usize,
+    /// Enlargement of the GIF frames [default: 4, or 1 with --native].
+    #[arg(long)]
+    gif_scale: Option<u32>,
+    /// Milliseconds per GIF frame.
+    #[arg(long, default_value_t = 100)]
+    gif_delay: u32,
+    /// Seed of the initial state and the random updates.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: candle_core::Device,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let rule = CellRule::load(&args.model, &args.device)?;
+    let photo = ca_data::load_rgb(&args.image)?;
+    let options = SegmentOptions {
+        size: args.size,
+        native: args.native,
+        steps: args.steps,
+        seed: args.seed,
+        frame_every: args.gif.as_ref().map(|_| args.gif_every),
+        frame_scale: args.gif_scale.unwrap_or(if args.native { 1 } else { 4 }),
+    };
+    let seg = segment(&rule, &photo, &options)?;
+    let paths = OutputPaths::in_dir(&args.out, &args.image, args.gif.clone());
+    write_outputs(&seg, &photo, &paths, args.gif_delay)?;
+    let (w, h) = photo.dimensions();
+    println!(
+        "{} ({w}x{h}) on a {}x{} grid, {} steps:",
+        args.image.display(),
+        seg.grid.0,
+        seg.grid.1,
+        args.steps
+    );
+    for (name, f) in CLASS_NAMES
+        .iter()
+        .zip(seg.class_fractions(CLASS_NAMES.len()))
+    {
+        println!("  {name:<10} {:5.1}% of pixels", 100.0 * f);
+    }
+    println!("wrote {}", paths.classes.display());
+    println!("wrote {}", paths.overlay.display());
+    if let Some(g) = &paths.gif {
+        println!("wrote {} ({} frames)", g.display(), seg.frames.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,861 @@
+//! The evaluation protocols of the paper's long-run experiments, as
+//! functions a tool or a test calls on any trained rule and any split:
+//!
+//! - [`stability`]: IoU per class against CA step, far past the training
+//!   target (Figs 10 and 11c);
+//! - [`switching`]: the image under each colony changes every `period`
+//!   steps while the state is kept (Figs 2 and 11);
+//! - [`shift`]: the image is translated by a few pixels mid-run (Fig 11b);
+//! - [`norms`]: mean absolute values (L1 norms per dimension) of the state,
+//!   the logits and their per-step changes (Appendix A.1, Figs 16 to 19);
+//! - [`uncertainty`]: per-pixel variance of the prediction over stochastic
+//!   runs with different random draws.
+//!
+//! Each returns a [`ProtocolOutput`]: CSV tables, a line plot and, for some,
+//! pictures, written by [`ProtocolOutput::write`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ca_core::{splitmix64, CellRule, Colony};
+use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
+use ca_sched::accumulate;
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+
+use crate::error::{Result, ToolError};
+use crate::plot::{LinePlot, Series};
+use crate::render;
+
+/// Images and labels of a split, resized to the model's square size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSet {
+    /// Side of the square images and label maps.
+    pub size: usize,
+    /// Sample names, in split-file order.
+    pub names: Vec<String>,
+    /// Images `[3, size, size]` in [0, 1].
+    pub images: Vec<Vec<f32>>,
+    /// Label maps `[size, size]`: 0 background, 1 object, 2 boundary.
+    pub labels: Vec<Vec<u8>>,
+}
+
+impl EvalSet {
+    /// Loads split `split` of the dataset under `root` at `size x size`,
+    /// keeping the first `limit` samples (all when `None`).
+    pub fn open(root: &Path, split: Split, size: usize, limit: Option<usize>) -> Result<Self> {
+        let ds = PetsDataset::open(root, split, &LoadOptions::square(size))?;
+        Self::from_dataset(&ds, limit)
+    }
+
+    /// The first `limit` samples (all when `None`) of a loaded split whose
+    /// images and labels have the same size.
+    pub fn from_dataset(ds: &PetsDataset, limit: Option<usize>) -> Result<Self> {
+        if ds.image_size() != ds.label_size() {
+            return Err(ToolError::invalid(
+                "label size",
+                ds.label_size(),
+                format!("must equal the image size {}", ds.image_size()),
+            ));
+        }
+        if limit == Some(0) {
+            return Err(ToolError::invalid("limit", 0, "at least one sample"));
+        }
+        let n = limit.map_or(ds.len(), |l| l.min(ds.len()));
+        let samples = &ds.samples()[..n];
+        Ok(EvalSet {
+            size: ds.image_size(),
+            names: samples.iter().map(|s| s.name.clone()).collect(),
+            images: samples.iter().map(|s| s.image.clone()).collect(),
+            labels: samples.iter().map(|s| s.label.clone()).collect(),
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// Settings shared by the protocols.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// CA steps per run.
+    pub steps: usize,
+    /// Colonies evolved at once.
+    pub batch: usize,
+    /// Seed of the initial states and of every step's random draws.
+    pub seed: u64,
+    /// Record every `every` steps (step 1 and the last step always).
+    pub every: usize,
+    /// The training target `T`, marked on the plots.
+    pub target: usize,
+}
+
+impl RunOptions {
+    /// Checks that steps, batch, every and target are at least 1.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("every", self.every),
+            ("target", self.target),
+        ] {
+            if v == 0 {
+                return Err(ToolError::invalid(name, v, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The recorded steps: 1, the multiples of `every`, and the last step.
+    pub fn record_steps(&self) -> Vec<usize> {
+        let mut s: Vec<usize> = std::iter::once(1)
+            .chain((self.every..=self.steps).step_by(self.every))
+            .chain(std::iter::once(self.steps))
+            .filter(|&t| t <= self.steps)
+            .collect();
+        s.dedup();
+        s
+    }
+}
+
+/// A numeric table: named columns, one row per record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Column names (the CSV header).
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl Table {
+    /// The values of column `name`, if present.
+    pub fn column(&self, name: &str) -> Option<Vec<f64>> {
+        let k = self.columns.iter().position(|c| c == name)?;
+        Some(self.rows.iter().map(|r| r[k]).collect())
+    }
+
+    /// Writes the table as CSV (header line, then rows; integers without a
+    /// decimal point, other values with 6 significant decimals, `NaN` as
+    /// `nan`).
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut text = self.columns.join(",");
+        text.push('\n');
+        for row in &self.rows {
+            let cells: Vec<String> = row.iter().map(|&v| format_cell(v)).collect();
+            text.push_str(&cells.join(","));
+            text.push('\n');
+        }
+        let mut f = std::fs::File::create(path).map_err(|e| ToolError::io(path, e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| ToolError::io(path, e))
+    }
+
+    /// A plot series per named column against the first column.
+    fn series(&self, names: &[(&str, &str)]) -> Vec<Series> {
+        names
+            .iter()
+            .filter_map(|&(col, label)| {
+                let ys = self.column(col)?;
+                let pts = self.rows.iter().zip(ys).map(|(r, y)| (r[0], y)).collect();
+                Some(Series {
+                    name: label.to_string(),
+                    points: pts,
+                })
+            })
+            .collect()
+    }
+}
+
+fn format_cell(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// What a protocol produced.
+#[derive(Debug, Clone)]
+pub struct ProtocolOutput {
+    /// The protocol's name: the stem of its files.
+    pub name: &'static str,
+    /// The main table, written to `NAME.csv`.
+    pub table: Table,
+    /// Further tables, written to `NAME_SUFFIX.csv`.
+    pub extra_tables: Vec<(String, Table)>,
+    /// The plot, written to `NAME.png`.
+    pub plot: LinePlot,
+    /// Pictures, written to `NAME_SUFFIX.png`.
+    pub images: Vec<(String, RgbImage)>,
+}
+
+impl ProtocolOutput {
+    /// Writes every table, the plot and the pictures into `dir` (created if
+    /// needed); returns the paths written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
+        let mut paths = Vec::new();
+        let csv = dir.join(format!("{}.csv", self.name));
+        self.table.write_csv(&csv)?;
+        paths.push(csv);
+        for (suffix, t) in &self.extra_tables {
+            let p = dir.join(format!("{}_{suffix}.csv", self.name));
+            t.write_csv(&p)?;
+            paths.push(p);
+        }
+        let png = dir.join(format!("{}.png", self.name));
+        self.plot.save(&png)?;
+        paths.push(png);
+        for (suffix, img) in &self.images {
+            let p = dir.join(format!("{}_{suffix}.png", self.name));
+            render::save_png(img, &p)?;
+            paths.push(p);
+        }
+        Ok(paths)
+    }
+}
+
+/// What the colony under slot `index` sees at each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Schedule {
+    /// The same image throughout.
+    Fixed,
+    /// Sample `index + k` (cyclically) during steps `k * period + 1 ..=
+    /// (k + 1) * period`.
+    Switch { period: usize },
+    /// The image and its labels translated by `(dx, dy)` pixels after step
+    /// `at`.
+    Shift { at: usize, dx: isize, dy: isize },
+}
+
+impl Schedule {
+    /// Whether the environment of step `t` (1-based) differs from that of
+    /// step `t - 1`.
+    fn changes_at(self, t: usize) -> bool {
+        match self {
+            Schedule::Fixed => t == 1,
+            Schedule::Switch { period } => (t - 1).is_multiple_of(period),
+            Schedule::Shift { at, .. } => t == 1 || t == at + 1,
+        }
+    }
+
+    /// The image and labels slot `index` sees at step `t`.
+    fn frame(self, set: &EvalSet, index: usize, t: usize) -> (Vec<f32>, Vec<u8>) {
+        match self {
+            Schedule::Fixed => (set.images[index].clone(), set.labels[index].clone()),
+            Schedule::Switch { period } => {
+                let i = (index + (t - 1) / period) % set.len();
+                (set.images[i].clone(), set.labels[i].clone())
+            }
+            Schedule::Shift { at, dx, dy } => {
+                let (img, lab) = (&set.images[index], &set.labels[index]);
+                if t <= at {
+                    (img.clone(), lab.clone())
+                } else {
+                    let s = set.size;
+                    (
+                        translate(img, 3, (s, s), (dx, dy)),
+                        translate(lab, 1, (s, s), (dx, dy)),
+                    )
+                }
+            }
+        }
+    }
+
+    /// The steps at which the image changes after the start (plot marks).
+    fn marks(self, steps: usize) -> Vec<f64> {
+        (2..=steps)
+            .filter(|&t| self.changes_at(t))
+            .map(|t| t as f64 - 0.5)
+            .collect()
+    }
+}
+
+/// `planes` planes of `h x w` values moved by `(dx, dy)` pixels (right and
+/// down for positive values), the uncovered border filled by repeating the
+/// nearest edge pixel.
+pub fn translate<T: Copy>(
+    values: &[T],
+    planes: usize,
+    (h, w): (usize, usize),
+    (dx, dy): (isize, isize),
+) -> Vec<T> {
+    let src = |i: usize, d: isize, n: usize| (i as isize - d).clamp(0, n as isize - 1) as usize;
+    let mut out = Vec::with_capacity(values.len());
+    for p in 0..planes {
+        let plane = &values[p * h * w..(p + 1) * h * w];
+        for y in 0..h {
+            let row = src(y, dy, h) * w;
+            out.extend((0..w).map(|x| plane[row + src(x, dx, w)]));
+        }
+    }
+    out
+}
+
+/// A fresh colony for chunk `chunk_id` of a run seeded by `seed`.
+fn colony(rule: &CellRule, b: usize, size: usize, seed: u64, chunk_id: usize) -> Result<Colony> {
+    Ok(Colony::new(
+        rule.clone(),
+        b,
+        size,
+        size,
+        splitmix64(seed ^ splitmix64(chunk_id as u64)),
+    )?)
+}
+
+/// The environment tensor `[B, 3, S, S]` from flat `[3, S, S]` images.
+fn env_tensor(images: &[Vec<f32>], size: usize, device: &Device) -> Result<Tensor> {
+    let flat: Vec<f32> = images.concat();
+    Ok(Tensor::from_vec(
+        flat,
+        (images.len(), 3, size, size),
+        device,
+    )?)
+}
+
+/// IoU per class at each recorded step under `schedule`.
+fn iou_curve(
+    rule: &CellRule,
+    set: &EvalSet,
+    opts: &RunOptions,
+    schedule: Schedule,
+) -> Result<Table> {
+    opts.validate()?;
+    if set.is_empty() {
+        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+    }
+    let classes = rule.config().num_classes;
+    let records = opts.record_steps();
+    let mut inter = vec![vec![0u64; classes]; records.len()];
+    let mut union = vec![vec![0u64; classes]; records.len()];
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for (chunk_id, chunk) in indices.chunks(opts.batch).enumerate() {
+        let mut col = colony(rule, chunk.len(), set.size, opts.seed, chunk_id)?;
+        let mut env = None;
+        let mut labels: Vec<u32> = Vec::new();
+        let mut k = 0;
+        for t in 1..=opts.steps {
+            if schedule.changes_at(t) || env.is_none() {
+                let frames: Vec<_> = chunk.iter().map(|&i| schedule.frame(set, i, t)).collect();
+                let images: Vec<Vec<f32>> = frames.iter().map(|f| f.0.clone()).collect();
+                env = Some(env_tensor(&images, set.size, rule.device())?);
+                labels = frames
+                    .iter()
+                    .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
+                    .collect();
+            }
+            if let Some(e) = &env {
+                col.step(e)?;
+            }
+            if records.get(k) == Some(&t) {
+                let pred = ca_sched::predict(&col.logits()?).map_err(sched_err)?;
+                accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
+                k += 1;
+            }
+        }
+    }
+    let mut columns = vec!["step".to_string()];
+    columns.extend(class_names(classes).iter().map(|n| format!("iou_{n}")));
+    columns.push("iou_mean".into());
+    let rows = records
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| {
+            let ious: Vec<f64> = (0..classes)
+                .map(|c| match union[k][c] {
+                    0 => f64::NAN,
+                    u => inter[k][c] as f64 / u as f64,
+                })
+                .collect();
+            let finite: Vec<f64> = ious.iter().copied().filter(|v| v.is_finite()).collect();
+            let mean = if finite.is_empty() {
+                f64::NAN
+            } else {
+                finite.iter().sum::<f64>() / finite.len() as f64
+            };
+            std::iter::once(t as f64)
+                .chain(ious)
+                .chain(std::iter::once(mean))
+                .collect()
+        })
+        .collect();
+    Ok(Table { columns, rows })
+}
+
+fn sched_err(e: ca_sched::SchedError) -> ToolError {
+    match e {
+        ca_sched::SchedError::Candle(c) => ToolError::Candle(c),
+        other => ToolError::invalid("evaluation", other.to_string(), "failed"),
+    }
+}
+
+/// Class names for `classes` classes: the dataset's, else `class<k>`.
+fn class_names(classes: usize) -> Vec<String> {
+    (0..classes)
+        .map(|c| {
+            CLASS_NAMES
+                .get(c)
+                .map_or_else(|| format!("class{c}"), |n| n.to_string())
+        })
+        .collect()
+}
+
+fn iou_plot(table: &Table, title: String, marks: Vec<f64>) -> LinePlot {
+    let names = class_names(table.columns.len().saturating_sub(2));
+    let cols: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("iou_{n}"), n.clone()))
+        .chain(std::iter::once(("iou_mean".into(), "mean".into())))
+        .collect();
+    let refs: Vec<(&str, &str)> = cols.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    LinePlot {
+        title,
+        x_label: "CA step".into(),
+        y_label: "IoU".into(),
+        series: table.series(&refs),
+        marks,
+        y_range: Some((0.0, 1.0)),
+    }
+}
+
+/// IoU per class against CA step from fresh states on fixed images, from
+/// step 1 to `opts.steps` (the paper runs to 10 x T): does the segmentation
+/// stay once formed? The plot marks the training target `T`.
+pub fn stability(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
+    let table = iou_curve(rule, set, opts, Schedule::Fixed)?;
+    let title = format!(
+        "Stability: IoU against CA step ({} images, T = {})",
+        set.len(),
+        opts.target
+    );
+    let plot = iou_plot(&table, title, vec![opts.target as f64]);
+    Ok(ProtocolOutput {
+        name: "stability",
+        table,
+        extra_tables: vec![],
+        plot,
+        images: vec![],
+    })
+}
+
+/// IoU against CA step while the image under each colony changes every
+/// `period` steps and the state is kept: slot `i` sees sample `i`, then
+/// `i + 1`, `i + 2`, ... (cyclically). IoU is measured against the labels
+/// of the image currently shown; the plot marks the switches.
+pub fn switching(
+    rule: &CellRule,
+    set: &EvalSet,
+    opts: &RunOptions,
+    period: usize,
+) -> Result<ProtocolOutput> {
+    if period == 0 {
+        return Err(ToolError::invalid("period", 0, "must be at least 1"));
+    }
+    let schedule = Schedule::Switch { period };
+    let table = iou_curve(rule, set, opts, schedule)?;
+    let title = format!(
+        "Image switching every {period} steps ({} images, state kept)",
+        set.len()
+    );
+    let plot = iou_plot(&table, title, schedule.marks(opts.steps));
+    Ok(ProtocolOutput {
+        name: "switching",
+        table,
+        extra_tables: vec![],
+        plot,
+        images: vec![],
+    })
+}
+
+/// IoU against CA step when, after step `at`, each image (and its labels)
+/// is translated by `shift` pixels right and down (the uncovered border
+/// repeats the edge), the state kept.
+pub fn shift(
+    rule: &CellRule,
+    set: &EvalSet,
+    opts: &RunOptions,
+    at: usize,
+    shift: isize,
+) -> Result<ProtocolOutput> {
+    if at == 0 || at >= opts.steps {
+        return Err(ToolError::invalid(
+            "shift step",
+            at,
+            format!("must be between 1 and steps - 1 = {}", opts.steps - 1),
+        ));
+    }
+    if shift.unsigned_abs() >= set.size {
+        return Err(ToolError::invalid(
+            "shift",
+            shift,
+            format!("must be smaller than the image size {}", set.size),
+        ));
+    }
+    let schedule = Schedule::Shift {
+        at,
+        dx: shift,
+        dy: shift,
+    };
+    let table = iou_curve(rule, set, opts, schedule)?;
+    let title = format!(
+        "Image shifted by ({shift}, {shift}) px after step {at} ({} images)",
+        set.len()
+    );
+    let plot = iou_plot(&table, title, schedule.marks(opts.steps));
+    Ok(ProtocolOutput {
+        name: "shift",
+        table,
+        extra_tables: vec![],
+        plot,
+        images: vec![],
+    })
+}
+
+fn mean_abs(t: &Tensor) -> Result<f64> {
+    Ok(f64::from(t.abs()?.mean_all()?.to_scalar::<f32>()?))
+}
+
+/// Mean absolute values ("L1 norms normalized to the number of
+/// dimensions", Appendix A.1) against CA step on fixed images from fresh
+/// states: of the state, of the logits, of their one-step changes, and the
+/// fraction of pixels whose predicted class changed in the step. Averaged
+/// over all samples.
+pub fn norms(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
+    opts.validate()?;
+    if set.is_empty() {
+        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+    }
+    let records = opts.record_steps();
+    let mut sums = vec![[0f64; 5]; records.len()];
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for (chunk_id, chunk) in indices.chunks(opts.batch).enumerate() {
+        let mut col = colony(rule, chunk.len(), set.size, opts.seed, chunk_id)?;
+        let images: Vec<Vec<f32>> = chunk.iter().map(|&i| set.images[i].clone()).collect();
+        let env = env_tensor(&images, set.size, rule.device())?;
+        let mut prev_state = col.state().clone();
+        let mut prev_logits = col.logits()?;
+        let mut prev_pred = prev_logits.argmax(1)?;
+        let weight = chunk.len() as f64;
+        let mut k = 0;
+        for t in 1..=opts.steps {
+            col.step(&env)?;
+            let state = col.state().clone();
+            let logits = col.logits()?;
+            let pred = logits.argmax(1)?;
+            if records.get(k) == Some(&t) {
+                let changed = pred
+                    .ne(&prev_pred)?
+                    .to_dtype(DType::F32)?
+                    .mean_all()?
+                    .to_scalar::<f32>()?;
+                let row = [
+                    mean_abs(&state)?,
+                    mean_abs(&logits)?,
+                    mean_abs(&(&state - &prev_state)?)?,
+                    mean_abs(&(&logits - &prev_logits)?)?,
+                    f64::from(changed),
+                ];
+                for (s, v) in sums[k].iter_mut().zip(row) {
+                    *s += v * weight;
+                }
+                k += 1;
+            }
+            (prev_state, prev_logits, prev_pred) = (state, logits, pred);
+        }
+    }
+    let n = set.len() as f64;
+    let columns = [
+        "step",
+        "state_l1",
+        "logits_l1",
+        "state_change_l1",
+        "logits_change_l1",
+        "prediction_change",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = records
+        .iter()
+        .zip(&sums)
+        .map(|(&t, s)| {
+            std::iter::once(t as f64)
+                .chain(s.iter().map(|v| v / n))
+                .collect()
+        })
+        .collect();
+    let table = Table { columns, rows };
+    let series = table.series(&[
+        ("state_l1", "state |s|"),
+        ("logits_l1", "logits |l|"),
+        ("state_change_l1", "state change |s_t - s_t-1|"),
+        ("logits_change_l1", "logits change |l_t - l_t-1|"),
+        ("prediction_change", "fraction of pixels changing class"),
+    ]);
+    let plot = LinePlot {
+        title: format!(
+            "Mean absolute values against CA step ({} images)",
+            set.len()
+        ),
+        x_label: "CA step".into(),
+        y_label: "mean |value|".into(),
+        series,
+        marks: vec![opts.target as f64],
+        y_range: None,
+    };
+    Ok(ProtocolOutput {
+        name: "norms",
+        table,
+        extra_tables: vec![],
+        plot,
+        images: vec![],
+    })
+}
+
+/// Per-pixel spread of the prediction over `runs` stochastic runs of each
+/// image (different initial states and update draws; the runs of one image
+/// form one batch, so under batch norm they share statistics).
+///
+/// Two measures per pixel: the variance of the softmax probabilities over
+/// the runs, summed over classes (0 when all runs agree exactly; at most
+/// `1 - 1/C`), and the disagreement of the predicted classes, `1 - sum_c
+/// f_c^2` with `f_c` the fraction of runs predicting class `c` (the
+/// variance of the one-hot prediction summed over classes). Both are
+/// averaged over pixels and images at every recorded step (the table and the
+/// plot). After the last step, a per-image table (`_samples`: index, both
+/// measures, pixel accuracy of the majority vote) and, for the first `maps`
+/// images, a picture `_map_INDEX`: the image, the majority vote and the
+/// probability variance as a heat map (black 0, white at the largest value
+/// among the pictures), each enlarged four times.
+pub fn uncertainty(
+    rule: &CellRule,
+    set: &EvalSet,
+    opts: &RunOptions,
+    runs: usize,
+    maps: usize,
+) -> Result<ProtocolOutput> {
+    opts.validate()?;
+    if runs < 2 {
+        return Err(ToolError::invalid(
+            "runs",
+            runs,
+            "a variance needs at least 2 runs",
+        ));
+    }
+    if set.is_empty() {
+        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+    }
+    let records = opts.record_steps();
+    let classes = rule.config().num_classes;
+    let s = set.size;
+    let mut sums = vec![[0f64; 2]; records.len()];
+    let mut per_sample = Vec::with_capacity(set.len());
+    let mut pictures: Vec<(usize, Vec<u32>, Vec<f32>)> = Vec::new();
+    for (i, image) in set.images.iter().enumerate() {
+        let mut col = colony(rule, runs, s, opts.seed, i)?;
+        let env = env_tensor(&vec![image.clone(); runs], s, rule.device())?;
+        let mut k = 0;
+        for t in 1..=opts.steps {
+            col.step(&env)?;
+            if records.get(k) != Some(&t) {
+                continue;
+            }
+            let spread = Spread::of(&col.logits()?, classes)?;
+            sums[k][0] += mean(&spread.prob_variance);
+            sums[k][1] += mean(&spread.disagreement);
+            k += 1;
+            if t == opts.steps {
+                let correct = spread
+                    .majority
+                    .iter()
+                    .zip(&set.labels[i])
+                    .filter(|(p, l)| **p == u32::from(**l))
+                    .count();
+                per_sample.push(vec![
+                    i as f64,
+                    mean(&spread.prob_variance),
+                    mean(&spread.disagreement),
+                    correct as f64 / (s * s) as f64,
+                ]);
+                if i < maps {
+                    pictures.push((i, spread.majority, spread.prob_variance));
+                }
+            }
+        }
+    }
+    let n = set.len() as f64;
+    let table = Table {
+        columns: ["step", "prob_variance", "disagreement"]
+            .map(String::from)
+            .to_vec(),
+        rows: records
+            .iter()
+            .zip(&sums)
+            .map(|(&t, v)| vec![t as f64, v[0] / n, v[1] / n])
+            .collect(),
+    };
+    let samples = Table {
+        columns: ["index", "prob_variance", "disagreement", "pixel_accuracy"]
+            .map(String::from)
+            .to_vec(),
+        rows: per_sample,
+    };
+    let vmax = pictures
+        .iter()
+        .flat_map(|p| p.2.iter().copied())
+        .fold(0f32, f32::max);
+    let images = pictures
+        .into_iter()
+        .map(|(i, majority, var)| {
+            let panels = [
+                render::chw_to_rgb(&set.images[i], s, s),
+                render::class_image(&majority, s, s),
+                render::heat_image(&var, s, s, vmax),
+            ]
+            .map(|p| render::upscale(&p, 4));
+            (format!("map_{i}"), render::hstack(&panels))
+        })
+        .collect();
+    let plot = LinePlot {
+        title: format!(
+            "Spread over {runs} stochastic runs against CA step ({} images)",
+            set.len()
+        ),
+        x_label: "CA step".into(),
+        y_label: "mean per-pixel spread".into(),
+        series: table.series(&[
+            ("prob_variance", "softmax variance (sum over classes)"),
+            ("disagreement", "class disagreement 1 - sum f_c^2"),
+        ]),
+        marks: vec![opts.target as f64],
+        y_range: None,
+    };
+    Ok(ProtocolOutput {
+        name: "uncertainty",
+        table,
+        extra_tables: vec![("samples".into(), samples)],
+        plot,
+        images,
+    })
+}
+
+fn mean(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The spread of `R` runs' predictions of one image, per pixel.
+struct Spread {
+    /// Softmax variance over runs, summed over classes, `[H * W]`.
+    prob_variance: Vec<f32>,
+    /// `1 - sum_c f_c^2`, `[H * W]`.
+    disagreement: Vec<f32>,
+    /// The most frequent class (lowest id on ties), `[H * W]`.
+    majority: Vec<u32>,
+}
+
+impl Spread {
+    /// From logits `[R, C, H, W]` of `R` runs of the same image.
+    fn of(logits: &Tensor, classes: usize) -> Result<Self> {
+        let (r, _, h, w) = logits.dims4()?;
+        let probs = candle_nn::ops::softmax(logits, 1)?;
+        let m = probs.mean_keepdim(0)?;
+        let var = probs.broadcast_sub(&m)?.sqr()?.mean(0)?.sum(0)?; // [H, W]
+        let pred = logits.argmax(1)?.to_dtype(DType::U32)?; // [R, H, W]
+        let pred = pred.flatten_from(1)?.to_vec2::<u32>()?;
+        let cells = h * w;
+        let mut counts = vec![0u32; cells * classes];
+        for run in &pred {
+            for (p, &c) in run.iter().enumerate() {
+                if let Some(n) = counts.get_mut(p * classes + c as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut disagreement = Vec::with_capacity(cells);
+        let mut majority = Vec::with_capacity(cells);
+        for cell in counts.chunks(classes) {
+            let sq: f32 = cell.iter().map(|&n| (n as f32 / r as f32).powi(2)).sum();
+            disagreement.push(1.0 - sq);
+            let best = (0..classes).max_by_key(|&c| (cell[c], std::cmp::Reverse(c)));
+            majority.push(best.unwrap_or(0) as u32);
+        }
+        Ok(Spread {
+            prob_variance: var.flatten_all()?.to_vec1::<f32>()?,
+            disagreement,
+            majority,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation_repeats_edges() {
+        let v = [1, 2, 3, 4, 5, 6]; // 2 rows of 3
+        assert_eq!(translate(&v, 1, (2, 3), (1, 0)), vec![1, 1, 2, 4, 4, 5]);
+        assert_eq!(translate(&v, 1, (2, 3), (0, -1)), vec![4, 5, 6, 4, 5, 6]);
+        assert_eq!(translate(&v, 2, (1, 3), (-1, 0)), vec![2, 3, 3, 5, 6, 6]);
+    }
+
+    #[test]
+    fn record_steps_cover_ends() {
+        let o = RunOptions {
+            steps: 10,
+            batch: 1,
+            seed: 0,
+            every: 4,
+            target: 5,
+        };
+        assert_eq!(o.record_steps(), vec![1, 4, 8, 10]);
+        let o = RunOptions {
+            every: 1,
+            steps: 3,
+            ..o
+        };
+        assert_eq!(o.record_steps(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn schedules() {
+        let s = Schedule::Switch { period: 4 };
+        assert!(s.changes_at(1) && s.changes_at(5) && !s.changes_at(4));
+        assert_eq!(s.marks(10), vec![4.5, 8.5]);
+        let s = Schedule::Shift {
+            at: 3,
+            dx: 1,
+            dy: 1,
+        };
+        assert_eq!(s.marks(10), vec![3.5]);
+    }
+
+    #[test]
+    fn spread_of_identical_runs_is_zero() {
+        let logits = Tensor::from_vec(
+            vec![1f32, 0.0, 0.0, 2.0, 1f32, 0.0, 0.0, 2.0],
+            (2, 2, 1, 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let s = Spread::of(&logits, 2).unwrap();
+        assert_eq!(s.majority, vec![0, 1]);
+        assert!(s.prob_variance.iter().all(|&v| v.abs() < 1e-7));
+        assert_eq!(s.disagreement, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn csv_cells() {
+        assert_eq!(format_cell(3.0), "3");
+        assert_eq!(format_cell(0.25), "0.250000");
+        assert_eq!(format_cell(f64::NAN), "nan");
+    }
+}

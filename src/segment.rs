@@ -1,0 +1,194 @@
+//! Segmenting one photo of any size with a trained rule: the class map, an
+//! overlay on the photo, and the frames of an evolution GIF.
+
+use std::path::{Path, PathBuf};
+
+use ca_core::{CellRule, Colony};
+use candle_core::{DType, Tensor};
+use image::RgbImage;
+
+use crate::error::{Result, ToolError};
+use crate::render::{self, StateProjection};
+
+/// Largest side `--native` accepts: the colony holds `S` floats per pixel
+/// and a step costs tens of thousands of operations per pixel.
+pub const MAX_NATIVE_SIDE: u32 = 2048;
+
+/// How to segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentOptions {
+    /// The square grid size the image is resized to (the training size);
+    /// ignored when `native` is set.
+    pub size: usize,
+    /// Run on the photo's own pixel grid instead.
+    pub native: bool,
+    /// CA steps.
+    pub steps: usize,
+    /// Seed of the initial state and the step draws.
+    pub seed: u64,
+    /// Keep an evolution frame every this many steps (and the first and
+    /// last); `None`: no frames.
+    pub frame_every: Option<usize>,
+    /// Enlargement of the frames.
+    pub frame_scale: u32,
+}
+
+/// The result of a segmentation.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// The grid the colony ran on, `(width, height)`.
+    pub grid: (usize, usize),
+    /// The class of every grid cell, row-major.
+    pub classes: Vec<u32>,
+    /// Evolution frames (prediction above, projected state below), with the
+    /// step each shows.
+    pub frames: Vec<(usize, RgbImage)>,
+}
+
+/// Runs `rule` on `photo` as `options` say.
+pub fn segment(
+    rule: &CellRule,
+    photo: &RgbImage,
+    options: &SegmentOptions,
+) -> Result<Segmentation> {
+    if options.steps == 0 {
+        return Err(ToolError::invalid("steps", 0, "must be at least 1"));
+    }
+    if options.frame_every == Some(0) {
+        return Err(ToolError::invalid(
+            "frame interval",
+            0,
+            "must be at least 1",
+        ));
+    }
+    let (pw, ph) = photo.dimensions();
+    let (grid, chw) = if options.native {
+        if pw.max(ph) > MAX_NATIVE_SIDE {
+            return Err(ToolError::invalid(
+                "image size",
+                format!("{pw}x{ph}"),
+                format!("--native runs at most {MAX_NATIVE_SIDE} pixels a side; resize the image"),
+            ));
+        }
+        ((pw as usize, ph as usize), render::rgb_to_chw(photo))
+    } else {
+        if options.size == 0 || options.size > 4096 {
+            return Err(ToolError::invalid(
+                "size",
+                options.size,
+                "must be 1 to 4096 pixels",
+            ));
+        }
+        let s = options.size;
+        ((s, s), ca_data::resize::image_to_chw(photo, s))
+    };
+    let (w, h) = grid;
+    let env = Tensor::from_vec(chw, (1, 3, h, w), rule.device())?;
+    let mut colony = Colony::new(rule.clone(), 1, h, w, options.seed)?;
+    let projection = StateProjection::new(rule.config().state_channels);
+    let mut frames = Vec::new();
+    for t in 1..=options.steps {
+        colony.step(&env)?;
+        let keep = options
+            .frame_every
+            .is_some_and(|e| t == 1 || t.is_multiple_of(e) || t == options.steps);
+        if keep {
+            let classes = classes_of(&colony)?;
+            let state = colony.state().flatten_all()?.to_vec1::<f32>()?;
+            let frame =
+                render::evolution_frame(&classes, &state, grid, &projection, options.frame_scale);
+            frames.push((t, frame));
+        }
+    }
+    Ok(Segmentation {
+        grid,
+        classes: classes_of(&colony)?,
+        frames,
+    })
+}
+
+fn classes_of(colony: &Colony) -> Result<Vec<u32>> {
+    Ok(colony
+        .predict()?
+        .to_dtype(DType::U32)?
+        .flatten_all()?
+        .to_vec1::<u32>()?)
+}
+
+impl Segmentation {
+    /// The class map in the palette, upsampled by nearest neighbour to
+    /// `width x height`.
+    pub fn class_image(&self, width: u32, height: u32) -> RgbImage {
+        let up =
+            render::resample_nearest(&self.classes, self.grid, (width as usize, height as usize));
+        render::class_image(&up, width as usize, height as usize)
+    }
+
+    /// The fraction of cells of each class id `0..classes`.
+    pub fn class_fractions(&self, classes: usize) -> Vec<f64> {
+        let mut counts = vec![0usize; classes];
+        for &c in &self.classes {
+            if let Some(n) = counts.get_mut(c as usize) {
+                *n += 1;
+            }
+        }
+        let total = self.classes.len().max(1) as f64;
+        counts.into_iter().map(|n| n as f64 / total).collect()
+    }
+}
+
+/// Where [`write_outputs`] puts its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputPaths {
+    /// The class map at the photo's resolution (palette PNG).
+    pub classes: PathBuf,
+    /// The overlay on the photo.
+    pub overlay: PathBuf,
+    /// The evolution GIF, if wanted.
+    pub gif: Option<PathBuf>,
+}
+
+impl OutputPaths {
+    /// `DIR/STEM_classes.png` and `DIR/STEM_overlay.png` for input `input`,
+    /// and `gif` as given.
+    pub fn in_dir(dir: &Path, input: &Path, gif: Option<PathBuf>) -> Self {
+        let stem = input
+            .file_stem()
+            .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+        OutputPaths {
+            classes: dir.join(format!("{stem}_classes.png")),
+            overlay: dir.join(format!("{stem}_overlay.png")),
+            gif,
+        }
+    }
+}
+
+/// Writes the class map and the overlay (both at the photo's resolution)
+/// and, when asked, the GIF of the frames (`delay_ms` per frame). Creates
+/// the parent directories.
+pub fn write_outputs(
+    seg: &Segmentation,
+    photo: &RgbImage,
+    paths: &OutputPaths,
+    delay_ms: u32,
+) -> Result<()> {
+    for p in std::iter::once(&paths.classes)
+        .chain(std::iter::once(&paths.overlay))
+        .chain(paths.gif.iter())
+    {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
+        }
+    }
+    let (w, h) = photo.dimensions();
+    render::save_png(&seg.class_image(w, h), &paths.classes)?;
+    render::save_png(
+        &render::overlay(photo, &seg.classes, seg.grid, 0.5),
+        &paths.overlay,
+    )?;
+    if let Some(gif) = &paths.gif {
+        let frames: Vec<RgbImage> = seg.frames.iter().map(|f| f.1.clone()).collect();
+        render::write_gif(&frames, delay_ms, gif)?;
+    }
+    Ok(())
+}
