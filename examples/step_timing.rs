@@ -30,6 +30,31 @@ struct Args {
     /// Timed repetitions per case (after one warm-up).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Instead of the cases, measure the machine's fp32 GEMM rate: a
+    /// 2048 x 2048 x 2048 candle matmul (the `gemm` crate, all threads).
+    #[arg(long)]
+    peak: bool,
+}
+
+/// Prints the best fp32 rate of `reps` 2048^3 candle matmuls.
+fn peak(reps: usize) -> candle_core::Result<()> {
+    let n = 2048;
+    let dev = candle_core::Device::Cpu;
+    let a = candle_core::Tensor::ones((n, n), candle_core::DType::F32, &dev)?;
+    let b = candle_core::Tensor::ones((n, n), candle_core::DType::F32, &dev)?;
+    a.matmul(&b)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        a.matmul(&b)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let flops = 2.0 * (n * n * n) as f64;
+    println!(
+        "PEAK gemm={n}x{n}x{n} best_s={best:.4} gflops={:.1}",
+        flops / best / 1e9
+    );
+    Ok(())
 }
 
 /// CPU seconds (user + system) this process has used so far, from
@@ -83,6 +108,13 @@ fn time(reps: usize, mut f: impl FnMut()) -> (Vec<f64>, f64) {
 
 fn main() {
     let args = Args::parse();
+    if args.peak {
+        if let Err(e) = peak(args.reps.max(1)) {
+            eprintln!("peak measurement failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let backends = match args.backend.as_str() {
         "fused" => vec![StepBackend::Fused],
         "reference" => vec![StepBackend::Reference],

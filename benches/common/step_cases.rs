@@ -75,10 +75,11 @@ impl Forward {
         }
     }
 
-    /// One step; returns the new state.
+    /// One inference step ([`CellRule::step_detached`]); returns the new
+    /// state.
     pub fn run(&self) -> Tensor {
         self.rule
-            .step(&self.state, &self.env, &self.draws)
+            .step_detached(&self.state, &self.env, &self.draws)
             .expect("step")
     }
 }

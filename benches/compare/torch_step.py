@@ -10,6 +10,9 @@ PyTorch, project, ...) and the medians compared:
 
     speedup = PyTorch time / project time   (>= 1: the project is faster)
 
+and, as a check that is less sensitive to other load on the machine, the
+CPU seconds (all threads) per step of each side and their ratio.
+
 The step, as in `ca_core::CellRule::step_reference`: perception (3x3 conv,
 or depthwise 3x3 then 1x1) + ReLU, hidden 1x1 + ReLU layers, update 1x1,
 residual, reset gate r = sigmoid(W_R h) mixing noise z in, instance norm of
@@ -95,13 +98,15 @@ def torch_case(kind, perception, s, h, b, hw):
 
 
 def time_torch(run, reps):
+    """Wall times of `reps` runs after a warm-up, and mean CPU s per run."""
     run()
     times = []
+    cpu0 = time.process_time()
     for _ in range(reps):
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
-    return times
+    return times, (time.process_time() - cpu0) / reps
 
 
 def time_project(case, reps, threads):
@@ -111,10 +116,12 @@ def time_project(case, reps, threads):
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     for line in out.splitlines():
-        m = re.match(r"STEP case=(\S+) backend=fused reps=(\d+) median_s=(\S+) min_s=(\S+)", line)
+        m = re.match(
+            r"STEP case=(\S+) backend=fused reps=(\d+) median_s=(\S+) min_s=(\S+) cpu_s=(\S+)", line
+        )
         if m and m.group(1) == case:
             # One median per round: the example reports only medians.
-            return [float(m.group(3))]
+            return [float(m.group(3))], float(m.group(5))
     raise RuntimeError(f"no STEP line for {case} in:\n{out}")
 
 
@@ -142,17 +149,25 @@ def main():
         sys.exit(f"{EXAMPLE} missing: run `cargo build --release --example step_timing` first")
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {args.threads} threads, {args.rounds} rounds x {args.reps} reps")
-    print(f"{'case':40s} {'project_s':>10s} {'pytorch_s':>10s} {'speedup':>8s}")
+    print(f"# load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"{'case':40s} {'project_s':>10s} {'pytorch_s':>10s} {'speedup':>8s} "
+          f"{'proj_cpu_s':>10s} {'torch_cpu_s':>11s} {'cpu_ratio':>9s}")
     for case, kind, p, s, h, b, hw in cases(args.all_variants):
         if args.cases not in case:
             continue
         run = torch_case(kind, p, s, h, b, hw)
-        ours, theirs = [], []
+        ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
         for _ in range(args.rounds):
-            ours += time_project(case, args.reps, args.threads)
-            theirs += time_torch(run, args.reps)
+            t, c = time_project(case, args.reps, args.threads)
+            ours += t
+            ours_cpu.append(c)
+            t, c = time_torch(run, args.reps)
+            theirs += t
+            theirs_cpu.append(c)
         po, pt = statistics.median(ours), statistics.median(theirs)
-        print(f"{case:40s} {po:10.4f} {pt:10.4f} {pt / po:8.2f}", flush=True)
+        co, ct = statistics.median(ours_cpu), statistics.median(theirs_cpu)
+        print(f"{case:40s} {po:10.4f} {pt:10.4f} {pt / po:8.2f} {co:10.3f} {ct:11.3f} {ct / co:9.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

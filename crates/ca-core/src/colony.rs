@@ -88,7 +88,7 @@ impl Colony {
         let (b, _, h, w) = self.state.dims4()?;
         let mut rng = step_rng(self.seed, self.steps);
         let draws = StepDraws::sample(self.rule.config(), (b, h, w), &mut rng, self.rule.device())?;
-        self.state = self.rule.step(&self.state, env, &draws)?.detach();
+        self.state = self.rule.step_detached(&self.state, env, &draws)?;
         self.steps += 1;
         Ok(())
     }

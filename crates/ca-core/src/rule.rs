@@ -116,7 +116,22 @@ impl CellRule {
         self.check_inputs(state, env, Some(draws))?;
         match self.backend {
             StepBackend::Reference => self.reference_step(state, env, draws),
-            StepBackend::Fused => crate::fused::step(&self.config, &self.params, state, env, draws),
+            StepBackend::Fused => {
+                crate::fused::step(&self.config, &self.params, state, env, draws, true)
+            }
+        }
+    }
+
+    /// One CA step for inference: as [`CellRule::step`], but the result is
+    /// detached (no autograd graph), and the fused backend keeps no
+    /// activations for a backward pass.
+    pub fn step_detached(&self, state: &Tensor, env: &Tensor, draws: &StepDraws) -> Result<Tensor> {
+        self.check_inputs(state, env, Some(draws))?;
+        match self.backend {
+            StepBackend::Reference => Ok(self.reference_step(state, env, draws)?.detach()),
+            StepBackend::Fused => {
+                crate::fused::step(&self.config, &self.params, state, env, draws, false)
+            }
         }
     }
 

@@ -26,12 +26,15 @@ use crate::params::{CellParams, ParamGroup};
 
 /// One CA step on CPU with the fused op; same contract as
 /// [`crate::CellRule::step_reference`], whose checks the caller has run.
+/// With `grad` false, or when no input tracks a gradient, the output is
+/// detached and no activations are kept.
 pub(crate) fn step(
     config: &CellConfig,
     params: &CellParams,
     state: &Tensor,
     env: &Tensor,
     draws: &StepDraws,
+    grad: bool,
 ) -> Result<Tensor> {
     let (b, _, h, w) = state.dims4()?;
     let noise = draws.noise.as_ref().filter(|_| params.reset.is_some());
@@ -53,7 +56,7 @@ pub(crate) fn step(
         None => draws.mask.contiguous()?,
     };
     let dims = layout::Dims::new(config, reset, (b, h, w));
-    let train = x.track_op() || packed.track_op();
+    let train = grad && (x.track_op() || packed.track_op());
     let op = op::FusedStep::new(dims, train);
     let out = if train {
         x.apply_op3(&packed, &draws, op)?
