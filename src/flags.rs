@@ -126,7 +126,8 @@ mod tests {
 
     #[test]
     fn zeros_name_the_flag() {
-        let cases: [(&str, fn(&mut TrainFlags)); 7] = [
+        type Edit = fn(&mut TrainFlags);
+        let cases: [(&str, Edit); 7] = [
             ("--size 0", |f| f.size = 0),
             ("--state 0", |f| f.state = 0),
             ("--hidden 0", |f| f.hidden = 0),

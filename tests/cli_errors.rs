@@ -104,8 +104,7 @@ fn bad_model_and_training_checkpoints_are_clear_library_errors() {
     for (path, needle) in bad_files(&dir, &model) {
         let name = file_name(&path);
         let err = CellRule::load(&path, &Device::Cpu)
-            .err()
-            .expect("bad file must not load")
+            .expect_err("bad file must not load")
             .to_string();
         assert!(
             err.contains(&name) && err.contains(needle),
