@@ -102,6 +102,9 @@ proptest! {
 
     #[test]
     fn same_seed_same_trajectory(cfg in arb_config(), seed in any::<u64>()) {
+        // With one state channel, channel norm maps every updated cell to
+        // exactly 0, so different seeds cannot be told apart.
+        prop_assume!(!(cfg.state_channels == 1 && cfg.norm == Norm::Channel));
         let run = |colony_seed: u64| {
             let rule = CellRule::new(cfg.clone(), seed, &Device::Cpu).unwrap();
             let env = random((1, cfg.env_channels, 5, 4), seed ^ 9);
