@@ -4,6 +4,7 @@ pub use ca_core;
 pub use ca_data;
 pub use ca_sched;
 
+pub mod adversarial;
 pub mod device;
 pub mod error;
 pub mod flags;
