@@ -4,19 +4,26 @@
 //! small model on the bundled synthetic set in a few minutes. For the real
 //! set: `--data DIR` (or `$CA_PETS_DIR`, or `data/oxford-iiit-pet`).
 //! Writes `OUT/checkpoint.safetensors` (resumable with `--resume`),
-//! `OUT/model.safetensors` (the rule, for `segment` and `evaluate`) and
+//! `OUT/model.safetensors` (the model, for `segment` and `evaluate`) and
 //! `OUT/metrics.jsonl`.
+//!
+//! High resolution (paper 3.4): `--image-size 96 --state-size 48` trains a
+//! strided encoder, the CA on a 48x48 state and a transposed-convolution
+//! decoder end to end on 96x96 images and labels (also 192/48, 384/48).
+//! `--resume` rebuilds whichever kind the checkpoint holds.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use ca_core::{CellConfig, CellRule, Norm, Perception};
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, Split, CLASS_NAMES};
+use ca_hires::{hires_levels, HiresModel, ENV_CHANNELS};
 use ca_sched::{
     checkpoint_metadata, evaluate_iou, GradNorm, IouTable, MetricsLog, TrainConfig, Trainer,
 };
 use cellseg::device::parse_device;
 use cellseg::flags::TrainFlags;
+use cellseg::model::{levels_for, Model};
 use cellseg::pets::{resolve_data_dir, PetsTrainData};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,6 +43,13 @@ struct Args {
     /// Square image (and state grid) size in pixels [default: 48; 32 on the fixture].
     #[arg(long)]
     size: Option<usize>,
+    /// High resolution: image (and label) size in pixels, with
+    /// `--state-size`; it must be the state size times 2, 4 or 8.
+    #[arg(long, requires = "state_size", conflicts_with = "size")]
+    image_size: Option<usize>,
+    /// High resolution: state grid size in cells, with `--image-size`.
+    #[arg(long, requires = "image_size")]
+    state_size: Option<usize>,
     /// State channels [default: 48; 16 on the fixture].
     #[arg(long)]
     state: Option<usize>,
@@ -199,7 +213,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let pick = |v: Option<usize>, real: usize, fixture: usize| {
         v.unwrap_or(if fx { fixture } else { real })
     };
-    let size = pick(args.size, 48, 32);
+    let levels = match (args.image_size, args.state_size) {
+        (Some(image), Some(state)) => levels_for(image, state)?,
+        _ => 0,
+    };
+    let size = args.image_size.unwrap_or(pick(args.size, 48, 32));
     let total_steps = args.steps.unwrap_or(if fx { 200 } else { 3000 });
     let eval_every = args.eval_every.unwrap_or(if fx { 100 } else { 500 });
     let batch = pick(args.batch, 32, 8);
@@ -216,10 +234,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         eval_samples: args.eval_samples,
     }
     .validate()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/pets{size}")));
+    let out = args.out.clone().unwrap_or_else(|| match levels {
+        0 => PathBuf::from(format!("runs/pets{size}")),
+        _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
+    });
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
     let options = LoadOptions {
@@ -259,9 +277,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let checkpoint = out.join("checkpoint.safetensors");
     let mut trainer = if args.resume {
         let meta = checkpoint_metadata(&checkpoint)?;
-        let config = ca_core::config_from_metadata(&meta, &checkpoint)?;
-        let rule = CellRule::new(config, 0, &device)?;
-        let t = Trainer::resume(rule, &checkpoint, train.dataset.len())?;
+        let stored = hires_levels(&meta, &checkpoint)?.unwrap_or(0);
+        if stored != levels {
+            return Err(format!(
+                "{} holds a model with {stored} stride-2 levels (0: plain), the flags ask for {levels}; \
+                 resume with the --image-size/--state-size (or --size) of that run",
+                checkpoint.display()
+            )
+            .into());
+        }
+        let model = Model::from_metadata(&meta, &checkpoint, 0, &device)?;
+        let t = Trainer::resume(model, &checkpoint, train.dataset.len())?;
         println!(
             "resumed {} at step {}",
             checkpoint.display(),
@@ -293,8 +319,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ..TrainConfig::default()
         };
         schedule.validate()?;
-        let rule = CellRule::new(config, args.seed, &device)?;
-        Trainer::new(rule, schedule, train.dataset.len())?
+        let model = if levels > 0 {
+            let config = CellConfig {
+                env_channels: ENV_CHANNELS,
+                ..config
+            };
+            Model::Hires(HiresModel::new(config, levels, args.seed, &device)?)
+        } else {
+            Model::Plain(CellRule::new(config, args.seed, &device)?)
+        };
+        Trainer::new(model, schedule, train.dataset.len())?
     };
     let rule_cfg = trainer.model().config().clone();
     let sched = trainer.config().clone();
@@ -306,8 +340,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         rule_cfg.norm.name(),
         rule_cfg.reset_gate,
         rule_cfg.residual,
-        trainer.model().param_count().trainable()
+        trainer.model().trainable_params()
     );
+    println!("parameters: {}", trainer.model().describe_params());
+    if levels > 0 {
+        let state = size >> levels;
+        println!("high resolution: {size}x{size} images and labels, {state}x{state} state");
+    }
     println!(
         "schedule: batch {} pool {} K {} T {} full_unroll {} lr {} p_i {} p_s {} seed {} -> {total_steps} steps, out {}",
         sched.batch, sched.pool_size, sched.unroll(), sched.target, sched.full_unroll,

@@ -8,6 +8,7 @@ pub mod adversarial;
 pub mod device;
 pub mod error;
 pub mod flags;
+pub mod model;
 pub mod pets;
 pub mod plot;
 pub mod protocols;

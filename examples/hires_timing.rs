@@ -1,0 +1,177 @@
+//! Times one training step and one inference step of the three models the
+//! paper compares in section 5.4, on random data, batch 8:
+//!
+//! - `48/48`: 48x48 images, a plain CA on a 48x48 state;
+//! - `96/96`: 96x96 images, a plain CA on a 96x96 state;
+//! - `96/48`: 96x96 images, encoder, CA on a 48x48 state, decoder.
+//!
+//! A training step is what `ca_sched::Trainer::train_step` does: a K = 10
+//! mini-unroll, the loss at every step, backward, Adam (slots old enough
+//! that every step counts; no resets). An inference step is one CA step
+//! without graph (`CellRule::step_detached`) plus the logits at image
+//! resolution; the encoder, run once per image, is timed apart. Prints one
+//! line per model:
+//!
+//! ```text
+//! HIRES model=96/48 levels=1 params=... train_median_s=... infer_median_s=... encoder_s=...
+//! ```
+//!
+//! `cargo run --release --example hires_timing -- [--reps N] [--model 96/48]`
+
+use std::time::Instant;
+
+use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
+use ca_hires::{HiresModel, ENV_CHANNELS};
+use ca_sched::{SegModel, TrainConfig, TrainData, Trainer};
+use candle_core::{Device, Tensor};
+use cellseg::model::Model;
+use clap::Parser;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+#[derive(Parser)]
+struct Args {
+    /// Timed repetitions per measure (after the warm-up).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Only the model with this name (48/48, 96/96 or 96/48).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+const BATCH: usize = 8;
+
+/// `BATCH` random images and labels of one size.
+struct Random {
+    size: usize,
+}
+
+impl TrainData for Random {
+    fn len(&self) -> usize {
+        BATCH
+    }
+
+    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
+        let (b, n) = (items.len(), self.size);
+        let mut rng = StdRng::seed_from_u64(items.first().map_or(0, |i| i.0 as u64));
+        let images: Vec<f32> = (0..b * 3 * n * n).map(|_| rng.random()).collect();
+        let labels: Vec<u32> = (0..b * n * n).map(|_| rng.random_range(0..3)).collect();
+        Ok((
+            Tensor::from_vec(images, (b, 3, n, n), device)?,
+            Tensor::from_vec(labels, (b, n, n), device)?,
+        ))
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let t = Instant::now();
+    let out = f();
+    (t.elapsed().as_secs_f64(), out)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.reps == 0 {
+        return Err("--reps 0: must be at least 1".into());
+    }
+    let device = Device::Cpu;
+    let config = CellConfig::default();
+    let hires_config = CellConfig {
+        env_channels: ENV_CHANNELS,
+        ..config.clone()
+    };
+    let cases: [(&str, usize, Model); 3] = [
+        (
+            "48/48",
+            48,
+            Model::Plain(CellRule::new(config.clone(), 0, &device)?),
+        ),
+        (
+            "96/96",
+            96,
+            Model::Plain(CellRule::new(config, 0, &device)?),
+        ),
+        (
+            "96/48",
+            96,
+            Model::Hires(HiresModel::new(hires_config, 1, 0, &device)?),
+        ),
+    ];
+    if let Some(name) = &args.model {
+        if !cases.iter().any(|c| c.0 == name) {
+            return Err(format!("--model {name}: expected 48/48, 96/96 or 96/48").into());
+        }
+    }
+    for (name, size, model) in cases {
+        if args.model.as_deref().is_some_and(|m| m != name) {
+            continue;
+        }
+        let data = Random { size };
+        let params = model.trainable_params();
+        let levels = model.levels();
+
+        // Inference: one CA step and the logits, no backward.
+        let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
+        let (images, _) = data.batch(&items, &device)?;
+        let (encoder_s, env) = time(|| model.environment(&images));
+        let env = env?.detach();
+        let (h, w) = model.state_size((size, size));
+        let s = model.config().state_channels;
+        let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), &device)?;
+        let mut infer = Vec::new();
+        for k in 0..=args.reps {
+            let draws = StepDraws::sample(
+                model.config(),
+                (BATCH, h, w),
+                &mut step_rng(2, k as u64),
+                &device,
+            )?;
+            let (secs, out) = time(|| -> ca_sched::Result<Tensor> {
+                let next = model.rule().step_detached(&state, &env, &draws)?;
+                model.logits(&next, (size, size))?.detach();
+                Ok(next)
+            });
+            state = out?;
+            if k > 0 {
+                infer.push(secs);
+            }
+        }
+
+        // Training: the trainer's own step; two warm-up steps bring every
+        // slot past T0 = T/3 so that all K steps count in the loss.
+        let schedule = TrainConfig {
+            batch: BATCH,
+            pool_size: BATCH,
+            mini_unroll: 10,
+            target: 40,
+            p_image: 0.0,
+            p_state: 0.0,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(model, schedule, data.len())?;
+        trainer.train_step(&data)?;
+        trainer.train_step(&data)?;
+        let mut train = Vec::new();
+        for _ in 0..args.reps {
+            let (secs, report) = time(|| trainer.train_step(&data));
+            if report?.loss.is_none() {
+                return Err(format!("{name}: a timed step had no loss").into());
+            }
+            train.push(secs);
+        }
+        println!(
+            "HIRES model={name} levels={levels} params={params} batch={BATCH} reps={} \
+             train_median_s={:.3} train_min_s={:.3} infer_median_s={:.4} infer_min_s={:.4} encoder_s={encoder_s:.4}",
+            args.reps,
+            median(train.clone()),
+            train.iter().copied().fold(f64::INFINITY, f64::min),
+            median(infer.clone()),
+            infer.iter().copied().fold(f64::INFINITY, f64::min),
+        );
+    }
+    Ok(())
+}
