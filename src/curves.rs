@@ -1,0 +1,141 @@
+//! Training curves from `train_pets` metrics files (`metrics.jsonl`): the
+//! smoothed loss and the periodic test IoU against the optimizer step, one
+//! line per run, as [`LinePlot`]s.
+
+use std::path::Path;
+
+use crate::error::{Result, ToolError};
+use crate::plot::{LinePlot, Series};
+
+/// The records of one run that the curves use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunCurves {
+    /// `(step, loss)` of every step that had a loss.
+    pub loss: Vec<(f64, f64)>,
+    /// `(step, [background, object, boundary])` of every periodic evaluation
+    /// at CA step `ca_step`.
+    pub iou: Vec<(f64, [f64; 3])>,
+}
+
+/// Reads a metrics file, keeping the losses and the IoUs evaluated after
+/// `ca_step` CA steps (periodic `eval` and `final_eval` records).
+pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
+    let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+    let mut out = RunCurves::default();
+    let key = ca_step.to_string();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let record: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            ToolError::invalid(
+                "metrics line",
+                format!("{}:{}", path.display(), n + 1),
+                e.to_string(),
+            )
+        })?;
+        let step = record["step"].as_f64().unwrap_or(f64::NAN);
+        if let Some(loss) = record["loss"].as_f64() {
+            out.loss.push((step, loss));
+        }
+        for field in ["eval", "final_eval"] {
+            let at = &record[field][&key];
+            if at.is_object() {
+                let get = |c: &str| at[c].as_f64().unwrap_or(f64::NAN);
+                out.iou
+                    .push((step, [get("background"), get("object"), get("boundary")]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Exponential moving average of the `y` values (weight `1 - alpha` on the
+/// past), for readable loss curves.
+pub fn smooth(points: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
+    let mut avg: Option<f64> = None;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            let a = avg.map_or(y, |a| (1.0 - alpha) * a + alpha * y);
+            avg = Some(a);
+            (x, a)
+        })
+        .collect()
+}
+
+/// The loss plot and the IoU plot of named runs; the IoU plot has one line
+/// per run and class (`run: class`).
+pub fn training_plots(runs: &[(String, RunCurves)], ca_step: usize) -> (LinePlot, LinePlot) {
+    let loss = LinePlot {
+        title: "training loss (moving average)".into(),
+        x_label: "optimizer step".into(),
+        y_label: "cross-entropy".into(),
+        series: runs
+            .iter()
+            .map(|(name, r)| Series {
+                name: name.clone(),
+                points: smooth(&r.loss, 0.02),
+            })
+            .collect(),
+        marks: vec![],
+        y_range: None,
+    };
+    let classes = ["background", "object", "boundary"];
+    let iou = LinePlot {
+        title: format!("test IoU after {ca_step} CA steps"),
+        x_label: "optimizer step".into(),
+        y_label: "IoU".into(),
+        series: runs
+            .iter()
+            .flat_map(|(name, r)| {
+                classes.iter().enumerate().map(move |(c, class)| Series {
+                    name: format!("{name}: {class}"),
+                    points: r.iou.iter().map(|(s, v)| (*s, v[c])).collect(),
+                })
+            })
+            .collect(),
+        marks: vec![],
+        y_range: Some((0.0, 1.0)),
+    };
+    (loss, iou)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_losses_and_evaluations() {
+        let dir = std::env::temp_dir().join(format!("curves-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"step\":1,\"loss\":null}\n",
+                "{\"step\":2,\"loss\":1.5}\n",
+                "{\"step\":3,\"loss\":1.0,\"eval\":{\"40\":{\"background\":0.5,\"object\":0.25,\"boundary\":0.1}}}\n",
+                "{\"step\":3,\"final_eval\":{\"40\":{\"background\":0.6,\"object\":0.3,\"boundary\":0.2}}}\n",
+            ),
+        )
+        .unwrap();
+        let r = read_metrics(&path, 40).unwrap();
+        assert_eq!(r.loss, [(2.0, 1.5), (3.0, 1.0)]);
+        assert_eq!(r.iou, [(3.0, [0.5, 0.25, 0.1]), (3.0, [0.6, 0.3, 0.2])]);
+        assert!(read_metrics(&path, 10).unwrap().iou.is_empty());
+        let (loss, iou) = training_plots(&[("a".into(), r)], 40);
+        assert_eq!(loss.series.len(), 1);
+        assert_eq!(iou.series.len(), 3);
+        std::fs::write(&path, "not json\n").unwrap();
+        let err = read_metrics(&path, 40).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl:1"), "{err}");
+    }
+
+    #[test]
+    fn smoothing_starts_at_the_first_value() {
+        let s = smooth(&[(0.0, 2.0), (1.0, 0.0)], 0.5);
+        assert_eq!(s, [(0.0, 2.0), (1.0, 1.0)]);
+    }
+}
