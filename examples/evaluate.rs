@@ -16,7 +16,7 @@ use ca_core::CellRule;
 use ca_data::Split;
 use cellseg::device::parse_device;
 use cellseg::pets::resolve_data_dir;
-use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions};
+use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -92,6 +92,23 @@ enum Protocol {
     },
     /// Mean absolute state, logits and per-step changes against step.
     Norms(Common),
+    /// One plot of a column of several CSVs written by the protocols (e.g.
+    /// one per model): `compare --column iou_object a=out/a/switching.csv
+    /// b=out/b/switching.csv`.
+    Compare {
+        /// NAME=CSV pairs; NAME is the legend entry.
+        #[arg(required = true, value_parser = parse_named)]
+        tables: Vec<(String, PathBuf)>,
+        /// The column to plot against each table's first column.
+        #[arg(long, default_value = "iou_object")]
+        column: String,
+        /// The plot title.
+        #[arg(long, default_value = "Comparison")]
+        title: String,
+        /// The PNG to write.
+        #[arg(long, default_value = "out/evaluate/compare.png")]
+        out: PathBuf,
+    },
     /// Per-pixel variance of the prediction over stochastic runs.
     Uncertainty {
         #[command(flatten)]
@@ -110,6 +127,15 @@ fn parse_split(s: &str) -> Result<Split, String> {
         "trainval" => Ok(Split::TrainVal),
         "test" => Ok(Split::Test),
         _ => Err(format!("unknown split '{s}' (expected trainval or test)")),
+    }
+}
+
+fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("'{s}': expected NAME=CSV")),
     }
 }
 
@@ -193,12 +219,38 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
             let out = protocols::uncertainty(&rule, &set, &opts, *runs, *maps)?;
             (out, c.out.clone())
         }
+        Protocol::Compare {
+            tables,
+            column,
+            title,
+            out,
+        } => return compare(tables, column, title, out),
     };
     print_summary(&output);
     for p in output.write(&out_dir)? {
         println!("wrote {}", p.display());
     }
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Plots `column` of the named CSVs into `out`.
+fn compare(
+    tables: &[(String, PathBuf)],
+    column: &str,
+    title: &str,
+    out: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let loaded = tables
+        .iter()
+        .map(|(name, path)| Ok((name.clone(), Table::read_csv(path)?)))
+        .collect::<Result<Vec<_>, cellseg::error::ToolError>>()?;
+    let plot = protocols::compare(&loaded, column, title.to_string())?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    plot.save(out)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 

@@ -157,6 +157,43 @@ impl Table {
             .map_err(|e| ToolError::io(path, e))
     }
 
+    /// Reads a table written by [`Table::write_csv`] (or any CSV of
+    /// numbers with a header line; `nan` reads as NaN).
+    pub fn read_csv(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let columns: Vec<String> = lines
+            .next()
+            .ok_or_else(|| ToolError::invalid("CSV", path.display(), "is empty"))?
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .collect();
+        let mut rows = Vec::new();
+        for (n, line) in lines.enumerate() {
+            let row = line
+                .split(',')
+                .map(|c| c.trim().parse::<f64>())
+                .collect::<std::result::Result<Vec<f64>, _>>()
+                .map_err(|e| {
+                    ToolError::invalid("CSV", path.display(), format!("data line {}: {e}", n + 1))
+                })?;
+            if row.len() != columns.len() {
+                return Err(ToolError::invalid(
+                    "CSV",
+                    path.display(),
+                    format!(
+                        "data line {} has {} values, the header {}",
+                        n + 1,
+                        row.len(),
+                        columns.len()
+                    ),
+                ));
+            }
+            rows.push(row);
+        }
+        Ok(Table { columns, rows })
+    }
+
     /// A plot series per named column against the first column.
     fn series(&self, names: &[(&str, &str)]) -> Vec<Series> {
         names
@@ -517,6 +554,44 @@ pub fn shift(
         extra_tables: vec![],
         plot,
         images: vec![],
+    })
+}
+
+/// One line per named table: column `column` against each table's first
+/// column, e.g. the object IoU of several models under the same protocol
+/// (paper Fig 11 compares resettable, non-resettable and full-unroll
+/// models).
+pub fn compare(tables: &[(String, Table)], column: &str, title: String) -> Result<LinePlot> {
+    let mut series = Vec::with_capacity(tables.len());
+    for (name, table) in tables {
+        let ys = table.column(column).ok_or_else(|| {
+            ToolError::invalid(
+                "column",
+                column,
+                format!(
+                    "not in table '{name}' (columns: {})",
+                    table.columns.join(", ")
+                ),
+            )
+        })?;
+        let points = table.rows.iter().zip(ys).map(|(r, y)| (r[0], y)).collect();
+        series.push(Series {
+            name: name.clone(),
+            points,
+        });
+    }
+    let x_label = tables
+        .first()
+        .and_then(|(_, t)| t.columns.first().cloned())
+        .unwrap_or_default();
+    let y_range = column.starts_with("iou_").then_some((0.0, 1.0));
+    Ok(LinePlot {
+        title,
+        x_label,
+        y_label: column.to_string(),
+        series,
+        marks: vec![],
+        y_range,
     })
 }
 

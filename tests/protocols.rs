@@ -253,3 +253,26 @@ fn segment_native_runs_on_the_photo_grid() {
     let f = seg.class_fractions(3);
     assert!((f.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 }
+
+#[test]
+fn written_tables_read_back_and_compare() {
+    let (rule, set, opts) = (rule(), set(), opts());
+    let dir = out_dir("compare");
+    let a = protocols::stability(&rule, &set, &opts).unwrap();
+    a.write(&dir).unwrap();
+    let back = protocols::Table::read_csv(&dir.join("stability.csv")).unwrap();
+    assert_eq!(back.columns, a.table.columns);
+    assert_eq!(back.rows.len(), a.table.rows.len());
+    let tables = vec![("a".to_string(), back.clone()), ("b".to_string(), back)];
+    let plot = protocols::compare(&tables, "iou_object", "t".into()).unwrap();
+    assert_eq!(plot.series.len(), 2);
+    let png = dir.join("compare.png");
+    plot.save(&png).unwrap();
+    assert_eq!(image_size(&png), PLOT_SIZE);
+    let e = protocols::compare(&tables, "nope", "t".into()).unwrap_err();
+    assert!(e.to_string().contains("'nope'"), "{e}");
+    std::fs::write(dir.join("bad.csv"), "step,x\n1,2,3\n").unwrap();
+    let e = protocols::Table::read_csv(&dir.join("bad.csv")).unwrap_err();
+    assert!(e.to_string().contains("data line 1 has 3 values"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
