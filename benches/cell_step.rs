@@ -15,6 +15,7 @@ mod step_cases;
 use std::time::Duration;
 
 use ca_core::StepBackend;
+use candle_core::Device;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
 
@@ -33,7 +34,7 @@ fn forward(c: &mut Criterion) {
                 if backend == StepBackend::Reference && h == 512 && !main {
                     continue;
                 }
-                let problem = Forward::new(&config, backend, (b, h, w));
+                let problem = Forward::new(&config, backend, (b, h, w), &Device::Cpu);
                 g.throughput(Throughput::Elements((b * h * w) as u64));
                 let id = BenchmarkId::new(format!("{v}/b{b}/{h}x{w}"), backend_name(backend));
                 g.bench_function(id, |bench| bench.iter(|| problem.run()));
@@ -56,7 +57,7 @@ fn train(c: &mut Criterion) {
                 if backend == StepBackend::Reference && (b != 8 || !main) {
                     continue;
                 }
-                let mut problem = Train::new(&config, backend, (b, 48, 48));
+                let mut problem = Train::new(&config, backend, (b, 48, 48), &Device::Cpu);
                 g.throughput(Throughput::Elements((b * 48 * 48 * UNROLL) as u64));
                 let id = BenchmarkId::new(format!("{v}/b{b}/48x48"), backend_name(backend));
                 g.bench_function(id, |bench| bench.iter(|| problem.run()));

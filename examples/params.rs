@@ -2,12 +2,23 @@
 //! (state/hidden 32/48, 48/72, 64/96; depthwise and 3x3; norms none, batch,
 //! instance). The counting rule is in `docs/PARAMS.md`.
 //!
-//! `cargo run --release --example params`
+//! `cargo run --release --example params [-- --device cpu|cuda[:N]]`
 
 use ca_core::{CellConfig, CellRule, Norm, Perception};
 use candle_core::Device;
+use cellseg::device::parse_device;
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Where the rules are built: cpu, cuda or cuda:N (CUDA needs a
+    /// `--features cuda` build). The counts do not depend on it.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
+}
 
 fn main() -> Result<(), ca_core::CoreError> {
+    let args = Args::parse();
     for (state, hidden) in [(32, 48), (48, 72), (64, 96)] {
         for perception in [Perception::Depthwise, Perception::Conv3x3] {
             for norm in [Norm::None, Norm::Batch, Norm::Instance] {
@@ -18,7 +29,7 @@ fn main() -> Result<(), ca_core::CoreError> {
                     norm,
                     ..CellConfig::default()
                 };
-                let count = CellRule::new(config, 0, &Device::Cpu)?.param_count();
+                let count = CellRule::new(config, 0, &args.device)?.param_count();
                 println!(
                     "variant={} state={state} hidden={hidden} norm={} params={} \
                      reset_gate={} classifier={}",

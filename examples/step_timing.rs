@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Usage: `cargo run --release --example step_timing -- [--case SUBSTRING]
-//! [--backend fused|reference|both] [--reps N]`. Cases: `forward/V/bB/HxW`
+//! [--backend fused|reference|both] [--reps N] [--device cpu|cuda[:N]]`
+//! (the fused backend is CPU only: on CUDA use `--backend reference`). Cases: `forward/V/bB/HxW`
 //! and `train/V/bB/48x48` (K = 10 unroll, backward, Adam), `V` a Table 1
 //! variant such as `conv3x3-48x72`.
 
@@ -16,6 +17,8 @@ mod step_cases;
 use std::time::Instant;
 
 use ca_core::StepBackend;
+use candle_core::Device;
+use cellseg::device::parse_device;
 use clap::Parser;
 use step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
 
@@ -31,22 +34,27 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Instead of the cases, measure the machine's fp32 GEMM rate: a
-    /// 2048 x 2048 x 2048 candle matmul (the `gemm` crate, all threads).
+    /// 2048 x 2048 x 2048 candle matmul (on CPU the `gemm` crate, all
+    /// threads; on CUDA cuBLAS).
     #[arg(long)]
     peak: bool,
+    /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
 }
 
-/// Prints the best fp32 rate of `reps` 2048^3 candle matmuls.
-fn peak(reps: usize) -> candle_core::Result<()> {
+/// Prints the best fp32 rate of `reps` 2048^3 candle matmuls on `dev`.
+fn peak(reps: usize, dev: &Device) -> candle_core::Result<()> {
     let n = 2048;
-    let dev = candle_core::Device::Cpu;
-    let a = candle_core::Tensor::ones((n, n), candle_core::DType::F32, &dev)?;
-    let b = candle_core::Tensor::ones((n, n), candle_core::DType::F32, &dev)?;
+    let a = candle_core::Tensor::ones((n, n), candle_core::DType::F32, dev)?;
+    let b = candle_core::Tensor::ones((n, n), candle_core::DType::F32, dev)?;
     a.matmul(&b)?;
+    dev.synchronize()?;
     let mut best = f64::INFINITY;
     for _ in 0..reps {
         let t = Instant::now();
         a.matmul(&b)?;
+        dev.synchronize()?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     let flops = 2.0 * (n * n * n) as f64;
@@ -109,7 +117,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> (Vec<f64>, f64) {
 fn main() {
     let args = Args::parse();
     if args.peak {
-        if let Err(e) = peak(args.reps.max(1)) {
+        if let Err(e) = peak(args.reps.max(1), &args.device) {
             eprintln!("peak measurement failed: {e}");
             std::process::exit(1);
         }
@@ -124,6 +132,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if !args.device.is_cpu() && backends.contains(&StepBackend::Fused) {
+        eprintln!("the fused backend is CPU only: on a GPU use --backend reference");
+        std::process::exit(2);
+    }
+    let dev = &args.device;
     let reps = args.reps.max(1);
     for config in variants() {
         let v = variant_name(&config);
@@ -142,14 +155,16 @@ fn main() {
             let cells = shape.0 * shape.1 * shape.2;
             for &backend in &backends {
                 let (mut times, cpu) = if train {
-                    let mut t = Train::new(&config, backend, shape);
+                    let mut t = Train::new(&config, backend, shape, dev);
                     time(reps, || {
                         t.run();
                     })
                 } else {
-                    let f = Forward::new(&config, backend, shape);
+                    let f = Forward::new(&config, backend, shape, dev);
                     time(reps, || {
                         f.run();
+                        // CUDA kernels run asynchronously: wait for them.
+                        dev.synchronize().expect("synchronize");
                     })
                 };
                 let updates = if train { cells * UNROLL } else { cells };

@@ -3,11 +3,14 @@
 //! whole unroll, Adam): run it under `/usr/bin/time -v` to compare the peak
 //! resident memory of a K = 10 mini-unroll with a full T = 40 unroll.
 //!
-//! `cargo run --release --example unroll_memory -- --steps 10 --batch 8`
+//! `cargo run --release --example unroll_memory -- --steps 10 --batch 8
+//! [--device cpu|cuda[:N]]` (the CPU's fused backend; the reference one
+//! elsewhere).
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use cellseg::device::parse_device;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -18,12 +21,15 @@ struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let (b, h, w) = (args.batch, 48, 48);
-    let dev = Device::Cpu;
+    let dev = args.device.clone();
     let config = CellConfig::default();
     let rule = CellRule::new(config.clone(), 0, &dev)?;
     let mut opt = AdamW::new(

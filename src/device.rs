@@ -1,4 +1,10 @@
 //! Choosing a candle device from a command-line value.
+//!
+//! A `--features cuda` binary is linked against the NVIDIA driver's
+//! `libcuda.so.1` and the CUDA runtime libraries (cudart, cuBLAS, cuRAND,
+//! NVRTC): on a machine without them it does not start, and the dynamic
+//! loader's message names the missing library. Where they load,
+//! [`parse_device`] turns "no GPU" into an error naming the device.
 
 use candle_core::Device;
 
@@ -41,5 +47,16 @@ mod tests {
         if !cfg!(feature = "cuda") {
             assert!(parse_device("cuda:0").unwrap_err().contains("without CUDA"));
         }
+    }
+
+    /// With CUDA compiled in, an ordinal that no machine has is a clear
+    /// error naming the device, not a panic (on a machine whose driver sees
+    /// no GPU, so is `cuda:0`). A `--features cuda` binary needs the NVIDIA
+    /// driver's libcuda.so.1 to start at all, so this runs on GPU machines.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_ordinal_without_gpu() {
+        let err = parse_device("cuda:4096").unwrap_err();
+        assert!(err.contains("device 'cuda:4096': no usable GPU"), "{err}");
     }
 }

@@ -53,20 +53,20 @@ pub struct Forward {
 }
 
 impl Forward {
-    /// A `b x h x w` problem for `config` under `backend`.
+    /// A `b x h x w` problem for `config` under `backend` on `dev`.
     pub fn new(
         config: &CellConfig,
         backend: StepBackend,
         (b, h, w): (usize, usize, usize),
+        dev: &Device,
     ) -> Self {
-        let dev = Device::Cpu;
-        let rule = CellRule::new(config.clone(), 0, &dev)
+        let rule = CellRule::new(config.clone(), 0, dev)
             .expect("valid config")
             .with_backend(backend);
         let mut rng = step_rng(1, 0);
-        let state = normal_state((b, config.state_channels, h, w), &mut rng, &dev).expect("state");
-        let env = normal_state((b, config.env_channels, h, w), &mut rng, &dev).expect("env");
-        let draws = StepDraws::sample(config, (b, h, w), &mut rng, &dev).expect("draws");
+        let state = normal_state((b, config.state_channels, h, w), &mut rng, dev).expect("state");
+        let env = normal_state((b, config.env_channels, h, w), &mut rng, dev).expect("env");
+        let draws = StepDraws::sample(config, (b, h, w), &mut rng, dev).expect("draws");
         Forward {
             rule,
             state,
@@ -97,14 +97,14 @@ pub struct Train {
 }
 
 impl Train {
-    /// A `b x h x w` problem for `config` under `backend`.
+    /// A `b x h x w` problem for `config` under `backend` on `dev`.
     pub fn new(
         config: &CellConfig,
         backend: StepBackend,
         (b, h, w): (usize, usize, usize),
+        dev: &Device,
     ) -> Self {
-        let dev = Device::Cpu;
-        let rule = CellRule::new(config.clone(), 0, &dev)
+        let rule = CellRule::new(config.clone(), 0, dev)
             .expect("valid config")
             .with_backend(backend);
         let opt = AdamW::new(
@@ -117,13 +117,13 @@ impl Train {
         )
         .expect("optimizer");
         let mut rng = step_rng(2, 0);
-        let state = normal_state((b, config.state_channels, h, w), &mut rng, &dev).expect("state");
-        let env = normal_state((b, config.env_channels, h, w), &mut rng, &dev).expect("env");
+        let state = normal_state((b, config.state_channels, h, w), &mut rng, dev).expect("state");
+        let env = normal_state((b, config.env_channels, h, w), &mut rng, dev).expect("env");
         let draws = (0..UNROLL)
-            .map(|_| StepDraws::sample(config, (b, h, w), &mut rng, &dev).expect("draws"))
+            .map(|_| StepDraws::sample(config, (b, h, w), &mut rng, dev).expect("draws"))
             .collect();
         let labels: Vec<u32> = (0..b * h * w).map(|i| (i * 7 % 3) as u32).collect();
-        let labels = Tensor::from_vec(labels, b * h * w, &dev).expect("labels");
+        let labels = Tensor::from_vec(labels, b * h * w, dev).expect("labels");
         Train {
             rule,
             opt,
