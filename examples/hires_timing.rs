@@ -16,7 +16,8 @@
 //! HIRES model=96/48 levels=1 params=... train_median_s=... infer_median_s=... encoder_s=...
 //! ```
 //!
-//! `cargo run --release --example hires_timing -- [--reps N] [--model 96/48]`
+//! `cargo run --release --example hires_timing -- [--reps N] [--model 96/48]
+//! [--device cpu|cuda[:N]]`
 
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use ca_hires::{HiresModel, ENV_CHANNELS};
 use ca_sched::{SegModel, TrainConfig, TrainData, Trainer};
 use candle_core::{Device, Tensor};
+use cellseg::device::parse_device;
 use cellseg::model::Model;
 use clap::Parser;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -36,6 +38,9 @@ struct Args {
     /// Only the model with this name (48/48, 96/96 or 96/48).
     #[arg(long)]
     model: Option<String>,
+    /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
 }
 
 const BATCH: usize = 8;
@@ -73,12 +78,19 @@ fn time<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (t.elapsed().as_secs_f64(), out)
 }
 
+/// `out` once `device` has finished its queued work (CUDA kernels run
+/// asynchronously; nothing to wait for on CPU), so that timing it is right.
+fn synced<T>(device: &Device, out: ca_sched::Result<T>) -> ca_sched::Result<T> {
+    device.synchronize()?;
+    out
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.reps == 0 {
         return Err("--reps 0: must be at least 1".into());
     }
-    let device = Device::Cpu;
+    let device = args.device.clone();
     let config = CellConfig::default();
     let hires_config = CellConfig {
         env_channels: ENV_CHANNELS,
@@ -117,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Inference: one CA step and the logits, no backward.
         let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
         let (images, _) = data.batch(&items, &device)?;
-        let (encoder_s, env) = time(|| model.environment(&images));
+        let (encoder_s, env) = time(|| synced(&device, model.environment(&images)));
         let env = env?.detach();
         let (h, w) = model.state_size((size, size));
         let s = model.config().state_channels;
@@ -133,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (secs, out) = time(|| -> ca_sched::Result<Tensor> {
                 let next = model.rule().step_detached(&state, &env, &draws)?;
                 model.logits(&next, (size, size))?.detach();
-                Ok(next)
+                synced(&device, Ok(next))
             });
             state = out?;
             if k > 0 {
