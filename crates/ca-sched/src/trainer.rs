@@ -127,14 +127,7 @@ impl<M: SegModel> Trainer<M> {
             v.sort_unstable();
             v
         };
-        let items: Vec<(usize, u64)> = ids
-            .iter()
-            .map(|&i| (self.pool.slots[i].image, self.pool.slots[i].aug_seed))
-            .collect();
-        let (images, labels) = data.batch(&items, &self.device)?;
-        let env = self.model.environment(&images)?;
-        let (_, _, ih, iw) = images.dims4()?;
-        let (h, w) = self.model.state_size((ih, iw));
+        let (labels, env, (h, w)) = self.slot_inputs(&ids, data)?;
         let (_, lh, lw) = labels.dims3()?;
         let mut state = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
@@ -226,6 +219,24 @@ impl<M: SegModel> Trainer<M> {
         Ok(report)
     }
 
+    /// The labels, the environment (from the images) and the state grid
+    /// `(h, w)` of the slots `ids`.
+    fn slot_inputs(
+        &self,
+        ids: &[usize],
+        data: &dyn TrainData,
+    ) -> Result<(Tensor, Tensor, (usize, usize))> {
+        let items: Vec<(usize, u64)> = ids
+            .iter()
+            .map(|&i| (self.pool.slots[i].image, self.pool.slots[i].aug_seed))
+            .collect();
+        let (images, labels) = data.batch(&items, &self.device)?;
+        let env = self.model.environment(&images)?;
+        let (_, _, ih, iw) = images.dims4()?;
+        let grid = self.model.state_size((ih, iw));
+        Ok((labels, env, grid))
+    }
+
     /// The states of the slots `ids` as `[B, S, h, w]`, drawing fresh
     /// `N(0, I)` states where a slot has none.
     fn gather_states(&mut self, ids: &[usize], (h, w): (usize, usize)) -> Result<Tensor> {
@@ -250,14 +261,8 @@ impl<M: SegModel> Trainer<M> {
     /// (paper 5.5), or `None` without a reset gate.
     pub fn reset_gate_mean(&mut self, data: &dyn TrainData) -> Result<Option<f32>> {
         let ids: Vec<usize> = (0..self.config.batch).collect();
-        let items: Vec<(usize, u64)> = ids
-            .iter()
-            .map(|&i| (self.pool.slots[i].image, self.pool.slots[i].aug_seed))
-            .collect();
-        let (images, _) = data.batch(&items, &self.device)?;
-        let env = self.model.environment(&images)?;
-        let (_, _, ih, iw) = images.dims4()?;
-        let state = self.gather_states(&ids, self.model.state_size((ih, iw)))?;
+        let (_, env, grid) = self.slot_inputs(&ids, data)?;
+        let state = self.gather_states(&ids, grid)?;
         match self.model.rule().reset_gate(&state, &env)? {
             Some(r) => Ok(Some(r.mean_all()?.to_scalar::<f32>()?)),
             None => Ok(None),
