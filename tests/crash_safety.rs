@@ -17,7 +17,7 @@ use cellseg::ca_sched::{checkpoint_metadata, Trainer};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use support::{checkpoint_step, command, TempDir};
 
-const STEPS: u64 = 300;
+const STEPS: u64 = 120;
 const ROUNDS: usize = 12;
 /// Trainval samples of the bundled fixture.
 const TRAIN_SAMPLES: usize = 36;
@@ -72,7 +72,12 @@ fn assert_loads(dir: &Path) {
     let config = config_from_metadata(&meta, &checkpoint).expect("config");
     let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
     Trainer::resume(rule, &checkpoint, TRAIN_SAMPLES).expect("whole training state");
-    CellRule::load(&dir.join("model.safetensors"), &Device::Cpu).expect("model file");
+    // The model file is written just after the checkpoint: a kill between
+    // the first two writes leaves none yet.
+    let model = dir.join("model.safetensors");
+    if model.exists() {
+        CellRule::load(&model, &Device::Cpu).expect("model file");
+    }
 }
 
 #[test]
@@ -160,5 +165,6 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
     .expect("run train_pets");
     assert!(out.status.success(), "{}", support::text(&out));
     assert_loads(&dir.0);
+    assert!(dir.join("model.safetensors").exists());
     assert_eq!(checkpoint_step(&checkpoint), STEPS);
 }
