@@ -13,7 +13,7 @@
 //! line per model:
 //!
 //! ```text
-//! HIRES model=96/48 levels=1 params=... train_median_s=... infer_median_s=... encoder_s=...
+//! HIRES model=96/48 levels=1 params=... train_median_s=... train_cpu_s=... infer_median_s=... infer_cpu_s=... encoder_s=...
 //! ```
 //!
 //! `cargo run --release --example hires_timing -- [--reps N] [--model 96/48]
@@ -72,10 +72,37 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<T>(f: impl FnOnce() -> T) -> (f64, T) {
-    let t = Instant::now();
+/// Wall-clock and CPU (user + system, all threads) seconds of `f`.
+fn time<T>(f: impl FnOnce() -> T) -> ((f64, f64), T) {
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     let out = f();
-    (t.elapsed().as_secs_f64(), out)
+    ((t.elapsed().as_secs_f64(), cpu_seconds() - cpu), out)
+}
+
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (NaN elsewhere). On a machine shared with other jobs
+/// it varies less than the wall clock.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // utime and stime are the 14th and 15th fields, in ticks of 1/100 s.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if f.len() == 2 {
+        (f[0] + f[1]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
 }
 
 /// `out` once `device` has finished its queued work (CUDA kernels run
@@ -129,12 +156,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Inference: one CA step and the logits, no backward.
         let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
         let (images, _) = data.batch(&items, &device)?;
-        let (encoder_s, env) = time(|| synced(&device, model.environment(&images)));
+        let ((encoder_s, _), env) = time(|| synced(&device, model.environment(&images)));
         let env = env?.detach();
         let (h, w) = model.state_size((size, size));
         let s = model.config().state_channels;
         let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), &device)?;
-        let mut infer = Vec::new();
+        let (mut infer, mut infer_cpu) = (Vec::new(), Vec::new());
         for k in 0..=args.reps {
             let draws = StepDraws::sample(
                 model.config(),
@@ -142,7 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &mut step_rng(2, k as u64),
                 &device,
             )?;
-            let (secs, out) = time(|| -> ca_sched::Result<Tensor> {
+            let ((secs, cpu), out) = time(|| -> ca_sched::Result<Tensor> {
                 let next = model.rule().step_detached(&state, &env, &draws)?;
                 model.logits(&next, (size, size))?.detach();
                 synced(&device, Ok(next))
@@ -150,6 +177,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             state = out?;
             if k > 0 {
                 infer.push(secs);
+                infer_cpu.push(cpu);
             }
         }
 
@@ -167,22 +195,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut trainer = Trainer::new(model, schedule, data.len())?;
         trainer.train_step(&data)?;
         trainer.train_step(&data)?;
-        let mut train = Vec::new();
+        let (mut train, mut train_cpu) = (Vec::new(), Vec::new());
         for _ in 0..args.reps {
-            let (secs, report) = time(|| trainer.train_step(&data));
+            let ((secs, cpu), report) = time(|| trainer.train_step(&data));
             if report?.loss.is_none() {
                 return Err(format!("{name}: a timed step had no loss").into());
             }
             train.push(secs);
+            train_cpu.push(cpu);
         }
         println!(
             "HIRES model={name} levels={levels} params={params} batch={BATCH} reps={} \
-             train_median_s={:.3} train_min_s={:.3} infer_median_s={:.4} infer_min_s={:.4} encoder_s={encoder_s:.4}",
+             train_median_s={:.3} train_min_s={:.3} train_cpu_s={:.3} \
+             infer_median_s={:.4} infer_min_s={:.4} infer_cpu_s={:.4} encoder_s={encoder_s:.4}",
             args.reps,
             median(train.clone()),
             train.iter().copied().fold(f64::INFINITY, f64::min),
+            mean(&train_cpu),
             median(infer.clone()),
             infer.iter().copied().fold(f64::INFINITY, f64::min),
+            mean(&infer_cpu),
         );
     }
     Ok(())

@@ -354,11 +354,17 @@ mod tests {
     }
 
     #[test]
-    fn counts_of_the_papers_96_48_model() {
+    fn counts_of_the_papers_models() {
         let e = Encoder::new(1, 0, &Device::Cpu).unwrap();
         let d = Decoder::new(1, 48, 3, 0, &Device::Cpu).unwrap();
         assert_eq!(e.param_count(), 8 * 3 * 9 + 8);
         assert_eq!(d.param_count(), 48 * 3 * 9 + 3);
+        // 192/48 and 384/48, as in docs/RESULTS.md.
+        for (levels, enc, dec) in [(2, 808, 3_683), (3, 1_392, 4_267)] {
+            let e = Encoder::new(levels, 0, &Device::Cpu).unwrap();
+            let d = Decoder::new(levels, 48, 3, 0, &Device::Cpu).unwrap();
+            assert_eq!((e.param_count(), d.param_count()), (enc, dec));
+        }
     }
 
     #[test]
