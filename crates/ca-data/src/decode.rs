@@ -168,12 +168,26 @@ fn colour_pixel(path: &Path, rgb: [u16; 3], x: u32, y: u32) -> DataError {
     }
 }
 
+/// The most pixels a PNG trimap may declare (8192 x 8192): a corrupt header
+/// can claim billions, and the buffer is allocated before any pixel data
+/// is read. (The `image` crate's own limits guard the other formats.)
+pub const MAX_TRIMAP_PIXELS: u64 = 1 << 26;
+
 /// Decodes a PNG without any transformation, so palette images give their
 /// indices and 16-bit images their full values.
 fn decode_png_raw(bytes: &[u8], path: &Path) -> Result<RawTrimap, DataError> {
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(|e| decode_error(path, e))?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if u64::from(w) * u64::from(h) > MAX_TRIMAP_PIXELS {
+        return Err(decode_error(
+            path,
+            format!(
+                "{w}x{h} pixels is over the limit of {MAX_TRIMAP_PIXELS} pixels (corrupt header?)"
+            ),
+        ));
+    }
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| decode_error(path, "image too large"))?;

@@ -566,3 +566,50 @@ fn split_that_is_not_utf8() {
         );
     }
 }
+
+/// CRC-32 (ISO-HDLC), as PNG chunks use.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG chunk: length, type, data, CRC.
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+    out.extend(&body);
+    out.extend(crc32(&body).to_be_bytes());
+    out
+}
+
+/// Found by the `trimap_labels` fuzzer: a PNG header claiming a huge size
+/// made the trimap decoder allocate its buffer (a terabyte) before reading
+/// any pixel, and abort.
+#[test]
+fn trimap_header_claiming_a_huge_size() {
+    let mut ihdr = Vec::new();
+    ihdr.extend((1u32 << 20).to_be_bytes());
+    ihdr.extend((1u32 << 20).to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grayscale
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    let path = std::path::Path::new("annotations/trimaps/huge.png");
+    let err = ca_data::label_map_from_bytes(&png, path).expect_err("too large");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("huge.png") && msg.contains("1048576x1048576"),
+        "{msg}"
+    );
+}
