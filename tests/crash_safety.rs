@@ -44,10 +44,26 @@ fn last_logged_step(metrics: &Path, from: usize) -> Option<u64> {
         .max()
 }
 
-/// Waits `delay`, then, when `on_write`, until an atomic write is under way
-/// (a temporary file appears; at most another 500 ms), then kills the
-/// child. Returns false when the child had already finished.
-fn kill_later(child: &mut Child, dir: &Path, delay: Duration, on_write: bool) -> bool {
+/// Waits until the child has logged its first step (past byte `from` of
+/// `metrics`, so that a slow start on a loaded machine does not eat the
+/// delay), then `delay`, then, when `on_write`, until an atomic write is
+/// under way (a temporary file appears; at most another 500 ms), and kills
+/// the child. Returns false when the child had already finished.
+fn kill_later(
+    child: &mut Child,
+    (dir, metrics, from): (&Path, &Path, u64),
+    delay: Duration,
+    on_write: bool,
+) -> bool {
+    let started = Instant::now();
+    while std::fs::metadata(metrics).map_or(0, |m| m.len()) <= from
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        if child.try_wait().expect("poll child").is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let start = Instant::now();
     let deadline = delay + Duration::from_millis(if on_write { 500 } else { 0 });
     while start.elapsed() < deadline {
@@ -109,14 +125,14 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
         if checkpoint.exists() {
             args.push("--resume");
         }
-        let from = std::fs::metadata(&metrics).map_or(0, |m| m.len() as usize);
+        let from = std::fs::metadata(&metrics).map_or(0, |m| m.len());
         let mut child = command(&bin, &dir.0, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start train_pets");
         let delay = Duration::from_millis(rng.random_range(50..400));
-        if !kill_later(&mut child, &dir.0, delay, on_write) {
+        if !kill_later(&mut child, (&dir.0, &metrics, from), delay, on_write) {
             break; // finished before the kill
         }
         let leftovers = temp_files(&dir.0);
@@ -126,7 +142,7 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
                 std::fs::remove_file(dir.join(&name)).expect("remove temp file");
             }
         }
-        let logged = last_logged_step(&metrics, from);
+        let logged = last_logged_step(&metrics, from as usize);
         if !checkpoint.exists() {
             assert!(
                 logged.is_none_or(|s| s <= every),
@@ -155,14 +171,14 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
         "no kill landed inside a checkpoint write"
     );
 
-    // A last resume runs to the end.
-    let out = command(
-        &bin,
-        &dir.0,
-        &["--steps", &steps, "--seed", "3", "--resume"],
-    )
-    .output()
-    .expect("run train_pets");
+    // A last run (resumed, unless no checkpoint survived) goes to the end.
+    let mut args = vec!["--steps", steps.as_str(), "--seed", "3"];
+    if checkpoint.exists() {
+        args.push("--resume");
+    }
+    let out = command(&bin, &dir.0, &args)
+        .output()
+        .expect("run train_pets");
     assert!(out.status.success(), "{}", support::text(&out));
     assert_loads(&dir.0);
     assert!(dir.join("model.safetensors").exists());
