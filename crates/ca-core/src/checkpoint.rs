@@ -98,21 +98,7 @@ impl CellRule {
                     format!("tensor '{name}' is missing (the config needs it)"),
                 )
             })?;
-            if t.dims() != shape.as_slice() {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor '{name}' has shape {:?}, the config needs {shape:?}",
-                        t.dims()
-                    ),
-                ));
-            }
-            if t.dtype() != DType::F32 {
-                return Err(bad(
-                    path,
-                    format!("tensor '{name}' is {:?}, not f32", t.dtype()),
-                ));
-            }
+            check_tensor(path, name, t, shape)?;
             ordered.push(t.clone());
         }
         if let Some(extra) = tensors
@@ -127,6 +113,27 @@ impl CellRule {
         let params = CellParams::from_tensors(&config, ordered)?;
         Ok(CellRule::from_params(config, params, device))
     }
+}
+
+/// Checks that tensor `name`, read from `path`, has shape `expected` and
+/// dtype f32; the error names the file, the tensor and what differs.
+pub fn check_tensor(path: &Path, name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.dims() != expected {
+        return Err(bad(
+            path,
+            format!(
+                "tensor '{name}' has shape {:?}, the model needs {expected:?}",
+                t.dims()
+            ),
+        ));
+    }
+    if t.dtype() != DType::F32 {
+        return Err(bad(
+            path,
+            format!("tensor '{name}' is {:?}, not f32", t.dtype()),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a whole file, with errors that name it (missing, a directory, ...).

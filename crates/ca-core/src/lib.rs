@@ -34,7 +34,7 @@ mod params;
 mod rule;
 
 pub use checkpoint::{
-    config_from_metadata, parse_safetensors, read_file, write_bytes_atomic,
+    check_tensor, config_from_metadata, parse_safetensors, read_file, write_bytes_atomic,
     write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
 };
 pub use colony::Colony;

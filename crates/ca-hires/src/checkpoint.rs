@@ -184,21 +184,7 @@ fn take_layers(
                 format!("tensor '{name}' is missing (the config and '{HIRES_KEY}' need it)"),
             )
         })?;
-        if t.dims() != shape.as_slice() {
-            return Err(bad(
-                path,
-                format!(
-                    "tensor '{name}' has shape {:?}, the model needs {shape:?}",
-                    t.dims()
-                ),
-            ));
-        }
-        if t.dtype() != DType::F32 {
-            return Err(bad(
-                path,
-                format!("tensor '{name}' is {:?}, not f32", t.dtype()),
-            ));
-        }
+        ca_core::check_tensor(path, name, &t, shape)?;
         ordered.push(t);
     }
     pair_up(ordered)
