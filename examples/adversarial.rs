@@ -11,10 +11,10 @@
 
 use std::path::PathBuf;
 
-use ca_core::CellRule;
 use ca_data::{Split, OBJECT};
 use cellseg::adversarial::{attack, classes_after, region_fraction, AttackOptions};
 use cellseg::device::parse_device;
+use cellseg::model::Model;
 use cellseg::pets::resolve_data_dir;
 use cellseg::protocols::EvalSet;
 use cellseg::render;
@@ -33,9 +33,10 @@ struct Args {
     /// Index of the image in the test split.
     #[arg(long, default_value_t = 0)]
     index: usize,
-    /// The square size the model was trained at.
-    #[arg(long, default_value_t = 48)]
-    size: usize,
+    /// Square size in pixels of the image [default: the training size
+    /// recorded in the model file, else 48].
+    #[arg(long)]
+    size: Option<usize>,
     /// CA steps unrolled per optimisation step (and for the predictions).
     #[arg(long, default_value_t = 40)]
     steps: usize,
@@ -74,14 +75,25 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let rule = CellRule::load(&args.model, &args.device)?;
+    let (model, trained_size) = Model::load_trained(&args.model, &args.device)?;
+    let s = args.size.unwrap_or(trained_size);
+    let rule = match model {
+        Model::Plain(rule) => rule,
+        Model::Hires(m) => {
+            return Err(format!(
+                "{}: a high-resolution model ({} stride-2 levels); the attack runs plain models (one cell per pixel) only",
+                args.model.display(),
+                m.levels()
+            )
+            .into())
+        }
+    };
     let source = resolve_data_dir(args.data.as_deref());
-    let set = EvalSet::open(&source.root, Split::Test, args.size, None)?;
+    let set = EvalSet::open(&source.root, Split::Test, s, None)?;
     let i = args.index;
     if i >= set.len() {
         return Err(format!("--index {i}: the test split has {} images", set.len()).into());
     }
-    let s = args.size;
     let image = &set.images[i];
     let region: Vec<bool> = set.labels[i].iter().map(|&c| c == OBJECT).collect();
     let options = AttackOptions {

@@ -1,4 +1,4 @@
-//! Evaluation protocols on a trained rule, each writing `OUT/NAME.csv` and
+//! Evaluation protocols on a trained model (plain or high resolution), each writing `OUT/NAME.csv` and
 //! a line plot `OUT/NAME.png`:
 //!
 //! - `stability`: IoU per class against CA step, 1 to 10 x T (Figs 10, 11c);
@@ -12,9 +12,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ca_core::CellRule;
 use ca_data::Split;
 use cellseg::device::parse_device;
+use cellseg::model::Model;
 use cellseg::pets::resolve_data_dir;
 use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use clap::{Args as ClapArgs, Parser, Subcommand};
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(ClapArgs, Debug)]
 struct Common {
-    /// The trained rule.
+    /// The trained model (plain or high resolution; the file says which).
     #[arg(long, default_value = "models/pets48.safetensors")]
     model: PathBuf,
     /// Dataset root in the official layout (else $CA_PETS_DIR, else
@@ -38,9 +38,11 @@ struct Common {
     /// Split: trainval or test.
     #[arg(long, default_value = "test", value_parser = parse_split)]
     split: Split,
-    /// The square size the model was trained at.
-    #[arg(long, default_value_t = 48)]
-    size: usize,
+    /// Square image size in pixels the data are resized to [default: the
+    /// size recorded in the model file, else 48 cells times the model's
+    /// stride].
+    #[arg(long)]
+    size: Option<usize>,
     /// Colonies evolved at once.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -146,13 +148,15 @@ fn main() {
     }
 }
 
-/// Loads the rule and the data, and the run options with `default_steps`
+/// Loads the model and the data (at the model's training size unless
+/// `--size` says otherwise), and the run options with `default_steps`
 /// (in multiples of T) unless `--steps` is given.
 fn setup(
     c: &Common,
     default_steps: usize,
-) -> Result<(CellRule, EvalSet, RunOptions), Box<dyn std::error::Error>> {
-    let rule = CellRule::load(&c.model, &c.device)?;
+) -> Result<(Model, EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    let (model, trained_size) = Model::load_trained(&c.model, &c.device)?;
+    let size = c.size.unwrap_or(trained_size);
     let source = resolve_data_dir(c.data.as_deref());
     if source.is_fixture {
         println!(
@@ -160,7 +164,7 @@ fn setup(
             source.root.display()
         );
     }
-    let set = EvalSet::open(&source.root, c.split, c.size, c.limit)?;
+    let set = EvalSet::open(&source.root, c.split, size, c.limit)?;
     let opts = RunOptions {
         steps: c.steps.unwrap_or(default_steps * c.target),
         batch: c.batch,
@@ -170,28 +174,30 @@ fn setup(
     };
     opts.validate()?;
     println!(
-        "model {}, {} {} samples at {}x{} from {}, {} steps",
+        "model {} ({}), {} {} samples at {size}x{size} from {}, {} steps",
         c.model.display(),
+        match model.levels() {
+            0 => "plain".to_string(),
+            k => format!("high resolution, state {0}x{0}", size >> k),
+        },
         set.len(),
         c.split.file_name().trim_end_matches(".txt"),
-        c.size,
-        c.size,
         source.root.display(),
         opts.steps
     );
-    Ok((rule, set, opts))
+    Ok((model, set, opts))
 }
 
 fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let (output, out_dir): (ProtocolOutput, PathBuf) = match &protocol {
         Protocol::Stability(c) => {
-            let (rule, set, opts) = setup(c, 10)?;
-            (protocols::stability(&rule, &set, &opts)?, c.out.clone())
+            let (model, set, opts) = setup(c, 10)?;
+            (protocols::stability(&model, &set, &opts)?, c.out.clone())
         }
         Protocol::Switching { common: c, period } => {
-            let (rule, set, opts) = setup(c, 10)?;
-            let out = protocols::switching(&rule, &set, &opts, *period)?;
+            let (model, set, opts) = setup(c, 10)?;
+            let out = protocols::switching(&model, &set, &opts, *period)?;
             (out, c.out.clone())
         }
         Protocol::Shift {
@@ -199,24 +205,24 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
             shift,
             at,
         } => {
-            let (rule, set, opts) = setup(c, 4)?;
+            let (model, set, opts) = setup(c, 4)?;
             let at = at.unwrap_or(c.target);
             (
-                protocols::shift(&rule, &set, &opts, at, *shift)?,
+                protocols::shift(&model, &set, &opts, at, *shift)?,
                 c.out.clone(),
             )
         }
         Protocol::Norms(c) => {
-            let (rule, set, opts) = setup(c, 10)?;
-            (protocols::norms(&rule, &set, &opts)?, c.out.clone())
+            let (model, set, opts) = setup(c, 10)?;
+            (protocols::norms(&model, &set, &opts)?, c.out.clone())
         }
         Protocol::Uncertainty {
             common: c,
             runs,
             maps,
         } => {
-            let (rule, set, opts) = setup(c, 1)?;
-            let out = protocols::uncertainty(&rule, &set, &opts, *runs, *maps)?;
+            let (model, set, opts) = setup(c, 1)?;
+            let out = protocols::uncertainty(&model, &set, &opts, *runs, *maps)?;
             (out, c.out.clone())
         }
         Protocol::Compare {

@@ -1,4 +1,5 @@
-//! Segments one photo (JPEG or PNG, any size) with a trained rule.
+//! Segments one photo (JPEG or PNG, any size) with a trained model, plain
+//! or high resolution (the model file says which, and its training size).
 //!
 //! `cargo run --release --example segment -- PHOTO [--gif evolution.gif]`
 //! writes `OUT/STEM_classes.png` (the class map in the palette: background
@@ -10,9 +11,9 @@
 
 use std::path::PathBuf;
 
-use ca_core::CellRule;
 use ca_data::CLASS_NAMES;
 use cellseg::device::parse_device;
+use cellseg::model::Model;
 use cellseg::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use clap::Parser;
 
@@ -21,12 +22,13 @@ use clap::Parser;
 struct Args {
     /// The photo (JPEG or PNG, any size).
     image: PathBuf,
-    /// The trained rule (`model.safetensors` written by train_pets).
+    /// The trained model (`model.safetensors` written by train_pets).
     #[arg(long, default_value = "models/pets48.safetensors")]
     model: PathBuf,
-    /// The square size the model was trained at; the photo is resized to it.
-    #[arg(long, default_value_t = 48)]
-    size: usize,
+    /// Square size in pixels the photo is resized to [default: the training
+    /// size recorded in the model file, else 48 cells times its stride].
+    #[arg(long)]
+    size: Option<usize>,
     /// Run on the photo's own pixel grid instead of resizing it (the rule
     /// is local, but it learned the scale of pets at the training size).
     #[arg(long)]
@@ -65,25 +67,27 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let rule = CellRule::load(&args.model, &args.device)?;
+    let (model, trained_size) = Model::load_trained(&args.model, &args.device)?;
     let photo = ca_data::load_rgb(&args.image)?;
     let options = SegmentOptions {
-        size: args.size,
+        size: args.size.unwrap_or(trained_size),
         native: args.native,
         steps: args.steps,
         seed: args.seed,
         frame_every: args.gif.as_ref().map(|_| args.gif_every),
         frame_scale: args.gif_scale.unwrap_or(if args.native { 1 } else { 4 }),
     };
-    let seg = segment(&rule, &photo, &options)?;
+    let seg = segment(&model, &photo, &options)?;
     let paths = OutputPaths::in_dir(&args.out, &args.image, args.gif.clone());
     write_outputs(&seg, &photo, &paths, args.gif_delay)?;
     let (w, h) = photo.dimensions();
     println!(
-        "{} ({w}x{h}) on a {}x{} grid, {} steps:",
+        "{} ({w}x{h}) at {}x{} pixels, state {}x{} cells, {} steps:",
         args.image.display(),
         seg.grid.0,
         seg.grid.1,
+        seg.state_grid.0,
+        seg.state_grid.1,
         args.steps
     );
     for (name, f) in CLASS_NAMES

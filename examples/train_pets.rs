@@ -4,7 +4,7 @@
 //! small model on the bundled synthetic set in a few minutes. For the real
 //! set: `--data DIR` (or `$CA_PETS_DIR`, or `data/oxford-iiit-pet`).
 //! Writes `OUT/checkpoint.safetensors` (resumable with `--resume`),
-//! `OUT/model.safetensors` (the model, for `segment` and `evaluate`) and
+//! `OUT/model.safetensors` (the model and its training image size, for `segment` and `evaluate`) and
 //! `OUT/metrics.jsonl`.
 //!
 //! High resolution (paper 3.4): `--image-size 96 --state-size 48` trains a
@@ -431,7 +431,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // the last good checkpoint as it was.
         if step % args.checkpoint_every == 0 && !report.non_finite {
             trainer.save_checkpoint(&checkpoint)?;
-            trainer.model().save(&out.join("model.safetensors"))?;
+            trainer
+                .model()
+                .save_trained(&out.join("model.safetensors"), size)?;
         }
         bar.set_position(step);
         bar.set_message(format!(
@@ -442,7 +444,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish();
     trainer.save_checkpoint(&checkpoint)?;
     let model_path = out.join("model.safetensors");
-    trainer.model().save(&model_path)?;
+    trainer.model().save_trained(&model_path, size)?;
 
     let eval_steps = [10, 20, target, 2 * target];
     let table = evaluate_iou(trainer.model(), &test, &eval_steps, eval_batch, 1)?;

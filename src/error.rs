@@ -43,6 +43,12 @@ pub enum ToolError {
     /// The cell rule failed (shapes, checkpoint, device).
     #[error(transparent)]
     Core(#[from] ca_core::CoreError),
+    /// The model (high-resolution parts, checkpoint) failed.
+    #[error(transparent)]
+    Hires(#[from] ca_hires::HiresError),
+    /// A scheduler function (model interface, evaluation) failed.
+    #[error(transparent)]
+    Sched(#[from] ca_sched::SchedError),
     /// Loading data failed.
     #[error(transparent)]
     Data(#[from] ca_data::DataError),

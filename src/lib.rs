@@ -5,6 +5,7 @@ pub use ca_data;
 pub use ca_sched;
 
 pub mod adversarial;
+pub mod colony;
 pub mod curves;
 pub mod device;
 pub mod error;

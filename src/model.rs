@@ -7,13 +7,23 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ca_core::{
-    config_from_metadata, parse_safetensors, read_file, CellConfig, CellRule, NamedParam,
+    config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic, CellConfig,
+    CellRule, NamedParam,
 };
 use ca_hires::{hires_levels, HiresModel, MAX_LEVELS};
 use ca_sched::SegModel;
 use candle_core::{Device, Tensor};
 
 use crate::flags::FlagError;
+
+/// Metadata key of a model file: the square image size in pixels it was
+/// trained at (written by `train_pets`; files without it are read as
+/// trained at [`DEFAULT_STATE_SIZE`] cells times `2^levels`).
+pub const IMAGE_SIZE_KEY: &str = "cellseg.image_size";
+
+/// The state grid side assumed for model files that do not record their
+/// training size: the paper's 48.
+pub const DEFAULT_STATE_SIZE: usize = 48;
 
 /// A plain cell rule or a high-resolution model.
 #[derive(Debug, Clone)]
@@ -42,15 +52,37 @@ impl Model {
         })
     }
 
-    /// Reads a file written by [`CellRule::save`] or [`HiresModel::save`],
-    /// whichever it is.
+    /// Reads a file written by [`CellRule::save`], [`HiresModel::save`] or
+    /// [`Model::save_trained`], whichever it is.
     pub fn load(path: &Path, device: &Device) -> ca_hires::Result<Self> {
+        Ok(Self::load_trained(path, device)?.0)
+    }
+
+    /// [`Model::load`], and the square image size in pixels the model was
+    /// trained at: the file's [`IMAGE_SIZE_KEY`], else
+    /// [`DEFAULT_STATE_SIZE`] `* 2^levels`.
+    pub fn load_trained(path: &Path, device: &Device) -> ca_hires::Result<(Self, usize)> {
         let bytes = read_file(path)?;
         let (_, meta) = parse_safetensors(&bytes, path)?;
-        Ok(match hires_levels(&meta, path)? {
+        let model = match hires_levels(&meta, path)? {
             Some(_) => Model::Hires(HiresModel::load(path, device)?),
             None => Model::Plain(CellRule::from_safetensors_bytes(&bytes, path, device)?),
-        })
+        };
+        let size = match meta.get(IMAGE_SIZE_KEY) {
+            None => DEFAULT_STATE_SIZE << model.levels(),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|&s| s > 0 && s % (1 << model.levels()) == 0)
+                .ok_or_else(|| ca_hires::HiresError::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "metadata '{IMAGE_SIZE_KEY}' = '{v}' is not a positive multiple of {}",
+                        1 << model.levels()
+                    ),
+                })?,
+        };
+        Ok((model, size))
     }
 
     /// Writes the model to `path` atomically.
@@ -59,6 +91,18 @@ impl Model {
             Model::Plain(rule) => Ok(rule.save(path)?),
             Model::Hires(model) => model.save(path),
         }
+    }
+
+    /// Writes the model to `path` atomically with the square image size in
+    /// pixels it was trained at (metadata [`IMAGE_SIZE_KEY`]), so that
+    /// [`Model::load_trained`] needs no size from the user.
+    pub fn save_trained(&self, path: &Path, image_size: usize) -> ca_hires::Result<()> {
+        let (tensors, mut meta) = match self {
+            Model::Plain(rule) => rule.to_safetensors_parts(),
+            Model::Hires(model) => model.to_safetensors_parts(),
+        };
+        meta.insert(IMAGE_SIZE_KEY.into(), image_size.to_string());
+        Ok(write_safetensors_atomic(path, tensors, meta)?)
     }
 
     /// The cell rule's config.
@@ -207,8 +251,12 @@ mod tests {
         };
         let hires = Model::Hires(HiresModel::new(config.clone(), 2, 0, &Device::Cpu).unwrap());
         hires.save(&path).unwrap();
-        let loaded = Model::load(&path, &Device::Cpu).unwrap();
+        let (loaded, size) = Model::load_trained(&path, &Device::Cpu).unwrap();
         assert_eq!(loaded.levels(), 2);
+        assert_eq!(size, DEFAULT_STATE_SIZE * 4, "no size recorded");
+        hires.save_trained(&path, 96).unwrap();
+        let (loaded, size) = Model::load_trained(&path, &Device::Cpu).unwrap();
+        assert_eq!((loaded.levels(), size), (2, 96));
         let rebuilt = Model::from_metadata(&hires.metadata(), &path, 1, &Device::Cpu).unwrap();
         assert_eq!(rebuilt.levels(), 2);
         assert_eq!(rebuilt.trainable_params(), hires.trainable_params());
@@ -228,6 +276,27 @@ mod tests {
         let loaded = Model::load(&path, &Device::Cpu).unwrap();
         assert_eq!(loaded.levels(), 0);
         assert_eq!(loaded.config().env_channels, 3);
+        plain.save_trained(&path, 32).unwrap();
+        let (_, size) = Model::load_trained(&path, &Device::Cpu).unwrap();
+        assert_eq!(size, 32);
+        assert!(
+            CellRule::load(&path, &Device::Cpu).is_ok(),
+            "extra metadata is ignored"
+        );
+
+        let (tensors, mut meta) = match &hires {
+            Model::Hires(m) => m.to_safetensors_parts(),
+            Model::Plain(_) => unreachable!(),
+        };
+        meta.insert(IMAGE_SIZE_KEY.into(), "95".into());
+        write_safetensors_atomic(&path, tensors, meta).unwrap();
+        let err = Model::load_trained(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(IMAGE_SIZE_KEY) && err.contains("'95'") && err.contains("m.safetensors"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

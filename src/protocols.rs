@@ -1,5 +1,6 @@
 //! The evaluation protocols of the paper's long-run experiments, as
-//! functions a tool or a test calls on any trained rule and any split:
+//! functions a tool or a test calls on any trained model (plain or high
+//! resolution, anything that implements [`SegModel`]) and any split:
 //!
 //! - [`stability`]: IoU per class against CA step, far past the training
 //!   target (Figs 10 and 11c);
@@ -17,12 +18,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ca_core::{splitmix64, CellRule, Colony};
+use ca_core::splitmix64;
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
-use ca_sched::accumulate;
+use ca_sched::{accumulate, SegModel};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
+use crate::colony::ModelColony;
 use crate::error::{Result, ToolError};
 use crate::plot::{LinePlot, Series};
 use crate::render;
@@ -338,30 +340,38 @@ pub fn translate<T: Copy>(
     out
 }
 
-/// A fresh colony for chunk `chunk_id` of a run seeded by `seed`.
-fn colony(rule: &CellRule, b: usize, size: usize, seed: u64, chunk_id: usize) -> Result<Colony> {
-    Ok(Colony::new(
-        rule.clone(),
+/// A fresh colony of `b` `size x size` images for chunk `chunk_id` of a
+/// run seeded by `seed`.
+fn colony<M: SegModel>(
+    model: &M,
+    b: usize,
+    size: usize,
+    seed: u64,
+    chunk_id: usize,
+) -> Result<ModelColony<'_, M>> {
+    ModelColony::new(
+        model,
         b,
-        size,
-        size,
+        (size, size),
         splitmix64(seed ^ splitmix64(chunk_id as u64)),
-    )?)
+    )
 }
 
-/// The environment tensor `[B, 3, S, S]` from flat `[3, S, S]` images.
-fn env_tensor(images: &[Vec<f32>], size: usize, device: &Device) -> Result<Tensor> {
+/// The environment of `col` for flat `[3, S, S]` images.
+fn env_tensor<M: SegModel>(
+    col: &ModelColony<'_, M>,
+    images: &[Vec<f32>],
+    size: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let flat: Vec<f32> = images.concat();
-    Ok(Tensor::from_vec(
-        flat,
-        (images.len(), 3, size, size),
-        device,
-    )?)
+    let images = Tensor::from_vec(flat, (images.len(), 3, size, size), device)?;
+    col.environment(&images)
 }
 
 /// IoU per class at each recorded step under `schedule`.
-fn iou_curve(
-    rule: &CellRule,
+fn iou_curve<M: SegModel>(
+    model: &M,
     set: &EvalSet,
     opts: &RunOptions,
     schedule: Schedule,
@@ -370,13 +380,14 @@ fn iou_curve(
     if set.is_empty() {
         return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
     }
-    let classes = rule.config().num_classes;
+    let classes = model.rule().config().num_classes;
+    let device = model.rule().device();
     let records = opts.record_steps();
     let mut inter = vec![vec![0u64; classes]; records.len()];
     let mut union = vec![vec![0u64; classes]; records.len()];
     let indices: Vec<usize> = (0..set.len()).collect();
     for (chunk_id, chunk) in indices.chunks(opts.batch).enumerate() {
-        let mut col = colony(rule, chunk.len(), set.size, opts.seed, chunk_id)?;
+        let mut col = colony(model, chunk.len(), set.size, opts.seed, chunk_id)?;
         let mut env = None;
         let mut labels: Vec<u32> = Vec::new();
         let mut k = 0;
@@ -384,7 +395,7 @@ fn iou_curve(
             if schedule.changes_at(t) || env.is_none() {
                 let frames: Vec<_> = chunk.iter().map(|&i| schedule.frame(set, i, t)).collect();
                 let images: Vec<Vec<f32>> = frames.iter().map(|f| f.0.clone()).collect();
-                env = Some(env_tensor(&images, set.size, rule.device())?);
+                env = Some(env_tensor(&col, &images, set.size, device)?);
                 labels = frames
                     .iter()
                     .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
@@ -394,7 +405,7 @@ fn iou_curve(
                 col.step(e)?;
             }
             if records.get(k) == Some(&t) {
-                let pred = ca_sched::predict(&col.logits()?).map_err(sched_err)?;
+                let pred = ca_sched::predict(&col.logits()?)?;
                 accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
                 k += 1;
             }
@@ -426,13 +437,6 @@ fn iou_curve(
         })
         .collect();
     Ok(Table { columns, rows })
-}
-
-fn sched_err(e: ca_sched::SchedError) -> ToolError {
-    match e {
-        ca_sched::SchedError::Candle(c) => ToolError::Candle(c),
-        other => ToolError::invalid("evaluation", other.to_string(), "failed"),
-    }
 }
 
 /// Class names for `classes` classes: the dataset's, else `class<k>`.
@@ -467,8 +471,12 @@ fn iou_plot(table: &Table, title: String, marks: Vec<f64>) -> LinePlot {
 /// IoU per class against CA step from fresh states on fixed images, from
 /// step 1 to `opts.steps` (the paper runs to 10 x T): does the segmentation
 /// stay once formed? The plot marks the training target `T`.
-pub fn stability(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
-    let table = iou_curve(rule, set, opts, Schedule::Fixed)?;
+pub fn stability<M: SegModel>(
+    model: &M,
+    set: &EvalSet,
+    opts: &RunOptions,
+) -> Result<ProtocolOutput> {
+    let table = iou_curve(model, set, opts, Schedule::Fixed)?;
     let title = format!(
         "Stability: IoU against CA step ({} images, T = {})",
         set.len(),
@@ -488,8 +496,8 @@ pub fn stability(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<Pr
 /// `period` steps and the state is kept: slot `i` sees sample `i`, then
 /// `i + 1`, `i + 2`, ... (cyclically). IoU is measured against the labels
 /// of the image currently shown; the plot marks the switches.
-pub fn switching(
-    rule: &CellRule,
+pub fn switching<M: SegModel>(
+    model: &M,
     set: &EvalSet,
     opts: &RunOptions,
     period: usize,
@@ -498,7 +506,7 @@ pub fn switching(
         return Err(ToolError::invalid("period", 0, "must be at least 1"));
     }
     let schedule = Schedule::Switch { period };
-    let table = iou_curve(rule, set, opts, schedule)?;
+    let table = iou_curve(model, set, opts, schedule)?;
     let title = format!(
         "Image switching every {period} steps ({} images, state kept)",
         set.len()
@@ -516,8 +524,8 @@ pub fn switching(
 /// IoU against CA step when, after step `at`, each image (and its labels)
 /// is translated by `shift` pixels right and down (the uncovered border
 /// repeats the edge), the state kept.
-pub fn shift(
-    rule: &CellRule,
+pub fn shift<M: SegModel>(
+    model: &M,
     set: &EvalSet,
     opts: &RunOptions,
     at: usize,
@@ -542,7 +550,7 @@ pub fn shift(
         dx: shift,
         dy: shift,
     };
-    let table = iou_curve(rule, set, opts, schedule)?;
+    let table = iou_curve(model, set, opts, schedule)?;
     let title = format!(
         "Image shifted by ({shift}, {shift}) px after step {at} ({} images)",
         set.len()
@@ -604,18 +612,19 @@ fn mean_abs(t: &Tensor) -> Result<f64> {
 /// states: of the state, of the logits, of their one-step changes, and the
 /// fraction of pixels whose predicted class changed in the step. Averaged
 /// over all samples.
-pub fn norms(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
+pub fn norms<M: SegModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
     opts.validate()?;
     if set.is_empty() {
         return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
     }
+    let device = model.rule().device();
     let records = opts.record_steps();
     let mut sums = vec![[0f64; 5]; records.len()];
     let indices: Vec<usize> = (0..set.len()).collect();
     for (chunk_id, chunk) in indices.chunks(opts.batch).enumerate() {
-        let mut col = colony(rule, chunk.len(), set.size, opts.seed, chunk_id)?;
+        let mut col = colony(model, chunk.len(), set.size, opts.seed, chunk_id)?;
         let images: Vec<Vec<f32>> = chunk.iter().map(|&i| set.images[i].clone()).collect();
-        let env = env_tensor(&images, set.size, rule.device())?;
+        let env = env_tensor(&col, &images, set.size, device)?;
         let mut prev_state = col.state().clone();
         let mut prev_logits = col.logits()?;
         let mut prev_pred = prev_logits.argmax(1)?;
@@ -710,8 +719,8 @@ pub fn norms(rule: &CellRule, set: &EvalSet, opts: &RunOptions) -> Result<Protoc
 /// images, a picture `_map_INDEX`: the image, the majority vote and the
 /// probability variance as a heat map (black 0, white at the largest value
 /// among the pictures), each enlarged four times.
-pub fn uncertainty(
-    rule: &CellRule,
+pub fn uncertainty<M: SegModel>(
+    model: &M,
     set: &EvalSet,
     opts: &RunOptions,
     runs: usize,
@@ -729,14 +738,15 @@ pub fn uncertainty(
         return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
     }
     let records = opts.record_steps();
-    let classes = rule.config().num_classes;
+    let classes = model.rule().config().num_classes;
+    let device = model.rule().device();
     let s = set.size;
     let mut sums = vec![[0f64; 2]; records.len()];
     let mut per_sample = Vec::with_capacity(set.len());
     let mut pictures: Vec<(usize, Vec<u32>, Vec<f32>)> = Vec::new();
     for (i, image) in set.images.iter().enumerate() {
-        let mut col = colony(rule, runs, s, opts.seed, i)?;
-        let env = env_tensor(&vec![image.clone(); runs], s, rule.device())?;
+        let mut col = colony(model, runs, s, opts.seed, i)?;
+        let env = env_tensor(&col, &vec![image.clone(); runs], s, device)?;
         let mut k = 0;
         for t in 1..=opts.steps {
             col.step(&env)?;

@@ -1,12 +1,14 @@
-//! Segmenting one photo of any size with a trained rule: the class map, an
-//! overlay on the photo, and the frames of an evolution GIF.
+//! Segmenting one photo of any size with a trained model (plain or high
+//! resolution): the class map, an overlay on the photo, and the frames of an
+//! evolution GIF.
 
 use std::path::{Path, PathBuf};
 
-use ca_core::{CellRule, Colony};
+use ca_sched::SegModel;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
+use crate::colony::ModelColony;
 use crate::error::{Result, ToolError};
 use crate::render::{self, StateProjection};
 
@@ -17,10 +19,11 @@ pub const MAX_NATIVE_SIDE: u32 = 2048;
 /// How to segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentOptions {
-    /// The square grid size the image is resized to (the training size);
-    /// ignored when `native` is set.
+    /// The square size in pixels the image is resized to (the training
+    /// image size); ignored when `native` is set.
     pub size: usize,
-    /// Run on the photo's own pixel grid instead.
+    /// Run on the photo's own pixel grid instead (a high-resolution model
+    /// then runs its state on that grid divided by its stride).
     pub native: bool,
     /// CA steps.
     pub steps: usize,
@@ -36,18 +39,23 @@ pub struct SegmentOptions {
 /// The result of a segmentation.
 #[derive(Debug, Clone)]
 pub struct Segmentation {
-    /// The grid the colony ran on, `(width, height)`.
+    /// The pixel grid of the prediction, `(width, height)`: the photo's
+    /// with `native`, else `size x size`.
     pub grid: (usize, usize),
-    /// The class of every grid cell, row-major.
+    /// The state grid the colony ran on, `(width, height)` (the pixel grid
+    /// for a plain model, smaller for a high-resolution one).
+    pub state_grid: (usize, usize),
+    /// The class of every pixel of `grid`, row-major.
     pub classes: Vec<u32>,
-    /// Evolution frames (prediction above, projected state below), with the
-    /// step each shows.
+    /// Evolution frames (prediction above, projected state below, the state
+    /// enlarged to the pixel grid by nearest neighbour), with the step each
+    /// shows.
     pub frames: Vec<(usize, RgbImage)>,
 }
 
-/// Runs `rule` on `photo` as `options` say.
-pub fn segment(
-    rule: &CellRule,
+/// Runs `model` on `photo` as `options` say.
+pub fn segment<M: SegModel>(
+    model: &M,
     photo: &RgbImage,
     options: &SegmentOptions,
 ) -> Result<Segmentation> {
@@ -83,9 +91,12 @@ pub fn segment(
         ((s, s), ca_data::resize::image_to_chw(photo, s))
     };
     let (w, h) = grid;
-    let env = Tensor::from_vec(chw, (1, 3, h, w), rule.device())?;
-    let mut colony = Colony::new(rule.clone(), 1, h, w, options.seed)?;
-    let projection = StateProjection::new(rule.config().state_channels);
+    let image = Tensor::from_vec(chw, (1, 3, h, w), model.rule().device())?;
+    let mut colony = ModelColony::new(model, 1, (h, w), options.seed)?;
+    let env = colony.environment(&image)?;
+    let (sh, sw) = colony.state_size();
+    let channels = model.rule().config().state_channels;
+    let projection = StateProjection::new(channels);
     let mut frames = Vec::new();
     for t in 1..=options.steps {
         colony.step(&env)?;
@@ -95,6 +106,14 @@ pub fn segment(
         if keep {
             let classes = classes_of(&colony)?;
             let state = colony.state().flatten_all()?.to_vec1::<f32>()?;
+            let state = if (sw, sh) == grid {
+                state
+            } else {
+                state
+                    .chunks(sh * sw)
+                    .flat_map(|plane| render::resample_nearest(plane, (sw, sh), grid))
+                    .collect()
+            };
             let frame =
                 render::evolution_frame(&classes, &state, grid, &projection, options.frame_scale);
             frames.push((t, frame));
@@ -102,12 +121,13 @@ pub fn segment(
     }
     Ok(Segmentation {
         grid,
+        state_grid: (sw, sh),
         classes: classes_of(&colony)?,
         frames,
     })
 }
 
-fn classes_of(colony: &Colony) -> Result<Vec<u32>> {
+fn classes_of<M: SegModel>(colony: &ModelColony<'_, M>) -> Result<Vec<u32>> {
     Ok(colony
         .predict()?
         .to_dtype(DType::U32)?

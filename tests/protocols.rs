@@ -1,12 +1,15 @@
 //! The evaluation protocols and `segment` on the bundled synthetic fixture
-//! with a tiny untrained rule at 16x16: each writes its files, with the
+//! with a tiny untrained rule at 16x16 (and a high-resolution model with an
+//! 8x8 state): each writes its files, with the
 //! expected rows, columns and picture sizes.
 
 use std::path::{Path, PathBuf};
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::Split;
+use ca_hires::HiresModel;
 use candle_core::Device;
+use cellseg::model::Model;
 use cellseg::pets::FIXTURE_DIR;
 use cellseg::plot::PLOT_SIZE;
 use cellseg::protocols::{self, EvalSet, RunOptions};
@@ -275,4 +278,71 @@ fn written_tables_read_back_and_compare() {
     let e = protocols::Table::read_csv(&dir.join("bad.csv")).unwrap_err();
     assert!(e.to_string().contains("data line 1 has 3 values"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tiny untrained high-resolution model: one stride-2 level, so a 16x16
+/// image runs an 8x8 state.
+fn hires_model() -> Model {
+    let config = CellConfig {
+        state_channels: 8,
+        hidden_channels: 16,
+        env_channels: 8,
+        ..CellConfig::default()
+    };
+    Model::Hires(HiresModel::new(config, 1, 3, &Device::Cpu).unwrap())
+}
+
+#[test]
+fn protocols_run_a_high_resolution_model_at_image_resolution() {
+    let (model, set, opts) = (hires_model(), set(), opts());
+    let stability = protocols::stability(&model, &set, &opts).unwrap();
+    assert_eq!(stability.table.rows.len(), 4);
+    assert!(stability
+        .table
+        .rows
+        .iter()
+        .all(|r| r[1..].iter().all(|v| v.is_nan() || (0.0..=1.0).contains(v))));
+    let shifted = protocols::shift(&model, &set, &opts, 3, 2).unwrap();
+    assert_eq!(shifted.table.rows.len(), 4);
+    let norms = protocols::norms(&model, &set, &opts).unwrap();
+    assert!(norms.table.rows.iter().all(|r| r[1] > 0.0 && r[2] > 0.0));
+    let spread = protocols::uncertainty(&model, &set, &opts, 2, 1).unwrap();
+    // The maps are at the image's resolution, not the state's.
+    let side = (SIZE * 4) as u32;
+    assert_eq!(spread.images[0].1.dimensions(), (3 * side, side));
+    // The plain and the high-resolution models differ on the same data.
+    let plain = protocols::stability(&rule(), &set, &opts).unwrap();
+    assert_ne!(
+        format!("{:?}", plain.table),
+        format!("{:?}", stability.table)
+    );
+}
+
+#[test]
+fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
+    let (_, photo) = fixture_photo();
+    let model = hires_model();
+    let options = SegmentOptions {
+        size: SIZE,
+        native: false,
+        steps: 3,
+        seed: 0,
+        frame_every: Some(1),
+        frame_scale: 2,
+    };
+    let seg = segment(&model, &photo, &options).unwrap();
+    assert_eq!((seg.grid, seg.state_grid), ((16, 16), (8, 8)));
+    assert_eq!(seg.classes.len(), 256);
+    // Both rows of a frame are at the pixel grid.
+    let side = 2 * SIZE as u32;
+    assert_eq!(seg.frames[0].1.dimensions(), (side, 2 * side));
+    let small = image::imageops::resize(&photo, 20, 13, image::imageops::FilterType::Triangle);
+    let native = SegmentOptions {
+        native: true,
+        frame_every: None,
+        ..options
+    };
+    let seg = segment(&model, &small, &native).unwrap();
+    assert_eq!((seg.grid, seg.state_grid), ((20, 13), (10, 7)));
+    assert_eq!(seg.classes.len(), 260);
 }
