@@ -3,7 +3,8 @@
 //!
 //! - `48/48`: 48x48 images, a plain CA on a 48x48 state;
 //! - `96/96`: 96x96 images, a plain CA on a 96x96 state;
-//! - `96/48`: 96x96 images, encoder, CA on a 48x48 state, decoder.
+//! - `96/48`: 96x96 images, encoder, CA on a 48x48 state, decoder;
+//! - `192/48`, `384/48`: the same with 2 and 3 stride-2 levels.
 //!
 //! A training step is what `ca_sched::Trainer::train_step` does: a K = 10
 //! mini-unroll, the loss at every step, backward, Adam (slots old enough
@@ -35,7 +36,7 @@ struct Args {
     /// Timed repetitions per measure (after the warm-up).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Only the model with this name (48/48, 96/96 or 96/48).
+    /// Only the model with this name (48/48, 96/96, 96/48, 192/48 or 384/48).
     #[arg(long)]
     model: Option<String>,
     /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
@@ -123,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env_channels: ENV_CHANNELS,
         ..config.clone()
     };
-    let cases: [(&str, usize, Model); 3] = [
+    let cases: [(&str, usize, Model); 5] = [
         (
             "48/48",
             48,
@@ -137,12 +138,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "96/48",
             96,
-            Model::Hires(HiresModel::new(hires_config, 1, 0, &device)?),
+            Model::Hires(HiresModel::new(hires_config.clone(), 1, 0, &device)?),
+        ),
+        (
+            "192/48",
+            192,
+            Model::Hires(HiresModel::new(hires_config.clone(), 2, 0, &device)?),
+        ),
+        (
+            "384/48",
+            384,
+            Model::Hires(HiresModel::new(hires_config, 3, 0, &device)?),
         ),
     ];
     if let Some(name) = &args.model {
         if !cases.iter().any(|c| c.0 == name) {
-            return Err(format!("--model {name}: expected 48/48, 96/96 or 96/48").into());
+            return Err(
+                format!("--model {name}: expected 48/48, 96/96, 96/48, 192/48 or 384/48").into(),
+            );
         }
     }
     for (name, size, model) in cases {
