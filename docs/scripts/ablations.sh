@@ -37,14 +37,14 @@ shift
 NAMES=("$@")
 [ ${#NAMES[@]} -gt 0 ] || NAMES=(learned random norm_none norm_batch norm_channel no_residual)
 
-flags_of() {
+flags_of() { # the flags that differ from the base, which is --perception depthwise
   case $1 in
-    learned) echo "" ;;
+    learned) echo "--perception depthwise" ;;
     random) echo "--perception random_depthwise" ;;
-    norm_none) echo "--norm none" ;;
-    norm_batch) echo "--norm batch" ;;
-    norm_channel) echo "--norm channel" ;;
-    no_residual) echo "--residual false" ;;
+    norm_none) echo "--perception depthwise --norm none" ;;
+    norm_batch) echo "--perception depthwise --norm batch" ;;
+    norm_channel) echo "--perception depthwise --norm channel" ;;
+    no_residual) echo "--perception depthwise --residual false" ;;
     *) echo "unknown ablation '$1' (learned, random, norm_none, norm_batch, norm_channel, no_residual)" >&2; return 1 ;;
   esac
 }
@@ -54,7 +54,7 @@ for name in "${NAMES[@]}"; do
   flags=$(flags_of "$name")
   rm -rf "${OUT:?}/$name"
   # shellcheck disable=SC2086
-  "$B/train_pets" --data "$DATA" --size 48 --perception depthwise --steps "$STEPS" --batch 8 \
+  "$B/train_pets" --data "$DATA" --size 48 --steps "$STEPS" --batch 8 \
     --lr 2e-3 --eval-every 0 --checkpoint-every 100 --out "$OUT/$name" $flags | tail -8
   # norm batch: live statistics of the evaluated batch (paper 3.5), so the
   # batch matters; 17 x 6 = 102 test pairs.
