@@ -80,26 +80,9 @@ fn time<T>(f: impl FnOnce() -> T) -> ((f64, f64), T) {
     ((t.elapsed().as_secs_f64(), cpu_seconds() - cpu), out)
 }
 
-/// CPU seconds (user + system) this process has used so far, from
-/// `/proc/self/stat` (NaN elsewhere). On a machine shared with other jobs
-/// it varies less than the wall clock.
+/// CPU seconds this process has used so far (NaN where unknown).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // utime and stime are the 14th and 15th fields, in ticks of 1/100 s.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    if f.len() == 2 {
-        (f[0] + f[1]) / 100.0
-    } else {
-        f64::NAN
-    }
+    cellseg::cpu_time::process_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 fn mean(v: &[f64]) -> f64 {

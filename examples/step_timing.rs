@@ -65,26 +65,9 @@ fn peak(reps: usize, dev: &Device) -> candle_core::Result<()> {
     Ok(())
 }
 
-/// CPU seconds (user + system) this process has used so far, from
-/// `/proc/self/stat`; NaN where that is unavailable.
+/// CPU seconds this process has used so far (NaN where unknown).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // Fields after the parenthesized command name; utime and stime are the
-    // 14th and 15th fields of the line, in clock ticks (100 per second).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    if f.len() == 2 {
-        (f[0] + f[1]) / 100.0
-    } else {
-        f64::NAN
-    }
+    cellseg::cpu_time::process_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 fn report(id: &str, backend: StepBackend, updates: usize, (times, cpu): (&mut [f64], f64)) {

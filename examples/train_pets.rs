@@ -21,6 +21,7 @@ use ca_hires::{hires_levels, HiresModel, ENV_CHANNELS};
 use ca_sched::{
     checkpoint_metadata, evaluate_iou, GradNorm, IouTable, MetricsLog, TrainConfig, Trainer,
 };
+use cellseg::cpu_time::process_cpu_seconds;
 use cellseg::device::parse_device;
 use cellseg::flags::TrainFlags;
 use cellseg::model::{levels_for, Model};
@@ -78,6 +79,11 @@ struct Args {
     /// Stop after this many minutes of training, whatever `--steps` says.
     #[arg(long)]
     minutes: Option<f64>,
+    /// Stop after this many minutes of CPU time (all threads of this
+    /// process, Linux only), whatever `--steps` says: an equal budget for
+    /// runs that share a machine with other jobs.
+    #[arg(long)]
+    cpu_minutes: Option<f64>,
     /// Slots per optimizer step [default: 32; 8 on the fixture].
     #[arg(long)]
     batch: Option<usize>,
@@ -232,8 +238,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         full_unroll: args.full_unroll,
         checkpoint_every: args.checkpoint_every,
         eval_samples: args.eval_samples,
+        minutes: args.minutes,
+        cpu_minutes: args.cpu_minutes,
     }
     .validate()?;
+    if args.cpu_minutes.is_some() && process_cpu_seconds().is_none() {
+        return Err(
+            "--cpu-minutes: this system does not report the process's CPU time (/proc/self/stat)"
+                .into(),
+        );
+    }
     let out = args.out.clone().unwrap_or_else(|| match levels {
         0 => PathBuf::from(format!("runs/pets{size}")),
         _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
@@ -365,6 +379,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .expect("a valid template"),
     );
     let started = Instant::now();
+    let cpu_at_start = process_cpu_seconds();
     let mut last_iou = String::from("-");
     let mut loss_avg: Option<f64> = None;
     while trainer.step_count() < total_steps {
@@ -380,6 +395,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 ),
             );
             break;
+        }
+        if let (Some(m), Some(c0), Some(c)) =
+            (args.cpu_minutes, cpu_at_start, process_cpu_seconds())
+        {
+            if c - c0 > m * 60.0 {
+                say(&bar, format!("CPU time limit of {m} minutes reached"));
+                break;
+            }
         }
         let step_start = Instant::now();
         let report = trainer.train_step(&train)?;

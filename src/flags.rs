@@ -28,6 +28,10 @@ pub struct TrainFlags {
     pub checkpoint_every: u64,
     /// `--eval-samples`: test samples of the periodic evaluation.
     pub eval_samples: usize,
+    /// `--minutes`: wall-clock budget, if any.
+    pub minutes: Option<f64>,
+    /// `--cpu-minutes`: CPU-time budget, if any.
+    pub cpu_minutes: Option<f64>,
 }
 
 /// A command-line value that cannot work: the flag, the value and why.
@@ -82,6 +86,18 @@ impl TrainFlags {
                 reason: format!("must be at least --batch ({})", self.batch),
             });
         }
+        for (flag, value) in [
+            ("--minutes", self.minutes),
+            ("--cpu-minutes", self.cpu_minutes),
+        ] {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(FlagError {
+                    flag,
+                    value: v.to_string(),
+                    reason: "must be a positive number of minutes".into(),
+                });
+            }
+        }
         if !self.full_unroll {
             at_least_one("--mini-unroll", self.mini_unroll as u64)?;
             if self.mini_unroll > self.target {
@@ -112,6 +128,8 @@ mod tests {
             full_unroll: false,
             checkpoint_every: 100,
             eval_samples: 64,
+            minutes: Some(1.5),
+            cpu_minutes: None,
         }
     }
 
@@ -163,6 +181,28 @@ mod tests {
             ..good()
         };
         assert_eq!(full.validate(), Ok(()));
+    }
+
+    #[test]
+    fn budgets_must_be_positive_minutes() {
+        let msg = message(TrainFlags {
+            minutes: Some(0.0),
+            ..good()
+        });
+        assert_eq!(msg, "--minutes 0: must be a positive number of minutes");
+        let msg = message(TrainFlags {
+            cpu_minutes: Some(f64::NAN),
+            ..good()
+        });
+        assert_eq!(
+            msg,
+            "--cpu-minutes NaN: must be a positive number of minutes"
+        );
+        let msg = message(TrainFlags {
+            cpu_minutes: Some(-2.0),
+            ..good()
+        });
+        assert!(msg.starts_with("--cpu-minutes -2:"), "{msg}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub use ca_sched;
 
 pub mod adversarial;
 pub mod colony;
+pub mod cpu_time;
 pub mod curves;
 pub mod device;
 pub mod error;

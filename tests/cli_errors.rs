@@ -204,6 +204,10 @@ fn nonsense_flags_are_clear_errors() {
             "--checkpoint-every 0: must be at least 1",
         ),
         (&["--state", "0"], "--state 0: must be at least 1"),
+        (
+            &["--cpu-minutes", "0"],
+            "--cpu-minutes 0: must be a positive number of minutes",
+        ),
         (&["--pool", "2"], "--pool 2: must be at least --batch (4)"),
         (&["--lr=-1"], "learning_rate = -1"),
         (&["--p-image", "2"], "p_image = 2"),
