@@ -50,7 +50,13 @@ fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // A fixed generator seed: CI runs the same cases every time.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED_CE11),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn step_keeps_shapes(cfg in arb_config(), b in 1usize..3, h in 1usize..6, w in 1usize..6, seed in any::<u64>()) {
