@@ -4,8 +4,8 @@
 //! small model on the bundled synthetic set in a few minutes. For the real
 //! set: `--data DIR` (or `$CA_PETS_DIR`, or `data/oxford-iiit-pet`).
 //! Writes `OUT/checkpoint.safetensors` (resumable with `--resume`),
-//! `OUT/model.safetensors` (the model and its training image size, for `segment` and `evaluate`) and
-//! `OUT/metrics.jsonl`.
+//! `OUT/model.safetensors` (the model and its training image size, for
+//! `segment` and `evaluate`) and `OUT/metrics.jsonl`.
 //!
 //! High resolution (paper 3.4): `--image-size 96 --state-size 48` trains a
 //! strided encoder, the CA on a 48x48 state and a transposed-convolution
@@ -80,7 +80,8 @@ struct Args {
     #[arg(long)]
     minutes: Option<f64>,
     /// Stop after this many minutes of CPU time (all threads of this
-    /// process, Linux only), whatever `--steps` says: an equal budget for
+    /// process, Linux only; counted from the first step, periodic
+    /// evaluations included), whatever `--steps` says: an equal budget for
     /// runs that share a machine with other jobs.
     #[arg(long)]
     cpu_minutes: Option<f64>,
