@@ -9,18 +9,7 @@ use std::collections::HashMap;
 use ca_core::{write_safetensors_atomic, CellConfig, CellRule, CONFIG_KEY};
 use ca_hires::{hires_levels, HiresError, HiresModel, HIRES_KEY};
 use candle_core::{Device, Tensor};
-use common::{small_config, small_model, temp_dir, uniform};
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::{max_diff, small_config, small_model, temp_dir, uniform};
 
 #[test]
 fn round_trip_keeps_tensors_config_and_outputs() {

@@ -121,14 +121,7 @@ fn a_few_trainer_steps_give_finite_losses_and_resume() {
         .iter()
         .zip(resumed.model().named_params())
     {
-        let d = (p.var.as_tensor() - q.var.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = common::max_diff(p.var.as_tensor(), q.var.as_tensor());
         assert_eq!(d, 0.0, "{}", p.name);
     }
     let (a, b) = (
