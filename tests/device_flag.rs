@@ -8,6 +8,8 @@
 //! they are absent the test prints that it skipped, and fails when
 //! `CI=true`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,29 +29,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// The built example binaries, or `None` (with a printed note) when one is
 /// missing; panics under `CI=true`, where they must exist.
 fn examples() -> Option<Vec<(PathBuf, &'static [&'static str])>> {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps")
-        .join("examples");
-    let mut out = Vec::new();
-    for &(name, pre) in EXAMPLES {
-        let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-        if !bin.is_file() {
-            let note = format!(
-                "{} not found: build it with `cargo build --release --examples`",
-                bin.display()
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{note}");
-            }
-            eprintln!("skipped: {note}");
-            return None;
-        }
-        out.push((bin, pre));
-    }
-    Some(out)
+    EXAMPLES
+        .iter()
+        .map(|&(name, pre)| support::example(name).map(|bin| (bin, pre)))
+        .collect()
 }
 
 /// Runs `bin pre.. --device value` and asserts that it fails with exit code

@@ -1,4 +1,5 @@
-//! Helpers shared by the tests that run the real `train_pets` binary.
+//! Helpers shared by the tests that run the real example binaries
+//! (`train_pets` and, for the device flag, all of them).
 //!
 //! The binary is the one `cargo test --release` (or `cargo build --release
 //! --examples`, as `.ci/run` does first) puts in `<target>/<profile>/examples/`,
@@ -13,6 +14,12 @@ use std::process::{Command, Output};
 /// The `train_pets` example binary, or `None` (with a printed note) when it
 /// has not been built; panics under `CI=true`, where it must exist.
 pub fn train_pets() -> Option<PathBuf> {
+    example("train_pets")
+}
+
+/// The example binary `name`, or `None` (with a printed note) when it has
+/// not been built; panics under `CI=true`, where it must exist.
+pub fn example(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
@@ -20,7 +27,7 @@ pub fn train_pets() -> Option<PathBuf> {
         .expect("the test binary lives in <target>/<profile>/deps");
     let bin = profile_dir
         .join("examples")
-        .join(format!("train_pets{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if bin.is_file() {
         return Some(bin);
     }
