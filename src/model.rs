@@ -65,7 +65,7 @@ impl Model {
         let bytes = read_file(path)?;
         let (_, meta) = parse_safetensors(&bytes, path)?;
         let model = match hires_levels(&meta, path)? {
-            Some(_) => Model::Hires(HiresModel::load(path, device)?),
+            Some(_) => Model::Hires(HiresModel::from_safetensors_bytes(&bytes, path, device)?),
             None => Model::Plain(CellRule::from_safetensors_bytes(&bytes, path, device)?),
         };
         let size = match meta.get(IMAGE_SIZE_KEY) {

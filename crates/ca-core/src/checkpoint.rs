@@ -62,18 +62,8 @@ impl CellRule {
     /// Parses a rule from the bytes of a safetensors file; `path` only names
     /// the source in errors.
     pub fn from_safetensors_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
-        let (st, meta) = parse_safetensors(bytes, path)?;
+        let (tensors, meta) = read_tensors(bytes, path, device)?;
         let config = config_from_metadata(&meta, path)?;
-        let tensors: HashMap<String, Tensor> = st
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                let t = view
-                    .load(device)
-                    .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
-                Ok((name, t))
-            })
-            .collect::<Result<_>>()?;
         Self::from_named_tensors(config, &tensors, path, device)
     }
 
@@ -160,6 +150,27 @@ pub fn parse_safetensors<'a>(
         .map_err(|e| bad(path, format!("unreadable safetensors header: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     Ok((st, meta))
+}
+
+/// Every tensor of safetensors bytes, by name, on `device`, and the
+/// metadata map; `path` names the source in errors.
+pub fn read_tensors(
+    bytes: &[u8],
+    path: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let (st, meta) = parse_safetensors(bytes, path)?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = view
+                .load(device)
+                .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
+            Ok((name, t))
+        })
+        .collect::<Result<_>>()?;
+    Ok((tensors, meta))
 }
 
 /// The [`CellConfig`] stored in a checkpoint's metadata.

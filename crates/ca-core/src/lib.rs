@@ -34,8 +34,8 @@ mod params;
 mod rule;
 
 pub use checkpoint::{
-    check_tensor, config_from_metadata, parse_safetensors, read_file, write_bytes_atomic,
-    write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
+    check_tensor, config_from_metadata, parse_safetensors, read_file, read_tensors,
+    write_bytes_atomic, write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
 };
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};

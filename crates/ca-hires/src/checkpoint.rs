@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ca_core::{
-    config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic, CellConfig,
-    CellRule, FORMAT_KEY,
+    config_from_metadata, read_file, read_tensors, write_safetensors_atomic, CellConfig, CellRule,
+    FORMAT_KEY,
 };
-use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +89,13 @@ impl HiresModel {
 
     /// Reads a model written by [`HiresModel::save`] onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = read_file(path)?;
-        let (st, meta) = parse_safetensors(&bytes, path)?;
+        Self::from_safetensors_bytes(&read_file(path)?, path, device)
+    }
+
+    /// Parses a model from the bytes of a safetensors file; `path` only
+    /// names the source in errors.
+    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
+        let (tensors, meta) = read_tensors(bytes, path, device)?;
         let config = config_from_metadata(&meta, path)?;
         let levels = hires_levels(&meta, path)?.ok_or_else(|| {
             bad(
@@ -101,16 +105,6 @@ impl HiresModel {
                 ),
             )
         })?;
-        let tensors: HashMap<String, Tensor> = st
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                let t = view
-                    .load(device)
-                    .map_err(|e| bad(path, format!("tensor '{name}': {e}")))?;
-                Ok((name, t))
-            })
-            .collect::<Result<_>>()?;
         Self::from_named_tensors(config, levels, tensors, path, device)
     }
 
