@@ -1,5 +1,6 @@
 //! Resumable training checkpoints: one safetensors file holding the model
 //! tensors (`model.NAME`), Adam's moments (`adam.m.NAME`, `adam.v.NAME`),
+//! the moving average of the weights when the run has one (`ema.NAME`),
 //! the pool's states (`pool.states`), and, in the metadata, the model's own
 //! metadata (its config), the training config, the step counter and the
 //! pool's slots. Random draws derive from `(seed, step)`, so the step
@@ -27,6 +28,8 @@ pub const TRAIN_STATE_KEY: &str = "ca.train_state";
 struct TrainState {
     step: u64,
     adam_steps: u64,
+    #[serde(default)]
+    ema_updates: u64,
     bad_streak: usize,
     config: TrainConfig,
     slots: Vec<Slot>,
@@ -67,6 +70,9 @@ impl<M: SegModel> Trainer<M> {
             let (m, v) = self.adam().moments(i);
             tensors.push((format!("adam.m.{}", p.name), m.clone()));
             tensors.push((format!("adam.v.{}", p.name), v.clone()));
+            if let Some(ema) = self.ema() {
+                tensors.push((format!("ema.{}", p.name), ema.average()[i].clone()));
+            }
         }
         let slots = &self.pool().slots;
         let state_len = slots
@@ -88,6 +94,7 @@ impl<M: SegModel> Trainer<M> {
         let state = TrainState {
             step: self.step_count(),
             adam_steps: self.adam().steps(),
+            ema_updates: self.ema().map_or(0, |e| e.updates()),
             bad_streak: self.bad_streak(),
             config: self.config().clone(),
             slots: slots.clone(),
@@ -130,6 +137,9 @@ impl<M: SegModel> Trainer<M> {
                 .map_err(|e| bad(path, format!("tensor '{name}': {e}")))
         };
         let params = model.named_params();
+        // Built first: `Trainer::new` applies the config's initialisation,
+        // which the saved tensors then overwrite.
+        let mut trainer = Trainer::new(model, state.config, num_samples)?;
         for p in &params {
             let t = load(&format!("model.{}", p.name))?;
             if t.dims() != p.var.dims() {
@@ -145,10 +155,14 @@ impl<M: SegModel> Trainer<M> {
             }
             p.var.set(&t)?;
         }
-        let (mut ms, mut vs) = (Vec::new(), Vec::new());
+        let (mut ms, mut vs, mut averages) = (Vec::new(), Vec::new(), Vec::new());
+        let with_ema = trainer.ema().is_some();
         for p in params.iter().filter(|p| p.trainable) {
             ms.push(load(&format!("adam.m.{}", p.name))?);
             vs.push(load(&format!("adam.v.{}", p.name))?);
+            if with_ema {
+                averages.push(load(&format!("ema.{}", p.name))?);
+            }
         }
         if state.slots.iter().any(|s| s.image >= num_samples) {
             return Err(bad(
@@ -169,9 +183,11 @@ impl<M: SegModel> Trainer<M> {
                 None
             };
         }
-        let mut trainer = Trainer::new(model, state.config, num_samples)?;
-        let (adam, pool, step, streak) = trainer.parts_mut();
+        let (adam, ema, pool, step, streak) = trainer.parts_mut();
         adam.restore(ms, vs, state.adam_steps);
+        if let Some(ema) = ema {
+            ema.restore(averages, state.ema_updates);
+        }
         pool.slots = slots;
         *step = state.step;
         *streak = state.bad_streak;

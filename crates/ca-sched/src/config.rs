@@ -1,6 +1,10 @@
 //! Training hyper-parameters: a plain struct whose `Default` follows the
 //! paper (section 5): mini-unroll 10, target 40, reset probabilities 0.5,
-//! Adam with learning rate 3e-4, batch 32.
+//! Adam with learning rate 3e-4, batch 32, plain cross-entropy, constant
+//! learning rate, no weight average. The recipe levers of "a rule that
+//! segments" (class weights, a Dice term, a zero-initialised update layer,
+//! a learning-rate schedule, an EMA of the weights, a full-unroll
+//! curriculum) are fields that default to off.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +24,28 @@ pub enum GradNorm {
     Clip(f64),
 }
 
+/// How the learning rate moves over a run, after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// The base rate throughout.
+    Constant,
+    /// Half a cosine from the base rate at progress 0 to `lr_floor` times
+    /// it at progress 1.
+    Cosine,
+    /// Piecewise constant: `drops` equal drops (geometric) at progress
+    /// `1/(drops+1), 2/(drops+1), ...`, the last one reaching `lr_floor`.
+    Step {
+        /// Number of drops (at least 1).
+        drops: u32,
+    },
+}
+
 /// The training schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Fields missing from an older checkpoint's stored config take the paper's
+// values (every lever off), so old runs resume as they were.
+#[serde(default)]
 pub struct TrainConfig {
     /// Slots trained per optimizer step.
     pub batch: usize,
@@ -55,6 +79,36 @@ pub struct TrainConfig {
     pub max_bad_steps: usize,
     /// Seed of every random draw of training.
     pub seed: u64,
+    /// Weights of the classes `[background, object, boundary]` in the
+    /// cross-entropy (a weighted mean over the pixels); `None`: all 1.
+    pub class_weights: Option<Vec<f64>>,
+    /// Weight of the soft Dice term (`1 - Dice` of the softmax against the
+    /// one-hot labels, averaged over the classes) added to the
+    /// cross-entropy; 0 leaves it out.
+    pub dice_weight: f64,
+    /// Whether [`crate::Trainer::new`] sets the update layer (`update.*`)
+    /// to zero, so that a fresh rule starts from "no change".
+    pub zero_update_init: bool,
+    /// The reset gate's initial bias set by [`crate::Trainer::new`]; `None`
+    /// keeps the rule's own ([`ca_core::RESET_BIAS_INIT`]).
+    pub reset_bias_init: Option<f64>,
+    /// The learning-rate schedule over the run's progress (see
+    /// [`crate::Trainer::set_progress`]).
+    pub lr_schedule: LrSchedule,
+    /// Optimizer steps of linear warm-up from `learning_rate / warmup_steps`
+    /// to the scheduled rate; 0: none.
+    pub warmup_steps: u64,
+    /// The scheduled rate at the end of the run, as a fraction of
+    /// `learning_rate`, in [0, 1].
+    pub lr_floor: f64,
+    /// Decay of an exponential moving average of the trainable weights,
+    /// used for evaluation and saved models; `None`: no average. The
+    /// effective decay of update `n` is `min(decay, (1 + n) / (10 + n))`,
+    /// so that a short run's average is not dominated by its start.
+    pub ema_decay: Option<f64>,
+    /// Curriculum: the fraction of the run's progress trained in full-unroll
+    /// mode (fresh states and images, unroll `T`) before the pool phase.
+    pub full_unroll_fraction: f64,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +128,15 @@ impl Default for TrainConfig {
             grad_norm: GradNorm::PerTensor,
             max_bad_steps: 5,
             seed: 0,
+            class_weights: None,
+            dice_weight: 0.0,
+            zero_update_init: false,
+            reset_bias_init: None,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
+            lr_floor: 1.0,
+            ema_decay: None,
+            full_unroll_fraction: 0.0,
         }
     }
 }
@@ -137,12 +200,89 @@ impl TrainConfig {
         if self.max_bad_steps == 0 {
             return Err(invalid("max_bad_steps", 0, "must be at least 1"));
         }
+        if let Some(w) = &self.class_weights {
+            if w.is_empty()
+                || w.iter().any(|x| !(x.is_finite() && *x >= 0.0))
+                || w.iter().all(|&x| x == 0.0)
+            {
+                return Err(invalid(
+                    "class_weights",
+                    format!("{w:?}"),
+                    "must be finite, non-negative and not all zero",
+                ));
+            }
+        }
+        if !(self.dice_weight.is_finite() && self.dice_weight >= 0.0) {
+            return Err(invalid(
+                "dice_weight",
+                self.dice_weight,
+                "must be finite and non-negative",
+            ));
+        }
+        if let Some(b) = self.reset_bias_init {
+            if !b.is_finite() {
+                return Err(invalid("reset_bias_init", b, "must be finite"));
+            }
+        }
+        if let LrSchedule::Step { drops: 0 } = self.lr_schedule {
+            return Err(invalid("lr_schedule", "step:0", "needs at least one drop"));
+        }
+        if !(0.0..=1.0).contains(&self.lr_floor) {
+            return Err(invalid("lr_floor", self.lr_floor, "must lie in [0, 1]"));
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return Err(invalid("ema_decay", d, "must lie in [0, 1)"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.full_unroll_fraction) {
+            return Err(invalid(
+                "full_unroll_fraction",
+                self.full_unroll_fraction,
+                "must lie in [0, 1]",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether an optimizer step at run progress `progress` (in [0, 1])
+    /// is a full unroll: always in `full_unroll` mode, and during the
+    /// curriculum's first `full_unroll_fraction` of the run.
+    pub fn full_unroll_at(&self, progress: f64) -> bool {
+        self.full_unroll || progress < self.full_unroll_fraction
+    }
+
+    /// The learning rate of optimizer step `step` (0-based) at run progress
+    /// `progress` in [0, 1]: the warm-up ramp times the schedule's factor.
+    pub fn learning_rate_at(&self, step: u64, progress: f64) -> f64 {
+        let p = progress.clamp(0.0, 1.0);
+        let floor = self.lr_floor;
+        let factor = match self.lr_schedule {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => {
+                floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+            LrSchedule::Step { drops } => {
+                let passed = ((p * f64::from(drops + 1)).floor() as u32).min(drops);
+                floor.powf(f64::from(passed) / f64::from(drops))
+            }
+        };
+        let warm = if self.warmup_steps > 0 && step < self.warmup_steps {
+            (step + 1) as f64 / self.warmup_steps as f64
+        } else {
+            1.0
+        };
+        self.learning_rate * factor * warm
     }
 
     /// CA steps per optimizer step: `K`, or `T` for the full unroll.
     pub fn unroll(&self) -> usize {
-        if self.full_unroll {
+        self.unroll_for(self.full_unroll)
+    }
+
+    /// CA steps of an optimizer step that is (or is not) a full unroll.
+    pub fn unroll_for(&self, full_unroll: bool) -> usize {
+        if full_unroll {
             self.target
         } else {
             self.mini_unroll
@@ -220,5 +360,104 @@ mod tests {
         bad(|c| c.p_state = 1.5, "p_state");
         bad(|c| c.learning_rate = -1.0, "learning_rate");
         bad(|c| c.grad_norm = GradNorm::Clip(0.0), "grad_norm");
+        bad(
+            |c| c.class_weights = Some(vec![1.0, -1.0, 3.0]),
+            "class_weights",
+        );
+        bad(
+            |c| c.class_weights = Some(vec![0.0, 0.0, 0.0]),
+            "class_weights",
+        );
+        bad(|c| c.dice_weight = f64::NAN, "dice_weight");
+        bad(|c| c.lr_floor = 1.5, "lr_floor");
+        bad(
+            |c| c.lr_schedule = LrSchedule::Step { drops: 0 },
+            "lr_schedule",
+        );
+        bad(|c| c.ema_decay = Some(1.0), "ema_decay");
+        bad(|c| c.full_unroll_fraction = -0.1, "full_unroll_fraction");
+        bad(
+            |c| c.reset_bias_init = Some(f64::INFINITY),
+            "reset_bias_init",
+        );
+    }
+
+    #[test]
+    fn schedules_start_at_the_rate_and_end_at_their_floor() {
+        for schedule in [LrSchedule::Cosine, LrSchedule::Step { drops: 2 }] {
+            let c = TrainConfig {
+                learning_rate: 2e-3,
+                lr_schedule: schedule,
+                lr_floor: 0.05,
+                ..TrainConfig::default()
+            };
+            assert!(
+                (c.learning_rate_at(100, 0.0) - 2e-3).abs() < 1e-15,
+                "{schedule:?}"
+            );
+            assert!(
+                (c.learning_rate_at(100, 1.0) - 1e-4).abs() < 1e-12,
+                "{schedule:?}"
+            );
+            // Never rises, never goes below the floor.
+            let mut last = f64::INFINITY;
+            for i in 0..=100 {
+                let lr = c.learning_rate_at(100, i as f64 / 100.0);
+                assert!(
+                    lr <= last + 1e-18 && lr >= 1e-4 - 1e-12,
+                    "{schedule:?} at {i}: {lr}"
+                );
+                last = lr;
+            }
+        }
+        let step = TrainConfig {
+            learning_rate: 1.0,
+            lr_schedule: LrSchedule::Step { drops: 2 },
+            lr_floor: 0.01,
+            ..TrainConfig::default()
+        };
+        assert!((step.learning_rate_at(0, 0.5) - 0.1).abs() < 1e-12);
+        let constant = TrainConfig::default();
+        assert_eq!(constant.learning_rate_at(0, 1.0), constant.learning_rate);
+    }
+
+    #[test]
+    fn warmup_ramps_linearly_to_the_rate() {
+        let c = TrainConfig {
+            learning_rate: 1.0,
+            warmup_steps: 4,
+            ..TrainConfig::default()
+        };
+        let ramp: Vec<f64> = (0..6).map(|s| c.learning_rate_at(s, 0.0)).collect();
+        assert_eq!(ramp, [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn curriculum_is_full_unroll_for_its_fraction() {
+        let c = TrainConfig {
+            full_unroll_fraction: 0.25,
+            ..TrainConfig::default()
+        };
+        assert!(c.full_unroll_at(0.0) && c.full_unroll_at(0.24));
+        assert!(!c.full_unroll_at(0.25) && !c.full_unroll_at(1.0));
+        assert_eq!(c.unroll_for(true), c.target);
+        assert_eq!(c.unroll_for(false), c.mini_unroll);
+    }
+
+    #[test]
+    fn an_old_stored_config_reads_with_every_lever_off() {
+        let mut old = serde_json::to_value(TrainConfig::default()).unwrap();
+        let map = old.as_object_mut().unwrap();
+        for key in [
+            "class_weights",
+            "dice_weight",
+            "ema_decay",
+            "lr_schedule",
+            "full_unroll_fraction",
+        ] {
+            map.remove(key);
+        }
+        let read: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read, TrainConfig::default());
     }
 }

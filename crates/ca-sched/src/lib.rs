@@ -15,6 +15,7 @@
 mod adam;
 mod checkpoint;
 mod config;
+mod ema;
 mod error;
 mod eval;
 mod loss;
@@ -25,10 +26,11 @@ mod trainer;
 
 pub use adam::Adam;
 pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
-pub use config::{reset_probability, GradNorm, TrainConfig};
+pub use config::{reset_probability, GradNorm, LrSchedule, TrainConfig};
+pub use ema::Ema;
 pub use error::{Result, SchedError};
 pub use eval::{accumulate, evaluate_iou, predict, IouTable};
-pub use loss::per_sample_cross_entropy;
+pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
 pub use metrics::MetricsLog;
 pub use model::{SegModel, TrainData};
 pub use pool::{Pool, ResetCounts, Slot};

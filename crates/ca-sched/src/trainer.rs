@@ -1,14 +1,17 @@
-//! The training loop: mini-unrolls over a pool of slots, the age-masked
-//! loss, Adam, non-finite-loss handling.
+//! The training loop: mini-unrolls over a pool of slots (after an optional
+//! full-unroll curriculum), the age-masked loss, Adam on a scheduled
+//! learning rate, an optional moving average of the weights, non-finite-loss
+//! handling.
 
 use ca_core::{normal_state, step_rng, StepDraws};
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;
 
 use crate::adam::Adam;
 use crate::config::TrainConfig;
+use crate::ema::Ema;
 use crate::error::{Result, SchedError};
-use crate::loss::per_sample_cross_entropy;
+use crate::loss::LossTargets;
 use crate::model::{SegModel, TrainData};
 use crate::pool::{Pool, ResetCounts};
 
@@ -23,9 +26,13 @@ const STATE_SALT: u64 = 0x5CED_0002;
 pub struct StepReport {
     /// The optimizer step just taken (1-based).
     pub step: u64,
-    /// Mean cross-entropy over the (slot, CA step) pairs old enough to count;
+    /// Mean loss over the (slot, CA step) pairs old enough to count;
     /// `None` when none was (all slots younger than `T0` throughout).
     pub loss: Option<f32>,
+    /// The learning rate of this step.
+    pub learning_rate: f64,
+    /// Whether this step was a full unroll (the mode, or the curriculum).
+    pub full_unroll: bool,
     /// Whether the loss was NaN or infinite, so the update was not applied.
     pub non_finite: bool,
     /// The resets after the unroll.
@@ -37,25 +44,36 @@ pub struct Trainer<M: SegModel> {
     model: M,
     config: TrainConfig,
     adam: Adam,
+    ema: Option<Ema>,
     pool: Pool,
     step: u64,
     bad_streak: usize,
+    progress: f64,
     device: Device,
 }
 
 impl<M: SegModel> Trainer<M> {
     /// A trainer at step 0 with a fresh pool over `num_samples` samples.
+    /// Applies the config's initialisation to the model first: the update
+    /// layer set to zero (`zero_update_init`), the reset-gate bias set to
+    /// `reset_bias_init`.
     pub fn new(model: M, config: TrainConfig, num_samples: usize) -> Result<Self> {
         config.validate()?;
         if num_samples == 0 {
             return Err(SchedError::Data("the training data has no samples".into()));
         }
-        let vars = model
-            .named_params()
-            .into_iter()
-            .filter(|p| p.trainable)
-            .map(|p| p.var)
-            .collect();
+        for p in model.named_params() {
+            let value = match p.name.as_str() {
+                "update.weight" | "update.bias" if config.zero_update_init => Some(0.0),
+                "reset.bias" => config.reset_bias_init,
+                _ => None,
+            };
+            if let Some(v) = value {
+                p.var.set(&(p.var.as_tensor().zeros_like()? + v)?)?;
+            }
+        }
+        let vars = trainable_vars(&model);
+        let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
         let adam = Adam::new(vars)?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
         let pool = Pool::new(config.pool_size, num_samples, &mut rng);
@@ -64,11 +82,46 @@ impl<M: SegModel> Trainer<M> {
             model,
             config,
             adam,
+            ema,
             pool,
             step: 0,
             bad_streak: 0,
+            progress: 0.0,
             device,
         })
+    }
+
+    /// Sets the run's progress in [0, 1] (the fraction of its budget spent:
+    /// steps, wall or CPU time, whichever is furthest), which the
+    /// learning-rate schedule and the full-unroll curriculum read. It is 0
+    /// until set: a caller without a budget gets the warm-up, then the base
+    /// rate, and no curriculum.
+    pub fn set_progress(&mut self, progress: f64) {
+        self.progress = if progress.is_nan() {
+            0.0
+        } else {
+            progress.clamp(0.0, 1.0)
+        };
+    }
+
+    /// The progress last set with [`Trainer::set_progress`].
+    pub fn progress(&self) -> f64 {
+        self.progress
+    }
+
+    /// The moving average of the weights, when the config has one.
+    pub fn ema(&self) -> Option<&Ema> {
+        self.ema.as_ref()
+    }
+
+    /// Runs `f` on the model with the weights to evaluate and save: the
+    /// moving average when the config has one (the trained weights are put
+    /// back afterwards), else the trained weights.
+    pub fn with_eval_weights<T>(&self, f: impl FnOnce(&M) -> Result<T>) -> Result<T> {
+        match &self.ema {
+            Some(ema) => ema.with_average(&trainable_vars(&self.model), || f(&self.model)),
+            None => f(&self.model),
+        }
     }
 
     /// The model.
@@ -91,9 +144,12 @@ impl<M: SegModel> Trainer<M> {
         &self.pool
     }
 
-    pub(crate) fn parts_mut(&mut self) -> (&mut Adam, &mut Pool, &mut u64, &mut usize) {
+    pub(crate) fn parts_mut(
+        &mut self,
+    ) -> (&mut Adam, Option<&mut Ema>, &mut Pool, &mut u64, &mut usize) {
         (
             &mut self.adam,
+            self.ema.as_mut(),
             &mut self.pool,
             &mut self.step,
             &mut self.bad_streak,
@@ -109,9 +165,12 @@ impl<M: SegModel> Trainer<M> {
     }
 
     /// One optimizer step: a mini-unroll of `K` CA steps (or `T` in full
-    /// unroll mode) on `batch` slots, the loss over the steps at which a
-    /// slot's age is at least `T0`, back-propagation through those steps
-    /// only, an Adam update, then the resets of the pool.
+    /// unroll mode and during the curriculum) on `batch` slots, the loss
+    /// (cross-entropy, class-weighted if configured, plus the Dice term)
+    /// over the steps at which a slot's age is at least `T0`,
+    /// back-propagation through those steps only, an Adam update at the
+    /// scheduled learning rate, the moving average, then the resets of the
+    /// pool.
     ///
     /// A NaN or infinite loss is not applied: the batch's states are reset
     /// and the step reports `non_finite`; after `max_bad_steps` in a row
@@ -127,17 +186,42 @@ impl<M: SegModel> Trainer<M> {
             v.sort_unstable();
             v
         };
+        let full = cfg.full_unroll_at(self.progress);
+        if full && !cfg.full_unroll {
+            // Curriculum: fresh images and states, as the full unroll has.
+            for &id in &ids {
+                let slot = &mut self.pool.slots[id];
+                if slot.age > 0 || slot.state.is_some() {
+                    slot.state = None;
+                    slot.age = 0;
+                }
+            }
+        }
         let (labels, env, (h, w)) = self.slot_inputs(&ids, data)?;
         let (_, lh, lw) = labels.dims3()?;
+        let targets = LossTargets::new(
+            &labels,
+            self.model.rule().config().num_classes,
+            cfg.class_weights.as_deref(),
+            cfg.dice_weight,
+        )?;
         let mut state = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
 
-        let unroll = cfg.unroll();
+        // The CA draws of step k of optimizer step s come from stream
+        // s * stride + k; with a curriculum the stride is the longer unroll,
+        // so that no two steps share a stream.
+        let unroll = cfg.unroll_for(full);
+        let stride = if cfg.full_unroll_fraction > 0.0 {
+            cfg.target.max(cfg.mini_unroll)
+        } else {
+            unroll
+        } as u64;
         let rule = self.model.rule();
         let mut total: Option<Tensor> = None;
         let mut terms = 0usize;
         for k in 0..unroll {
-            let draw_step = self.step * unroll as u64 + k as u64;
+            let draw_step = self.step * stride + k as u64;
             let draws = StepDraws::sample(
                 rule.config(),
                 (ids.len(), h, w),
@@ -154,7 +238,7 @@ impl<M: SegModel> Trainer<M> {
             if counted == 0 {
                 continue;
             }
-            let ce = per_sample_cross_entropy(&self.model.logits(&state, (lh, lw))?, &labels)?;
+            let ce = targets.per_sample_loss(&self.model.logits(&state, (lh, lw))?)?;
             let weights = Tensor::from_vec(weights, ids.len(), &self.device)?;
             let term = (ce * weights)?.sum_all()?;
             total = Some(match total {
@@ -164,9 +248,12 @@ impl<M: SegModel> Trainer<M> {
             terms += counted;
         }
 
+        let learning_rate = cfg.learning_rate_at(self.step, self.progress);
         let mut report = StepReport {
             step: self.step + 1,
             loss: None,
+            learning_rate,
+            full_unroll: full,
             non_finite: false,
             resets: ResetCounts::default(),
         };
@@ -184,7 +271,14 @@ impl<M: SegModel> Trainer<M> {
                     .filter(|p| p.trainable)
                     .map(|p| grads.get(p.var.as_tensor()).cloned())
                     .collect();
-                self.adam.step(&per_var, &cfg)?;
+                let stepped = TrainConfig {
+                    learning_rate,
+                    ..cfg.clone()
+                };
+                self.adam.step(&per_var, &stepped)?;
+                if let Some(ema) = &mut self.ema {
+                    ema.update(&trainable_vars(&self.model))?;
+                }
                 self.bad_streak = 0;
             } else {
                 report.non_finite = true;
@@ -202,13 +296,12 @@ impl<M: SegModel> Trainer<M> {
                 slot.age = 0;
             }
         }
-        report.resets = self.pool.reset(
-            &ids,
-            cfg.image_reset_prob(),
-            cfg.state_reset_prob(),
-            n,
-            &mut rng,
-        );
+        let (p_image, p_state) = if full {
+            (1.0, 1.0)
+        } else {
+            (cfg.image_reset_prob(), cfg.state_reset_prob())
+        };
+        report.resets = self.pool.reset(&ids, p_image, p_state, n, &mut rng);
         self.step += 1;
         if self.bad_streak >= cfg.max_bad_steps {
             return Err(SchedError::Diverged {
@@ -268,4 +361,14 @@ impl<M: SegModel> Trainer<M> {
             None => Ok(None),
         }
     }
+}
+
+/// The trainable variables of `model`, in the order of its `named_params`.
+fn trainable_vars<M: SegModel>(model: &M) -> Vec<Var> {
+    model
+        .named_params()
+        .into_iter()
+        .filter(|p| p.trainable)
+        .map(|p| p.var)
+        .collect()
 }
