@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::augment::{crop_resize_bilinear, crop_resize_nearest, flip_horizontal, Augment};
+use crate::augment::Augment;
 use crate::dataset::PetsDataset;
 use crate::error::DataError;
 use crate::rng::stream_rng;
@@ -29,8 +29,9 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 impl PetsDataset {
     /// Builds one batch from the cached samples at `indices` on `device`,
-    /// applying `augment` with draws from `rng` (one draw per sample, in
-    /// order, so a seeded `rng` gives the same batch).
+    /// applying `augment` with draws from `rng` (one [`Augment::draw`] per
+    /// sample, in order, then [`crate::Drawn::apply`], so a seeded `rng`
+    /// gives the same batch).
     ///
     /// Returns images `[B, 3, S, S]` f32 and labels `[B, L, L]` u32 with
     /// `B = indices.len()`, `S = image_size`, `L = label_size`.
@@ -60,18 +61,7 @@ impl PetsDataset {
                     index,
                     len: self.len(),
                 })?;
-            let drawn = augment.draw(rng);
-            let (mut image, mut label) = match drawn.crop {
-                Some(crop) => (
-                    crop_resize_bilinear(&sample.image, 3, s, crop, s),
-                    crop_resize_nearest(&sample.label, l, crop, l),
-                ),
-                None => (sample.image.clone(), sample.label.clone()),
-            };
-            if drawn.flip {
-                flip_horizontal(&mut image, 3, s, s);
-                flip_horizontal(&mut label, 1, l, l);
-            }
+            let (image, label) = augment.draw(rng).apply(&sample.image, s, &sample.label, l);
             images.extend_from_slice(&image);
             labels.extend(label.into_iter().map(u32::from));
         }
@@ -217,6 +207,52 @@ mod tests {
         assert!(ds
             .epoch_batches(0, 1, 0, Augment::default(), &Device::Cpu)
             .is_err());
+        Ok(())
+    }
+
+    /// The batch pipeline as it was before rotation and jitter existed:
+    /// flip draw, crop draws, crop, flip.
+    fn old_pipeline(ds: &PetsDataset, indices: &[usize], aug: &Augment, seed: u64) -> Vec<f32> {
+        use crate::augment::{crop_resize_bilinear, flip_horizontal, CropBox};
+        let mut rng = StdRng::seed_from_u64(seed);
+        let s = ds.image_size();
+        let mut out = Vec::new();
+        for &i in indices {
+            let flip = aug.flip && rng.random_bool(0.5);
+            let mut image = ds.sample(i).image.clone();
+            if aug.min_crop < 1.0 {
+                let side = rng.random_range(aug.min_crop..=1.0);
+                let x0 = rng.random_range(0.0..=1.0 - side);
+                let y0 = rng.random_range(0.0..=1.0 - side);
+                image = crop_resize_bilinear(&image, 3, s, CropBox { x0, y0, side }, s);
+            }
+            if flip {
+                flip_horizontal(&mut image, 3, s, s);
+            }
+            out.extend(image);
+        }
+        out
+    }
+
+    #[test]
+    fn without_rotation_and_jitter_batches_are_unchanged() -> Result<(), DataError> {
+        let ds = toy();
+        let indices = [3, 1, 4, 0, 2, 1, 3];
+        for aug in [
+            Augment::default(),
+            Augment::none(),
+            Augment {
+                min_crop: 0.6,
+                ..Augment::default()
+            },
+        ] {
+            for seed in [0, 5, 11] {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let b = ds.batch(&indices, &aug, &mut rng, &Device::Cpu)?;
+                let images: Vec<f32> = b.images.flatten_all()?.to_vec1()?;
+                assert_eq!(images, old_pipeline(&ds, &indices, &aug, seed), "{aug:?}");
+            }
+        }
         Ok(())
     }
 }

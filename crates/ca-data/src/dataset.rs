@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::decode::{load_label_map, load_rgb};
 use crate::error::DataError;
 use crate::resize::{image_to_chw, labels_nearest};
-use crate::split::{read_split, split_path, Split, SplitEntry};
+use crate::split::{read_split, split_path, validation_mask, Split, SplitEntry};
 
 /// What to do with a bad file or line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -249,6 +249,51 @@ impl PetsDataset {
     pub fn report(&self) -> &LoadReport {
         &self.report
     }
+
+    /// The samples for which `keep` is true, in the same order, with the same
+    /// image and label sizes. The new report names the same split file and
+    /// counts the kept samples as loaded; its skip list is empty (the skips
+    /// stay in this dataset's report).
+    pub fn subset(&self, keep: impl Fn(&Sample) -> bool) -> PetsDataset {
+        let samples: Vec<Sample> = self.samples.iter().filter(|s| keep(s)).cloned().collect();
+        PetsDataset {
+            report: LoadReport {
+                split_file: self.report.split_file.clone(),
+                loaded: samples.len(),
+                skipped: Vec::new(),
+            },
+            samples,
+            image_size: self.image_size,
+            label_size: self.label_size,
+        }
+    }
+
+    /// Splits off a fixed validation part: returns (training part,
+    /// validation part), both in split-file order, chosen by
+    /// [`validation_mask`] (per breed, by a fixed hash of the name, so the
+    /// same names on every run). `fraction` is the share of each breed held
+    /// out, in [0, 1); 0 gives an empty validation part. Other values are an
+    /// error naming `val_fraction` and the value.
+    pub fn split_validation(&self, fraction: f64) -> Result<(PetsDataset, PetsDataset), DataError> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(DataError::InvalidOption {
+                name: "val_fraction",
+                value: fraction.to_string(),
+                reason: "must be in [0, 1)".to_string(),
+            });
+        }
+        let names: Vec<&str> = self.samples.iter().map(|s| s.name.as_str()).collect();
+        let validation: std::collections::HashSet<&str> = names
+            .iter()
+            .zip(validation_mask(&names, fraction))
+            .filter_map(|(&name, v)| v.then_some(name))
+            .collect();
+        let is_validation = |s: &Sample| validation.contains(s.name.as_str());
+        Ok((
+            self.subset(|s| !is_validation(s)),
+            self.subset(is_validation),
+        ))
+    }
 }
 
 fn load_all(
@@ -389,5 +434,69 @@ mod tests {
             text.contains("skipped: x: split file lists no samples"),
             "{text}"
         );
+    }
+
+    fn pets(names: &[String]) -> PetsDataset {
+        let samples = names
+            .iter()
+            .map(|name| Sample {
+                name: name.clone(),
+                image: vec![0.5; 3],
+                label: vec![1],
+            })
+            .collect();
+        PetsDataset::from_samples(samples, &LoadOptions::square(1)).expect("valid")
+    }
+
+    #[test]
+    fn split_validation_is_a_disjoint_cover_in_order() -> Result<(), DataError> {
+        let names: Vec<String> = (1..=60)
+            .map(|i| format!("{}_{i}", ["pug", "Bengal", "boxer"][i % 3]))
+            .collect();
+        let ds = pets(&names);
+        let (train, val) = ds.split_validation(0.25)?;
+        assert_eq!(train.len() + val.len(), ds.len());
+        assert_eq!(val.len(), 15);
+        assert_eq!(val.report().loaded, 15);
+        assert_eq!(train.report().loaded, 45);
+        assert_eq!((val.image_size(), val.label_size()), (1, 1));
+        let pos = |n: &str| names.iter().position(|m| m == n).expect("known name");
+        for part in [&train, &val] {
+            let order: Vec<usize> = part.samples().iter().map(|s| pos(&s.name)).collect();
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        }
+        for s in val.samples() {
+            assert!(
+                train.samples().iter().all(|t| t.name != s.name),
+                "{}",
+                s.name
+            );
+        }
+        let (again, _) = ds.split_validation(0.25)?;
+        assert_eq!(again.samples(), train.samples());
+        let (all, none) = ds.split_validation(0.0)?;
+        assert_eq!((all.len(), none.len()), (60, 0));
+        assert!(none.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn split_validation_rejects_bad_fractions() {
+        let ds = pets(&["pug_1".to_string()]);
+        for bad in [1.0, 1.5, -0.1, f64::NAN] {
+            let err = ds.split_validation(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("val_fraction = {bad}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn subset_keeps_what_is_asked() {
+        let names: Vec<String> = (1..=5).map(|i| format!("pug_{i}")).collect();
+        let ds = pets(&names);
+        let odd = ds.subset(|s| s.name.ends_with(['1', '3', '5']));
+        let kept: Vec<&str> = odd.samples().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(kept, ["pug_1", "pug_3", "pug_5"]);
+        assert_eq!(odd.report().loaded, 3);
+        assert!(ds.subset(|_| false).is_empty());
     }
 }

@@ -33,7 +33,7 @@ pub mod rng;
 pub mod split;
 pub mod synth;
 
-pub use augment::{Augment, CropBox, Drawn};
+pub use augment::{Augment, CropBox, Drawn, JitterFactors};
 pub use batch::{epoch_order, Batch, EpochBatches};
 pub use dataset::{
     image_path, trimap_path, LoadOptions, LoadPolicy, LoadReport, PetsDataset, Sample,
@@ -42,4 +42,4 @@ pub use decode::{label_map_from_bytes, load_label_map, load_rgb};
 pub use error::DataError;
 pub use labels::{trimap_to_class, BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES, OBJECT};
 pub use rng::stream_rng;
-pub use split::{parse_split, read_split, Split, SplitEntry};
+pub use split::{breed_of, parse_split, read_split, validation_mask, Split, SplitEntry};

@@ -3,6 +3,9 @@
 //! Each line is `NAME CLASSID SPECIES BREEDID`, fields separated by
 //! whitespace. Lines starting with `#` are comments, blank lines are ignored,
 //! and Windows line endings (`\r\n`) are accepted.
+//!
+//! Also the fixed validation split of a training list: [`breed_of`] and
+//! [`validation_mask`], used by [`crate::PetsDataset::split_validation`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,6 +123,61 @@ pub fn read_split(
     parse_split(&text, path, policy)
 }
 
+/// The breed of an Oxford-IIIT Pet sample name: names are `BREED_NUMBER`
+/// (`american_bulldog_12` is an `american_bulldog`, `Abyssinian_100` an
+/// `Abyssinian`); the synthetic scenes' `synth-cat-001` (a `-` before the
+/// number) is a `synth-cat`. A name without a numeric suffix after its last
+/// `_` or `-` (or with nothing before it) is its own breed.
+pub fn breed_of(name: &str) -> &str {
+    match name.rfind(['_', '-']) {
+        Some(cut)
+            if cut > 0
+                && cut + 1 < name.len()
+                && name[cut + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &name[..cut]
+        }
+        _ => name,
+    }
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: fixed, unlike std's randomized
+/// hasher, so it gives the same value on every run and every machine.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Which of `names` belong to the validation part: one flag per name, in
+/// the order given. Stratified by [`breed_of`]: within each breed of `n`
+/// names, the names are ranked by a fixed 64-bit hash (FNV-1a, ties by the
+/// name) and the first `round(fraction * n)` are validation. So the choice
+/// is the same on every run, does not depend on the order of `names` or on
+/// the other breeds, and grows monotonically with `fraction`. `fraction` is
+/// clamped to [0, 1] (NaN counts as 0); [`crate::PetsDataset::split_validation`]
+/// checks it.
+pub fn validation_mask(names: &[&str], fraction: f64) -> Vec<bool> {
+    let fraction = if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
+    };
+    let mut by_breed: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        by_breed.entry(breed_of(name)).or_default().push(i);
+    }
+    let mut mask = vec![false; names.len()];
+    for members in by_breed.values_mut() {
+        members.sort_by_key(|&i| (fnv1a_64(names[i].as_bytes()), names[i]));
+        let take = (fraction * members.len() as f64).round() as usize;
+        for &i in &members[..take.min(members.len())] {
+            mask[i] = true;
+        }
+    }
+    mask
+}
+
 /// The path of a split file under a dataset root.
 pub(crate) fn split_path(root: &Path, split: Split) -> PathBuf {
     root.join("annotations").join(split.file_name())
@@ -228,5 +286,93 @@ mod tests {
             let err = parse_split("# only a comment\n\n", p(), policy).unwrap_err();
             assert!(matches!(err, DataError::EmptySplit { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn breeds_come_from_the_numeric_suffix() {
+        assert_eq!(breed_of("american_bulldog_12"), "american_bulldog");
+        assert_eq!(breed_of("Abyssinian_100"), "Abyssinian");
+        assert_eq!(breed_of("synth-cat-001"), "synth-cat");
+        assert_eq!(breed_of("Bengal"), "Bengal");
+        assert_eq!(breed_of("great_pyrenees"), "great_pyrenees");
+        assert_eq!(breed_of("scene_7b"), "scene_7b");
+        assert_eq!(breed_of("trailing_"), "trailing_");
+        assert_eq!(breed_of("_12"), "_12");
+        assert_eq!(breed_of("x-y_"), "x-y_");
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_values() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    fn names(breed: &str, n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("{breed}_{i}")).collect()
+    }
+
+    #[test]
+    fn mask_is_stable_and_independent_of_order_and_other_breeds() {
+        let mut all: Vec<String> = names("beagle", 200);
+        all.extend(names("Bengal", 37));
+        all.extend(names("pug", 3));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mask = validation_mask(&refs, 0.15);
+        assert_eq!(mask, validation_mask(&refs, 0.15));
+        let chosen = |names: &[&str], mask: &[bool]| -> Vec<String> {
+            let mut v: Vec<String> = names
+                .iter()
+                .zip(mask)
+                .filter(|(_, &m)| m)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        // A shuffled (here: reversed and interleaved) order picks the same names.
+        let mut shuffled = refs.clone();
+        shuffled.reverse();
+        shuffled.rotate_left(17);
+        assert_eq!(
+            chosen(&refs, &mask),
+            chosen(&shuffled, &validation_mask(&shuffled, 0.15))
+        );
+        // The beagles alone pick the same beagles.
+        let beagles: Vec<&str> = refs[..200].to_vec();
+        assert_eq!(&validation_mask(&beagles, 0.15)[..], &mask[..200]);
+        // 15% per breed, rounded per breed: 30 of 200, round(5.55) = 6 of 37,
+        // round(0.45) = 0 of 3.
+        let count = |r: std::ops::Range<usize>| mask[r].iter().filter(|&&m| m).count();
+        assert_eq!(count(0..200), 30);
+        assert_eq!(count(200..237), 6);
+        assert_eq!(count(237..240), 0);
+    }
+
+    #[test]
+    fn tiny_breeds_round_per_breed() {
+        let cases = [
+            (1, 0.15, 0),
+            (2, 0.15, 0),
+            (4, 0.15, 1),
+            (3, 0.5, 2),
+            (5, 0.0, 0),
+        ];
+        for (n, fraction, expected) in cases {
+            let all = names("pug", n);
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            let got = validation_mask(&refs, fraction)
+                .iter()
+                .filter(|&&m| m)
+                .count();
+            assert_eq!(got, expected, "{n} names at {fraction}");
+        }
+        // More validation never drops a name already chosen.
+        let all = names("pug", 50);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let small = validation_mask(&refs, 0.1);
+        let large = validation_mask(&refs, 0.3);
+        assert!(small.iter().zip(&large).all(|(&s, &l)| !s || l));
     }
 }

@@ -85,8 +85,8 @@ fn flat(b: &Batch) -> (Vec<f32>, Vec<u32>) {
 fn epochs_are_seeded_and_complete() -> Result<(), DataError> {
     let ds = PetsDataset::open(&fixture(), Split::TrainVal, &LoadOptions::square(32))?;
     let aug = Augment {
-        flip: true,
         min_crop: 0.8,
+        ..Augment::default()
     };
     let a = epoch(&ds, 7, 0, aug)?;
     let b = epoch(&ds, 7, 0, aug)?;
@@ -138,4 +138,13 @@ fn fixture_is_what_the_generator_makes() {
         );
         assert_eq!(committed.as_raw(), &fresh, "{}", path.display());
     }
+}
+
+#[test]
+fn fixture_has_a_small_validation_split() -> Result<(), DataError> {
+    // 21 synth-cat and 15 synth-dog scenes: round(3.15) + round(2.25) = 5.
+    let ds = PetsDataset::open(&fixture(), Split::TrainVal, &LoadOptions::square(8))?;
+    let (train, val) = ds.split_validation(0.15)?;
+    assert_eq!((train.len(), val.len()), (31, 5));
+    Ok(())
 }

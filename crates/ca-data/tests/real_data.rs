@@ -145,3 +145,33 @@ fn release_bad_inputs_behave_as_documented() {
     let ds = PetsDataset::open(layout.root(), Split::TrainVal, &lenient).expect("lenient");
     assert_eq!((ds.len(), ds.report().skipped.len()), (1, 1));
 }
+
+#[test]
+fn real_32_breed_validation_split() {
+    let Some(root) = shared_data("oxford-pets-160-32breeds") else {
+        return;
+    };
+    let ds = PetsDataset::open(&root, Split::TrainVal, &LoadOptions::square(8)).expect("load");
+    let (train, val) = ds.split_validation(0.15).expect("split");
+    println!(
+        "{} trainval: {} training, {} validation",
+        ds.len(),
+        train.len(),
+        val.len()
+    );
+    assert!(
+        (40..=65).contains(&val.len()),
+        "{} validation samples",
+        val.len()
+    );
+    assert_eq!(train.len() + val.len(), ds.len());
+    let train_names: std::collections::HashSet<&str> =
+        train.samples().iter().map(|s| s.name.as_str()).collect();
+    for s in val.samples() {
+        assert!(
+            !train_names.contains(s.name.as_str()),
+            "{} in both parts",
+            s.name
+        );
+    }
+}

@@ -88,7 +88,7 @@ proptest! {
         }).collect();
         let opts = LoadOptions { image_size: s, label_size: l, ..LoadOptions::default() };
         let ds = PetsDataset::from_samples(samples, &opts).expect("valid");
-        let aug = Augment { flip: true, min_crop };
+        let aug = Augment { min_crop, rotate90: true, jitter: 0.5, ..Augment::default() };
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let indices: Vec<usize> = (0..n).rev().collect();
         let b = ds.batch(&indices, &aug, &mut rng, &Device::Cpu).expect("batch");
