@@ -1,5 +1,5 @@
 //! Plots training curves of one or more `train_pets` runs: the smoothed
-//! loss and the periodic test IoU after `--ca-step` CA steps.
+//! loss and the periodic validation IoU (test IoU for older runs) after `--ca-step` CA steps.
 //!
 //! `cargo run --release --example plot_training -- --run main=runs/pets48/metrics.jsonl --out docs/img/training`
 //! writes `OUT-loss.png` and `OUT-iou.png`.

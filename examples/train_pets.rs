@@ -5,7 +5,13 @@
 //! set: `--data DIR` (or `$CA_PETS_DIR`, or `data/oxford-iiit-pet`).
 //! Writes `OUT/checkpoint.safetensors` (resumable with `--resume`),
 //! `OUT/model.safetensors` (the model and its training image size, for
-//! `segment` and `evaluate`) and `OUT/metrics.jsonl`.
+//! `segment` and `evaluate`; the moving average of the weights when the run
+//! keeps one) and `OUT/metrics.jsonl`.
+//!
+//! A fixed part of trainval (`--val-fraction`, stratified by breed, chosen
+//! by a hash of the names) is held out for validation: the periodic and
+//! final evaluations read it, never the test split (`--final-test` adds
+//! one evaluation of the test split at the end, for final figures only).
 //!
 //! High resolution (paper 3.4): `--image-size 96 --state-size 48` trains a
 //! strided encoder, the CA on a 48x48 state and a transposed-convolution
@@ -19,7 +25,8 @@ use ca_core::{CellConfig, CellRule, Norm, Perception};
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, Split, CLASS_NAMES};
 use ca_hires::{hires_levels, HiresModel, ENV_CHANNELS};
 use ca_sched::{
-    checkpoint_metadata, evaluate_iou, GradNorm, IouTable, MetricsLog, TrainConfig, Trainer,
+    checkpoint_metadata, evaluate_iou, GradNorm, IouTable, LrSchedule, MetricsLog, TrainConfig,
+    Trainer,
 };
 use cellseg::cpu_time::process_cpu_seconds;
 use cellseg::device::parse_device;
@@ -115,6 +122,53 @@ struct Args {
     /// Random horizontal flips of training images.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     flip: bool,
+    /// Random 90-degree rotations of training images.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    rotate90: bool,
+    /// Colour jitter strength in [0, 1] (brightness, contrast, saturation); 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    jitter: f32,
+    /// Random scale and crop: smallest crop side as a fraction of the image,
+    /// in (0, 1]; 1: off.
+    #[arg(long, default_value_t = 1.0)]
+    min_crop: f32,
+    /// Fraction of trainval held out for validation (stratified by breed,
+    /// fixed by the names); 0: none (the periodic evaluation is then skipped).
+    #[arg(long, default_value_t = 0.15)]
+    val_fraction: f64,
+    /// Also evaluate the test split at the end (for final figures only;
+    /// recipes are chosen on the validation split).
+    #[arg(long)]
+    final_test: bool,
+    /// Class weights of the cross-entropy, `BACKGROUND,OBJECT,BOUNDARY`, or `none`.
+    #[arg(long, default_value = "none", value_parser = parse_class_weights)]
+    class_weights: ClassWeights,
+    /// Weight of the soft Dice term added to the cross-entropy; 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    dice_weight: f64,
+    /// Start the update layer at zero ("no change").
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    zero_update_init: bool,
+    /// Initial bias of the reset gate [default: the rule's own, -2].
+    #[arg(long, allow_hyphen_values = true)]
+    reset_bias: Option<f64>,
+    /// Learning-rate schedule over the budget: constant, cosine or step:N.
+    #[arg(long, default_value = "constant", value_parser = parse_lr_schedule)]
+    lr_schedule: LrSchedule,
+    /// Optimizer steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 0)]
+    warmup_steps: u64,
+    /// The scheduled learning rate at the end of the budget, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.05)]
+    lr_floor: f64,
+    /// Decay of the moving average of the weights used for evaluation and
+    /// the saved model, or `none`.
+    #[arg(long, default_value = "none", value_parser = parse_ema)]
+    ema: Ema,
+    /// Curriculum: fraction of the budget trained with full unrolls
+    /// (fresh states, unroll T) before the pool phase.
+    #[arg(long, default_value_t = 0.0)]
+    curriculum: f64,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -127,11 +181,12 @@ struct Args {
     /// Continue the run in OUT/checkpoint.safetensors.
     #[arg(long)]
     resume: bool,
-    /// Evaluate on the test split every N steps (0: only at the end)
+    /// Evaluate on the validation split every N steps (0: only at the end)
     /// [default: 500; 100 on the fixture].
     #[arg(long)]
     eval_every: Option<u64>,
-    /// Test samples used by the periodic evaluation (the final one uses all).
+    /// Validation samples used by the periodic evaluation (the final one
+    /// uses all).
     #[arg(long, default_value_t = 64)]
     eval_samples: usize,
     /// Write a checkpoint every N steps.
@@ -153,6 +208,56 @@ fn parse_grad_norm(s: &str) -> Result<GradNorm, String> {
             Some(Ok(c)) if c > 0.0 => Ok(GradNorm::Clip(c)),
             _ => Err(format!(
                 "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
+            )),
+        },
+    }
+}
+
+/// `--class-weights`: one weight per class, or none.
+#[derive(Debug, Clone)]
+struct ClassWeights(Option<Vec<f64>>);
+
+fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
+    if s == "none" {
+        return Ok(ClassWeights(None));
+    }
+    let w: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not 'none' or three comma-separated numbers"))?;
+    if w.len() != CLASS_NAMES.len() || w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(format!(
+            "'{s}': give {} non-negative weights ({})",
+            CLASS_NAMES.len(),
+            CLASS_NAMES.join(", ")
+        ));
+    }
+    Ok(ClassWeights(Some(w)))
+}
+
+/// `--ema`: a decay, or none.
+#[derive(Debug, Clone, Copy)]
+struct Ema(Option<f64>);
+
+fn parse_ema(s: &str) -> Result<Ema, String> {
+    if s == "none" {
+        return Ok(Ema(None));
+    }
+    match s.parse::<f64>() {
+        Ok(d) if (0.0..1.0).contains(&d) => Ok(Ema(Some(d))),
+        _ => Err(format!("'{s}' is not 'none' or a decay in [0, 1)")),
+    }
+}
+
+fn parse_lr_schedule(s: &str) -> Result<LrSchedule, String> {
+    match s {
+        "constant" => Ok(LrSchedule::Constant),
+        "cosine" => Ok(LrSchedule::Cosine),
+        _ => match s.strip_prefix("step:").map(str::parse::<u32>) {
+            Some(Ok(drops)) if drops > 0 => Ok(LrSchedule::Step { drops }),
+            _ => Err(format!(
+                "unknown schedule '{s}' (constant, cosine or step:N with N >= 1)"
             )),
         },
     }
@@ -264,29 +369,47 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..LoadOptions::square(size)
     };
     let t0 = Instant::now();
-    let train = PetsTrainData {
-        dataset: PetsDataset::open(&source.root, Split::TrainVal, &options)?,
-        augment: Augment {
-            flip: args.flip,
-            ..Augment::default()
-        },
+    let augment = Augment {
+        flip: args.flip,
+        rotate90: args.rotate90,
+        jitter: args.jitter,
+        min_crop: args.min_crop,
     };
-    let test = PetsTrainData {
-        dataset: PetsDataset::open(&source.root, Split::Test, &options)?,
+    augment.validate()?;
+    let trainval = PetsDataset::open(&source.root, Split::TrainVal, &options)?;
+    if !trainval.report().skipped.is_empty() {
+        println!("{}", trainval.report());
+    }
+    let (train_part, val_part) = trainval.split_validation(args.val_fraction)?;
+    let train = PetsTrainData {
+        dataset: train_part,
+        augment,
+    };
+    let val = PetsTrainData {
+        dataset: val_part,
         augment: Augment::none(),
     };
+    let test = if args.final_test {
+        let ds = PetsDataset::open(&source.root, Split::Test, &options)?;
+        if !ds.report().skipped.is_empty() {
+            println!("{}", ds.report());
+        }
+        Some(PetsTrainData {
+            dataset: ds,
+            augment: Augment::none(),
+        })
+    } else {
+        None
+    };
     println!(
-        "data: {} trainval, {} test samples at {size}x{size} from {} ({:.1}s)",
+        "data: {} training, {} validation (--val-fraction {}){} samples at {size}x{size} from {} ({:.1}s)",
         train.dataset.len(),
-        test.dataset.len(),
+        val.dataset.len(),
+        args.val_fraction,
+        test.as_ref().map_or(String::new(), |t| format!(", {} test", t.dataset.len())),
         source.root.display(),
         t0.elapsed().as_secs_f64()
     );
-    for report in [train.dataset.report(), test.dataset.report()] {
-        if !report.skipped.is_empty() {
-            println!("{report}");
-        }
-    }
 
     let device = args.device.clone();
     let checkpoint = out.join("checkpoint.safetensors");
@@ -331,6 +454,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             learning_rate: args.lr,
             grad_norm: args.grad_norm,
             seed: args.seed,
+            class_weights: args.class_weights.0.clone(),
+            dice_weight: args.dice_weight,
+            zero_update_init: args.zero_update_init,
+            reset_bias_init: args.reset_bias,
+            lr_schedule: args.lr_schedule,
+            warmup_steps: args.warmup_steps,
+            lr_floor: args.lr_floor,
+            ema_decay: args.ema.0,
+            full_unroll_fraction: args.curriculum,
             ..TrainConfig::default()
         };
         schedule.validate()?;
@@ -367,6 +499,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         sched.batch, sched.pool_size, sched.unroll(), sched.target, sched.full_unroll,
         sched.learning_rate, sched.p_image, sched.p_state, sched.seed, out.display()
     );
+    println!(
+        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} augment {:?}",
+        sched.class_weights, sched.dice_weight, sched.zero_update_init, sched.reset_bias_init,
+        sched.lr_schedule, sched.warmup_steps, sched.lr_floor, sched.ema_decay,
+        sched.full_unroll_fraction, augment
+    );
 
     // Evaluation needs no gradients: larger batches amortize the per-step cost.
     let eval_batch = batch.max(32);
@@ -381,6 +519,22 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let started = Instant::now();
     let cpu_at_start = process_cpu_seconds();
+    let cpu_used = || match (cpu_at_start, process_cpu_seconds()) {
+        (Some(c0), Some(c)) => c - c0,
+        _ => f64::NAN,
+    };
+    // The fraction of the budget spent: steps, wall or CPU time, whichever
+    // is furthest (a resumed run counts its time budgets afresh).
+    let progress = |step: u64, cpu: f64| {
+        let mut p = step as f64 / total_steps as f64;
+        if let Some(m) = args.minutes {
+            p = p.max(started.elapsed().as_secs_f64() / (m * 60.0));
+        }
+        if let Some(m) = args.cpu_minutes {
+            p = p.max(cpu / (m * 60.0));
+        }
+        p
+    };
     let mut last_iou = String::from("-");
     let mut loss_avg: Option<f64> = None;
     while trainer.step_count() < total_steps {
@@ -397,14 +551,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             );
             break;
         }
-        if let (Some(m), Some(c0), Some(c)) =
-            (args.cpu_minutes, cpu_at_start, process_cpu_seconds())
-        {
-            if c - c0 > m * 60.0 {
+        if let Some(m) = args.cpu_minutes {
+            if cpu_used() > m * 60.0 {
                 say(&bar, format!("CPU time limit of {m} minutes reached"));
                 break;
             }
         }
+        trainer.set_progress(progress(trainer.step_count(), cpu_used()));
         let step_start = Instant::now();
         let report = trainer.train_step(&train)?;
         let secs = step_start.elapsed().as_secs_f64();
@@ -423,32 +576,30 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let step = trainer.step_count();
         let mut record = json!({
             "step": step, "loss": report.loss, "seconds": secs,
-            "elapsed": started.elapsed().as_secs_f64(),
+            "elapsed": started.elapsed().as_secs_f64(), "cpu_seconds": cpu_used(),
+            "lr": report.learning_rate, "full_unroll": report.full_unroll,
         });
         if step % 25 == 0 {
             record["reset_gate_mean"] = json!(trainer.reset_gate_mean(&train)?);
         }
-        if eval_every > 0 && step % eval_every == 0 && step < total_steps {
-            let table = evaluate_iou(
-                trainer.model(),
-                &Subset(&test, args.eval_samples),
-                &periodic_steps,
-                eval_batch,
-                1,
-            )?;
+        if eval_every > 0 && step % eval_every == 0 && step < total_steps && !val.dataset.is_empty()
+        {
+            let subset = Subset(&val, args.eval_samples);
+            let table = trainer
+                .with_eval_weights(|m| evaluate_iou(m, &subset, &periodic_steps, eval_batch, 1))?;
             last_iou = format!(
-                "obj@{target} {:.3}",
+                "val obj@{target} {:.3}",
                 table.at(target).map_or(f64::NAN, |v| v[1])
             );
             say(
                 &bar,
                 format!(
-                    "step {step}: test IoU at step {target}: {}",
+                    "step {step}: validation IoU at step {target}: {}",
                     iou_line(&table, target)
                 ),
             );
-            record["eval"] = iou_json(&table);
-            record["eval_samples"] = json!(args.eval_samples.min(test.dataset.len()));
+            record["val"] = iou_json(&table);
+            record["val_samples"] = json!(args.eval_samples.min(val.dataset.len()));
         }
         metrics.write(&record)?;
         // A skipped (non-finite) step changes no weight; not writing it keeps
@@ -456,8 +607,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if step % args.checkpoint_every == 0 && !report.non_finite {
             trainer.save_checkpoint(&checkpoint)?;
             trainer
-                .model()
-                .save_trained(&out.join("model.safetensors"), size)?;
+                .with_eval_weights(|m| Ok(m.save_trained(&out.join("model.safetensors"), size)?))?;
         }
         bar.set_position(step);
         bar.set_message(format!(
@@ -468,23 +618,39 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish();
     trainer.save_checkpoint(&checkpoint)?;
     let model_path = out.join("model.safetensors");
-    trainer.model().save_trained(&model_path, size)?;
-
-    let eval_steps = [10, 20, target, 2 * target];
-    let table = evaluate_iou(trainer.model(), &test, &eval_steps, eval_batch, 1)?;
-    metrics.write(&json!({
-        "step": trainer.step_count(), "final_eval": iou_json(&table),
-        "eval_samples": test.dataset.len(), "train_seconds": started.elapsed().as_secs_f64(),
-    }))?;
+    trainer.with_eval_weights(|m| Ok(m.save_trained(&model_path, size)?))?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let train_cpu_seconds = cpu_used();
     println!(
-        "trained {} steps in {:.1} min; model {}",
+        "trained {} steps in {:.1} min ({:.1} CPU-min); model {}",
         trainer.step_count(),
-        started.elapsed().as_secs_f64() / 60.0,
+        train_seconds / 60.0,
+        train_cpu_seconds / 60.0,
         model_path.display()
     );
-    println!("test IoU over {} samples:", test.dataset.len());
-    for s in eval_steps {
-        println!("  after {s:>3} CA steps: {}", iou_line(&table, s));
+
+    let eval_steps = [10, 20, target, 2 * target];
+    let mut record = json!({
+        "step": trainer.step_count(), "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
+    });
+    let mut reports = Vec::new();
+    if !val.dataset.is_empty() {
+        reports.push(("validation", "final_val", "val_samples", &val));
     }
+    if let Some(test) = &test {
+        reports.push(("test", "final_eval", "eval_samples", test));
+    }
+    for (name, key, count, data) in reports {
+        let table =
+            trainer.with_eval_weights(|m| evaluate_iou(m, data, &eval_steps, eval_batch, 1))?;
+        record[key] = iou_json(&table);
+        record[count] = json!(data.dataset.len());
+        println!("{name} IoU over {} samples:", data.dataset.len());
+        for s in eval_steps {
+            println!("  after {s:>3} CA steps: {}", iou_line(&table, s));
+        }
+    }
+    metrics.write(&record)?;
     Ok(())
 }

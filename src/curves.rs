@@ -1,5 +1,6 @@
 //! Training curves from `train_pets` metrics files (`metrics.jsonl`): the
-//! smoothed loss and the periodic test IoU against the optimizer step, one
+//! smoothed loss and the periodic IoU (on the validation split; on the test
+//! split for runs made before it existed) against the optimizer step, one
 //! line per run, as [`LinePlot`]s.
 
 use std::path::Path;
@@ -18,11 +19,17 @@ pub struct RunCurves {
 }
 
 /// Reads a metrics file, keeping the losses and the IoUs evaluated after
-/// `ca_step` CA steps (periodic `eval` and `final_eval` records).
+/// `ca_step` CA steps (periodic `val` and `final_val` records; `eval` and
+/// `final_eval` in older files, which evaluated the test split).
 pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
     let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
     let mut out = RunCurves::default();
     let key = ca_step.to_string();
+    let fields = if text.contains("\"val\":") || text.contains("\"final_val\":") {
+        ["val", "final_val"]
+    } else {
+        ["eval", "final_eval"]
+    };
     for (n, line) in text
         .lines()
         .enumerate()
@@ -39,7 +46,7 @@ pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
         if let Some(loss) = record["loss"].as_f64() {
             out.loss.push((step, loss));
         }
-        for field in ["eval", "final_eval"] {
+        for field in fields {
             let at = &record[field][&key];
             if at.is_object() {
                 let get = |c: &str| at[c].as_f64().unwrap_or(f64::NAN);
@@ -84,7 +91,7 @@ pub fn training_plots(runs: &[(String, RunCurves)], ca_step: usize) -> (LinePlot
     };
     let classes = ["background", "object", "boundary"];
     let iou = LinePlot {
-        title: format!("test IoU after {ca_step} CA steps"),
+        title: format!("IoU after {ca_step} CA steps (validation; test for older runs)"),
         x_label: "optimizer step".into(),
         y_label: "IoU".into(),
         series: runs
@@ -128,6 +135,18 @@ mod tests {
         let (loss, iou) = training_plots(&[("a".into(), r)], 40);
         assert_eq!(loss.series.len(), 1);
         assert_eq!(iou.series.len(), 3);
+        // A run with a validation split: its `val` records, not the test ones.
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"step\":5,\"val\":{\"40\":{\"background\":0.7,\"object\":0.4,\"boundary\":0.2}}}\n",
+                "{\"step\":6,\"final_val\":{\"40\":{\"background\":0.8,\"object\":0.5,\"boundary\":0.3}},",
+                "\"final_eval\":{\"40\":{\"background\":0.0,\"object\":0.0,\"boundary\":0.0}}}\n",
+            ),
+        )
+        .unwrap();
+        let r = read_metrics(&path, 40).unwrap();
+        assert_eq!(r.iou, [(5.0, [0.7, 0.4, 0.2]), (6.0, [0.8, 0.5, 0.3])]);
         std::fs::write(&path, "not json\n").unwrap();
         let err = read_metrics(&path, 40).unwrap_err().to_string();
         assert!(err.contains("metrics.jsonl:1"), "{err}");
