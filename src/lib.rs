@@ -17,3 +17,4 @@ pub mod plot;
 pub mod protocols;
 pub mod render;
 pub mod segment;
+pub mod sweep;
