@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ca_data::Split;
+use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use cellseg::device::parse_device;
 use cellseg::model::Model;
 use cellseg::pets::resolve_data_dir;
@@ -35,9 +35,21 @@ struct Common {
     /// data/oxford-iiit-pet, else the bundled synthetic fixture).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Split: trainval or test.
+    /// Split: test, trainval, or val (the validation part of trainval that
+    /// `train_pets --val-fraction` holds out) or train (the rest of trainval).
     #[arg(long, default_value = "test", value_parser = parse_split)]
-    split: Split,
+    split: EvalSplit,
+    /// The fraction of trainval held out as validation, for `--split val`
+    /// and `--split train` (as `train_pets --val-fraction`).
+    #[arg(long, default_value_t = 0.15)]
+    val_fraction: f64,
+    /// Keep only the samples of these breeds (comma-separated, as in the
+    /// file names: `Abyssinian,american_bulldog`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "exclude_breeds")]
+    breeds: Vec<String>,
+    /// Leave out the samples of these breeds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude_breeds: Vec<String>,
     /// Square image size in pixels the data are resized to [default: the
     /// size recorded in the model file, else 48 cells times the model's
     /// stride].
@@ -124,12 +136,78 @@ enum Protocol {
     },
 }
 
-fn parse_split(s: &str) -> Result<Split, String> {
-    match s {
-        "trainval" => Ok(Split::TrainVal),
-        "test" => Ok(Split::Test),
-        _ => Err(format!("unknown split '{s}' (expected trainval or test)")),
+/// The samples `--split` names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EvalSplit {
+    /// A whole split file.
+    File(Split),
+    /// The validation part of trainval.
+    Validation,
+    /// Trainval without its validation part.
+    Training,
+}
+
+impl EvalSplit {
+    fn name(self) -> &'static str {
+        match self {
+            EvalSplit::File(Split::TrainVal) => "trainval",
+            EvalSplit::File(Split::Test) => "test",
+            EvalSplit::Validation => "validation",
+            EvalSplit::Training => "training",
+        }
     }
+}
+
+fn parse_split(s: &str) -> Result<EvalSplit, String> {
+    match s {
+        "trainval" => Ok(EvalSplit::File(Split::TrainVal)),
+        "test" => Ok(EvalSplit::File(Split::Test)),
+        "val" => Ok(EvalSplit::Validation),
+        "train" => Ok(EvalSplit::Training),
+        _ => Err(format!(
+            "unknown split '{s}' (expected test, trainval, val or train)"
+        )),
+    }
+}
+
+/// The samples of `c.split` at `size`, filtered by `--breeds` or
+/// `--exclude-breeds`.
+fn load_split(
+    root: &std::path::Path,
+    c: &Common,
+    size: usize,
+) -> Result<PetsDataset, Box<dyn std::error::Error>> {
+    let options = LoadOptions::square(size);
+    let ds = match c.split {
+        EvalSplit::File(split) => PetsDataset::open(root, split, &options)?,
+        EvalSplit::Validation | EvalSplit::Training => {
+            let (train, val) = PetsDataset::open(root, Split::TrainVal, &options)?
+                .split_validation(c.val_fraction)?;
+            if c.split == EvalSplit::Validation {
+                val
+            } else {
+                train
+            }
+        }
+    };
+    let ds = if !c.breeds.is_empty() {
+        ds.subset(|s| c.breeds.iter().any(|b| b == breed_of(&s.name)))
+    } else if !c.exclude_breeds.is_empty() {
+        ds.subset(|s| !c.exclude_breeds.iter().any(|b| b == breed_of(&s.name)))
+    } else {
+        ds
+    };
+    if ds.is_empty() {
+        return Err(format!(
+            "no {} samples left under {} (breeds {:?}, excluded {:?})",
+            c.split.name(),
+            root.display(),
+            c.breeds,
+            c.exclude_breeds
+        )
+        .into());
+    }
+    Ok(ds)
 }
 
 fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
@@ -164,7 +242,7 @@ fn setup(
             source.root.display()
         );
     }
-    let set = EvalSet::open(&source.root, c.split, size, c.limit)?;
+    let set = EvalSet::from_dataset(&load_split(&source.root, c, size)?, c.limit)?;
     let opts = RunOptions {
         steps: c.steps.unwrap_or(default_steps * c.target),
         batch: c.batch,
@@ -181,7 +259,7 @@ fn setup(
             k => format!("high resolution, state {0}x{0}", size >> k),
         },
         set.len(),
-        c.split.file_name().trim_end_matches(".txt"),
+        c.split.name(),
         source.root.display(),
         opts.steps
     );
