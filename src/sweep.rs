@@ -1124,4 +1124,20 @@ mod tests {
         assert_eq!(order, ["b", "a"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_run_that_cannot_start_is_failed_with_its_log() {
+        let dir = temp_dir("no-binary");
+        let run_dir = dir.join("a/seed-0");
+        let status = execute_run(&dir.join("no-such-binary"), &[], &run_dir);
+        match status {
+            RunStatus::Failed { reason, log } => {
+                assert!(reason.contains("cannot start"), "{reason}");
+                assert_eq!(log, run_dir.join("log.txt"));
+                assert!(log.is_file());
+            }
+            RunStatus::Ok => panic!("a missing binary cannot succeed"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,6 +1,7 @@
 //! End to end: the `sweep` example runs the real `train_pets` binary on the
-//! bundled fixture for two tiny configurations and ranks them; a second
-//! invocation finds both runs complete and runs nothing.
+//! bundled fixture for two tiny configurations (and one whose flag
+//! `train_pets` rejects) and ranks them; a second invocation finds both good
+//! runs complete and does not run them again.
 
 mod support;
 
@@ -18,7 +19,10 @@ fn sweep_ranks_two_tiny_configurations_and_continues() {
     let tiny = "--size 16 --state 8 --hidden 16 --batch 4 --mini-unroll 4 --target 8";
     std::fs::write(
         &configs,
-        format!("# two tiny recipes\ntiny-a {tiny}\n\ntiny-b {tiny} --lr 1e-3\n"),
+        format!(
+            "# two tiny recipes and a broken one\ntiny-a {tiny}\n\ntiny-b {tiny} --lr 1e-3\n\
+             broken --no-such-flag 1\n"
+        ),
     )
     .expect("write configs");
     let out = dir.join("out");
@@ -44,6 +48,14 @@ fn sweep_ranks_two_tiny_configurations_and_continues() {
     for name in ["tiny-a", "tiny-b"] {
         assert!(md.contains(&format!("| {name} |")), "{md}");
     }
+    // The failed run is ranked last, marked, and did not stop the sweep.
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| 3 | broken | `--no-such-flag 1` | 0/1 | - |")),
+        "{md}"
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("broken seed 0: FAILED"), "{}", text(&first));
 
     let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv");
     let rows: Vec<Vec<&str>> = csv
@@ -51,8 +63,10 @@ fn sweep_ranks_two_tiny_configurations_and_continues() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    assert_eq!(rows.len(), 2, "{csv}");
-    for row in &rows {
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert_eq!(rows[2][..2], ["broken", "0"], "{csv}");
+    assert_eq!(rows[2][8], "failed", "{csv}");
+    for row in &rows[..2] {
         assert_eq!(row.len(), 9, "{csv}");
         assert_eq!(row[8], "ok", "{csv}");
         assert_eq!(row[2], "3", "steps reached: {csv}");
