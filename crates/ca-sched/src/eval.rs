@@ -78,7 +78,7 @@ pub fn evaluate_iou<M: SegModel>(
         for t in 1..=last {
             let mut rng = step_rng(seed ^ EVAL_SALT, stream + t as u64);
             let draws = StepDraws::sample(rule.config(), (chunk.len(), h, w), &mut rng, device)?;
-            state = rule.step(&state, &env, &draws)?.detach();
+            state = rule.step_detached(&state, &env, &draws)?;
             if t == steps[k] {
                 let pred = predict(&model.logits(&state, (lh, lw))?)?;
                 accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
