@@ -48,6 +48,12 @@ impl<'m, M: SegModel> ModelColony<'m, M> {
         self.colony.state()
     }
 
+    /// Replaces the state (the shape of [`ModelColony::state`] required),
+    /// e.g. to damage a region of the colony or to restore a saved state.
+    pub fn set_state(&mut self, state: Tensor) -> Result<()> {
+        Ok(self.colony.set_state(state)?)
+    }
+
     /// The state grid `(h, w)` in cells.
     pub fn state_size(&self) -> (usize, usize) {
         self.model.state_size(self.image_size)
