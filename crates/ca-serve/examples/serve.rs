@@ -1,0 +1,103 @@
+//! The live web demo: `cargo run --release -p ca-serve --example serve --
+//! [--port 8080] [--model models/pets48.safetensors]`, then open the URL it
+//! prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ca_serve::{ServeConfig, Server};
+use clap::Parser;
+
+/// Serves the page where the cellular automaton segments a photo or a
+/// webcam stream live, and the HTTP API (`POST /api/segment`), on
+/// 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TCP port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = ServeConfig::default().port)]
+    port: u16,
+    /// The default model: a `.safetensors` file (its folder becomes the
+    /// models folder unless --models-dir is given) or a model name.
+    #[arg(long, default_value = "models/pets48.safetensors")]
+    model: String,
+    /// The models folder: the page chooses among its `*.safetensors` files.
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Colonies alive at once (pages and API calls); more get 503.
+    #[arg(long, default_value_t = ServeConfig::default().max_colonies)]
+    max_colonies: usize,
+    /// Largest upload in bytes; larger get 413.
+    #[arg(long, default_value_t = ServeConfig::default().max_upload_bytes)]
+    max_upload_bytes: usize,
+    /// Largest image in pixels (width times height); larger get 413.
+    #[arg(long, default_value_t = ServeConfig::default().max_pixels)]
+    max_pixels: u64,
+}
+
+/// The models folder and the default model's name from `--model` and
+/// `--models-dir`.
+fn models_of(args: &Args) -> Result<(PathBuf, String), String> {
+    let path = Path::new(&args.model);
+    let is_file = path.extension().is_some_and(|e| e == "safetensors");
+    let name = if is_file {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+    } else {
+        Some(args.model.clone())
+    }
+    .ok_or_else(|| format!("--model {}: not a model file name", args.model))?;
+    let dir = match (&args.models_dir, is_file) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+        (None, false) => ServeConfig::default().models_dir,
+    };
+    Ok((dir, name))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let (models_dir, default_model) = match models_of(&args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = ServeConfig {
+        port: args.port,
+        models_dir,
+        default_model,
+        max_colonies: args.max_colonies,
+        max_upload_bytes: args.max_upload_bytes,
+        max_pixels: args.max_pixels,
+        ..ServeConfig::default()
+    };
+    let server = match Server::bind(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.local_addr() {
+        Ok(addr) => println!("serving on http://{addr}/ (Ctrl-C stops)"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The server's settings: one plain struct with defaults and a validation
+//! whose errors name the setting and the value.
+
+use std::path::PathBuf;
+
+/// What [`ServeConfig::validate`] rejects: the setting, its value and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} = {value}: {reason}")]
+pub struct ConfigError {
+    /// The setting's name (as the `serve` example's flag spells it).
+    pub setting: &'static str,
+    /// The rejected value.
+    pub value: String,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+/// Settings of the server. The server listens on 127.0.0.1 only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// TCP port on 127.0.0.1; 0 lets the system choose a free one.
+    pub port: u16,
+    /// The models folder: the only place models are read from. A model is
+    /// chosen by the stem of a `*.safetensors` file listed in it.
+    pub models_dir: PathBuf,
+    /// The model a page or an API call gets when it names none.
+    pub default_model: String,
+    /// Largest accepted upload (the image bytes of `POST /api/segment`, one
+    /// WebSocket image message); larger ones get 413.
+    pub max_upload_bytes: usize,
+    /// Largest accepted image in pixels (width times height); larger ones
+    /// get 413 before they are decoded.
+    pub max_pixels: u64,
+    /// Colonies alive at once (live pages and running API calls together);
+    /// further clients get 503.
+    pub max_colonies: usize,
+    /// Most CA steps a page or an API call may ask for.
+    pub max_steps: usize,
+    /// CA steps of `POST /api/segment` when the request names none.
+    pub default_steps: usize,
+    /// Most frames per second pushed to a page.
+    pub max_fps: u32,
+    /// Side in pixels of each view sent to the page (the colony's grid is
+    /// enlarged to it by nearest neighbour).
+    pub view_size: u32,
+    /// Stochastic runs of the uncertainty view (batch of the colony while
+    /// the view is on).
+    pub uncertainty_runs: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            port: 8080,
+            models_dir: PathBuf::from("models"),
+            default_model: "pets48".into(),
+            max_upload_bytes: 8 << 20,
+            max_pixels: 4096 * 4096,
+            max_colonies: 4,
+            max_steps: 5000,
+            default_steps: 100,
+            max_fps: 15,
+            view_size: 192,
+            uncertainty_runs: 4,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks every setting; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let error = |setting, value: String, reason: &str| {
+            Err(ConfigError {
+                setting,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.models_dir.as_os_str().is_empty() {
+            return error("models_dir", "''".into(), "must name a folder");
+        }
+        if crate::models::check_model_name(&self.default_model).is_err() {
+            return error(
+                "default_model",
+                format!("'{}'", self.default_model),
+                "must be a model name: letters, digits, '-', '_' and inner '.', no path",
+            );
+        }
+        if self.max_upload_bytes < 64 || self.max_upload_bytes > 256 << 20 {
+            return error(
+                "max_upload_bytes",
+                self.max_upload_bytes.to_string(),
+                "must be 64 bytes to 256 MiB",
+            );
+        }
+        if self.max_pixels == 0 || self.max_pixels > 1 << 28 {
+            return error(
+                "max_pixels",
+                self.max_pixels.to_string(),
+                "must be 1 to 2^28",
+            );
+        }
+        if self.max_colonies == 0 || self.max_colonies > 256 {
+            return error(
+                "max_colonies",
+                self.max_colonies.to_string(),
+                "must be 1 to 256",
+            );
+        }
+        if self.max_steps == 0 || self.max_steps > 1_000_000 {
+            return error(
+                "max_steps",
+                self.max_steps.to_string(),
+                "must be 1 to 1000000",
+            );
+        }
+        if self.default_steps == 0 || self.default_steps > self.max_steps {
+            return error(
+                "default_steps",
+                self.default_steps.to_string(),
+                &format!("must be 1 to max_steps ({})", self.max_steps),
+            );
+        }
+        if self.max_fps == 0 || self.max_fps > 60 {
+            return error("max_fps", self.max_fps.to_string(), "must be 1 to 60");
+        }
+        if !(16..=1024).contains(&self.view_size) {
+            return error(
+                "view_size",
+                self.view_size.to_string(),
+                "must be 16 to 1024 pixels",
+            );
+        }
+        if !(2..=16).contains(&self.uncertainty_runs) {
+            return error(
+                "uncertainty_runs",
+                self.uncertainty_runs.to_string(),
+                "a variance needs 2 to 16 runs",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_valid() {
+        assert_eq!(ServeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_value() {
+        let bad = [
+            ServeConfig {
+                max_colonies: 0,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                default_model: "../etc/passwd".into(),
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                default_steps: 6000,
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                uncertainty_runs: 1,
+                ..ServeConfig::default()
+            },
+        ];
+        let expected = [
+            "max_colonies = 0:",
+            "default_model = '../etc/passwd':",
+            "default_steps = 6000: must be 1 to max_steps (5000)",
+            "uncertainty_runs = 1:",
+        ];
+        for (config, want) in bad.iter().zip(expected) {
+            let msg = config.validate().unwrap_err().to_string();
+            assert!(msg.starts_with(want), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Errors: [`ApiError`], what a client gets (a status and a JSON body
+//! `{"error": "..."}`), and [`ServeError`], why the server could not start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::config::ConfigError;
+
+/// An error answered to a client: an HTTP status and a message, sent as
+/// `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `status` with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed or its content is not acceptable.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: no such model or route.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 413: the upload or the image is over a limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    /// 503: every colony slot is taken.
+    pub fn busy(max_colonies: usize) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "server busy: all {max_colonies} colonies are in use; close another page or retry later"
+            ),
+        )
+    }
+
+    /// 500: a failure of the server, not of the request.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The JSON body `{"error": message}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.message })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting is out of range.
+    #[error("bad setting: {0}")]
+    Config(#[from] ConfigError),
+    /// The models folder cannot be listed.
+    #[error("cannot list the models folder {}: {source}", dir.display())]
+    ModelsDir {
+        /// The folder.
+        dir: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The default model is not in the models folder.
+    #[error("the default model '{name}' is not in {} (found: {found})", dir.display())]
+    NoDefaultModel {
+        /// The model name.
+        name: String,
+        /// The folder.
+        dir: PathBuf,
+        /// The names found, comma-separated.
+        found: String,
+    },
+    /// The port cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The server stopped on an I/O error.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}

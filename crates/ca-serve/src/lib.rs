@@ -1,0 +1,83 @@
+//! The live web demo and HTTP API of the segmentation cellular automaton.
+//!
+//! [`Server::bind`] listens on 127.0.0.1 and serves:
+//!
+//! - `GET /`: one page (HTML, JS and CSS embedded in the binary) where a
+//!   photo or a webcam stream is segmented live: frames of the colony are
+//!   pushed over a WebSocket (`GET /ws?model=NAME`), the page sends its
+//!   commands and images back ([`session`]);
+//! - `POST /api/segment`: a multipart field `image` (JPEG or PNG), optional
+//!   fields `steps` and `model`; answers the class map as a PNG, or with
+//!   `?format=json` the counts per class and the label grid;
+//! - `GET /api/models`: the models folder listed again; `GET /api/status`:
+//!   the colonies alive and the limits.
+//!
+//! Errors are JSON `{"error": "..."}` with a status ([`ApiError`]): 400 for
+//! a bad request or a non-image or truncated upload, 404 for an unknown
+//! model or route, 413 over the byte or pixel limit, 503 when all
+//! [`ServeConfig::max_colonies`] are in use, 500 for a server failure
+//! (panics included). The server writes no files; it reads models only
+//! from its models folder, by a name the folder listed ([`models`]).
+
+pub mod config;
+pub mod error;
+pub mod models;
+pub mod routes;
+pub mod session;
+pub mod upload;
+pub mod views;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+pub use config::{ConfigError, ServeConfig};
+pub use error::{ApiError, ServeError};
+pub use models::{LoadedModel, ModelRegistry};
+pub use routes::{guarded, router, AppState};
+
+/// A bound server, ready to [`Server::run`].
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Validates `config`, lists its models folder (which must hold the
+    /// default model) and binds 127.0.0.1 on its port.
+    pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
+        config.validate()?;
+        let models = ModelRegistry::open(&config.models_dir)?;
+        if !models.names().contains(&config.default_model) {
+            return Err(ServeError::NoDefaultModel {
+                name: config.default_model.clone(),
+                dir: config.models_dir.clone(),
+                found: models.names().join(", "),
+            });
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            state: AppState::new(config, Arc::new(models)),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The shared state (models, colony slots), e.g. to watch the colonies.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the process ends or an I/O error stops it.
+    pub async fn run(self) -> Result<(), ServeError> {
+        axum::serve(self.listener, router(self.state)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The models folder: the only place models are read from. A request names
+//! a model by the stem of a `*.safetensors` file that the folder listed at
+//! start-up or at the last listing (`GET /api/models`); the path read is
+//! the folder joined with the listed file name, never text from a request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use candle_core::Device;
+use cellseg::model::Model;
+
+use crate::error::{ApiError, ServeError};
+
+/// Longest model name accepted.
+pub const MAX_MODEL_NAME: usize = 100;
+
+/// The extension of model files.
+const MODEL_EXTENSION: &str = "safetensors";
+
+/// Checks that `name` can only be a model name, not a path: 1 to
+/// [`MAX_MODEL_NAME`] characters of ASCII letters, digits, `-`, `_` and
+/// `.`, not starting with `.` and without `..` (so no `/`, `\`, `..` or
+/// drive letter gets near the file system). The error is a 400.
+pub fn check_model_name(name: &str) -> Result<(), ApiError> {
+    let shown: String = name.chars().take(MAX_MODEL_NAME).collect();
+    let reject = |why: &str| {
+        Err(ApiError::bad_request(format!(
+            "invalid model name '{}': {why}",
+            shown.escape_default()
+        )))
+    };
+    if name.is_empty() {
+        return reject("empty");
+    }
+    if name.len() > MAX_MODEL_NAME {
+        return reject(&format!("longer than {MAX_MODEL_NAME} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return reject(&format!(
+            "'{}' is not allowed (letters, digits, '-', '_' and '.' only)",
+            c.escape_default()
+        ));
+    }
+    if name.starts_with('.') || name.contains("..") {
+        return reject("no leading '.' and no '..'");
+    }
+    Ok(())
+}
+
+/// A model loaded from the models folder.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// Its name (the file stem).
+    pub name: String,
+    /// The model, on the CPU.
+    pub model: Model,
+    /// The square image size in pixels it was trained at: the colony's grid.
+    pub image_size: usize,
+}
+
+/// A loaded model and its file's modification time at load.
+type Loaded = (Option<SystemTime>, Arc<LoadedModel>);
+
+/// The models folder's listing and the models loaded from it.
+#[derive(Debug)]
+pub struct ModelRegistry {
+    dir: PathBuf,
+    /// Name to file name, from the last listing.
+    listed: Mutex<BTreeMap<String, String>>,
+    /// Name to (modification time at load, model): a file replaced on disk
+    /// is loaded again.
+    loaded: Mutex<HashMap<String, Loaded>>,
+}
+
+impl ModelRegistry {
+    /// Lists `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ServeError> {
+        let registry = ModelRegistry {
+            dir: dir.to_path_buf(),
+            listed: Mutex::new(BTreeMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+        };
+        registry.refresh().map_err(|source| ServeError::ModelsDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(registry)
+    }
+
+    /// The models folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the folder again: regular files (not links) named
+    /// `NAME.safetensors` with a valid `NAME`. Returns the names, sorted.
+    pub fn refresh(&self) -> std::io::Result<Vec<String>> {
+        let mut found = BTreeMap::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let Some(stem) = file_name
+                .strip_suffix(MODEL_EXTENSION)
+                .and_then(|s| s.strip_suffix('.'))
+            else {
+                continue;
+            };
+            if check_model_name(stem).is_ok() {
+                found.insert(stem.to_string(), file_name.to_string());
+            }
+        }
+        let names = found.keys().cloned().collect();
+        *self.listed.lock().unwrap_or_else(PoisonError::into_inner) = found;
+        Ok(names)
+    }
+
+    /// The names of the last listing, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The model `name` (loaded on first use, and again when its file
+    /// changed): 400 for a name that cannot be a model's, 404 for one not
+    /// listed, 500 for a file that does not load. Blocking: reads the file.
+    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ApiError> {
+        check_model_name(name)?;
+        let listed = self
+            .listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let file_name = listed.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown model '{name}' (available: {})",
+                self.names().join(", ")
+            ))
+        })?;
+        let path = self.dir.join(file_name);
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, model)) = loaded.get(name) {
+            if *at == modified {
+                return Ok(model.clone());
+            }
+        }
+        let (model, image_size) = Model::load_trained(&path, &Device::Cpu)
+            .map_err(|e| ApiError::internal(format!("model '{name}' could not be loaded: {e}")))?;
+        let model = Arc::new(LoadedModel {
+            name: name.to_string(),
+            model,
+            image_size,
+        });
+        loaded.insert(name.to_string(), (modified, model.clone()));
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_be_paths_are_rejected() {
+        for ok in ["pets48", "pets-48_v2", "a.b"] {
+            assert_eq!(check_model_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "../pets48",
+            "..",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a..b",
+            "C:x",
+            "a\0b",
+            "pets 48",
+            &"x".repeat(101),
+        ] {
+            let err = check_model_name(bad).unwrap_err();
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{bad}");
+            assert!(err.message.starts_with("invalid model name"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The router: the page, the WebSocket of a live colony and the HTTP API.
+
+use std::sync::Arc;
+
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use cellseg::render;
+use cellseg::segment::{segment as run_segment, SegmentOptions};
+
+use crate::config::ServeConfig;
+use crate::error::ApiError;
+use crate::models::{LoadedModel, ModelRegistry};
+use crate::session::{self, ClientCommand, Command, Outgoing, SessionLimits};
+use crate::upload::{decode_image, UploadLimits};
+use crate::views;
+
+/// The page.
+const INDEX_HTML: &str = include_str!("../static/index.html");
+/// The page's script.
+const APP_JS: &str = include_str!("../static/app.js");
+/// The page's style sheet.
+const STYLE_CSS: &str = include_str!("../static/style.css");
+
+/// Bytes a multipart body may hold beyond the image (boundaries, headers,
+/// the small fields).
+const MULTIPART_OVERHEAD: usize = 64 << 10;
+
+/// Frames and notices waiting for a slow page; the colony drops frames
+/// beyond this.
+const OUTGOING_QUEUE: usize = 4;
+
+/// First byte of a WebSocket image message: a photo (restart from noise).
+pub const PHOTO_MESSAGE: u8 = b'P';
+/// First byte of a WebSocket image message: a video frame (keep the state).
+pub const VIDEO_MESSAGE: u8 = b'V';
+
+/// What the handlers share: the settings, the models and the colony slots.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The settings.
+    pub config: Arc<ServeConfig>,
+    /// The models folder.
+    pub models: Arc<ModelRegistry>,
+    colonies: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// The state of a server with `config` and `models`.
+    pub fn new(config: ServeConfig, models: Arc<ModelRegistry>) -> Self {
+        let colonies = Arc::new(Semaphore::new(config.max_colonies));
+        AppState {
+            config: Arc::new(config),
+            models,
+            colonies,
+        }
+    }
+
+    /// Colonies alive now (pages and API calls).
+    pub fn live_colonies(&self) -> usize {
+        self.config.max_colonies - self.colonies.available_permits()
+    }
+
+    /// A colony slot, held until dropped; 503 when all are taken.
+    fn take_colony(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.colonies
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::busy(self.config.max_colonies))
+    }
+
+    fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            max_bytes: self.config.max_upload_bytes,
+            max_pixels: self.config.max_pixels,
+        }
+    }
+
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            upload: self.upload_limits(),
+            max_steps: self.config.max_steps,
+            max_fps: self.config.max_fps,
+            view_size: self.config.view_size,
+            uncertainty_runs: self.config.uncertainty_runs,
+        }
+    }
+
+    /// The model `name`, or the default, loaded off the async runtime.
+    async fn model(&self, name: Option<String>) -> Result<Arc<LoadedModel>, ApiError> {
+        let name = name.unwrap_or_else(|| self.config.default_model.clone());
+        let models = self.models.clone();
+        tokio::task::spawn_blocking(move || models.get(&name))
+            .await
+            .map_err(|_| ApiError::internal("loading the model failed (panic)"))?
+    }
+}
+
+/// The server's routes on `state`, [`guarded`].
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_upload_bytes + MULTIPART_OVERHEAD;
+    let routes = Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route("/api/models", get(list_models))
+        .route("/api/status", get(status))
+        .route("/api/segment", post(segment))
+        .route("/ws", get(live_socket))
+        .fallback(|| async { ApiError::not_found("no such page or API route") })
+        .with_state(state);
+    guarded(routes, body_limit)
+}
+
+/// `router` with the guards every route has: request bodies limited to
+/// `body_limit` bytes, and a panic in a handler answered as a JSON 500
+/// instead of a dropped connection.
+pub fn guarded(router: Router, body_limit: usize) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("internal error: the request handler panicked").into_response()
+        }))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// `GET /api/models`: the folder listed again.
+async fn list_models(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let models = app.models.clone();
+    let names = tokio::task::spawn_blocking(move || models.refresh())
+        .await
+        .map_err(|_| ApiError::internal("listing the models failed (panic)"))?
+        .map_err(|e| ApiError::internal(format!("cannot list the models folder: {e}")))?;
+    Ok(Json(serde_json::json!({
+        "models": names,
+        "default": app.config.default_model,
+    })))
+}
+
+/// `GET /api/status`: colonies alive and the limits.
+async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let c = &app.config;
+    Json(serde_json::json!({
+        "live_colonies": app.live_colonies(),
+        "max_colonies": c.max_colonies,
+        "max_upload_bytes": c.max_upload_bytes,
+        "max_pixels": c.max_pixels,
+        "max_steps": c.max_steps,
+        "models": app.models.names(),
+        "default_model": c.default_model,
+    }))
+}
+
+/// Query of `POST /api/segment`.
+#[derive(Debug, Deserialize)]
+struct SegmentQuery {
+    /// `png` (the default) or `json`.
+    format: Option<String>,
+    /// The model, unless the body names one.
+    model: Option<String>,
+}
+
+fn multipart_error(e: MultipartError, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(format!("request body over the limit of {limit} bytes"))
+    } else {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// The bytes of `field`, 413 as soon as they pass `max_bytes`.
+async fn read_field(
+    mut field: Field<'_>,
+    max_bytes: usize,
+    body_limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(e, body_limit))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > max_bytes {
+            return Err(ApiError::too_large(format!(
+                "upload over the limit of {max_bytes} bytes"
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// `POST /api/segment`.
+async fn segment(
+    State(app): State<AppState>,
+    query: Result<Query<SegmentQuery>, QueryRejection>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let json = match query.format.as_deref() {
+        None | Some("png") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format '{}': expected png or json",
+                other.escape_default()
+            )))
+        }
+    };
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected a multipart/form-data body: {}",
+            e.body_text()
+        ))
+    })?;
+    let config = &app.config;
+    let body_limit = config.max_upload_bytes + MULTIPART_OVERHEAD;
+    let (mut image, mut steps, mut model) = (None, None, query.model);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, body_limit))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "image" if image.is_none() => {
+                image = Some(read_field(field, config.max_upload_bytes, body_limit).await?);
+            }
+            "steps" if steps.is_none() => {
+                let text = read_field(field, 32, body_limit)
+                    .await
+                    .map_err(|_| ApiError::bad_request("field 'steps': too long for a number"))?;
+                let text = String::from_utf8_lossy(&text);
+                let n = text
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=config.max_steps).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "field 'steps' = '{}': must be a whole number from 1 to {}",
+                            text.escape_default(),
+                            config.max_steps
+                        ))
+                    })?;
+                steps = Some(n);
+            }
+            "model" => {
+                let text = read_field(field, crate::models::MAX_MODEL_NAME, body_limit)
+                    .await
+                    .map_err(|_| ApiError::bad_request("field 'model': name too long"))?;
+                model = Some(String::from_utf8_lossy(&text).into_owned());
+            }
+            "image" | "steps" => {
+                return Err(ApiError::bad_request(format!("field '{name}' given twice")))
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field '{}' (expected image, steps, model)",
+                    other.escape_default()
+                )))
+            }
+        }
+    }
+    let image = image
+        .ok_or_else(|| ApiError::bad_request("missing multipart field 'image' (a JPEG or PNG)"))?;
+    let steps = steps.unwrap_or(config.default_steps);
+    if let Some(name) = &model {
+        crate::models::check_model_name(name)?;
+    }
+    let model = app.model(model).await?;
+    let model_name = model.name.clone();
+    let permit = app.take_colony()?;
+    let limits = app.upload_limits();
+    let work = move || -> Result<(Vec<u32>, usize), ApiError> {
+        let _slot = permit;
+        let photo = decode_image(&image, limits)?;
+        let size = model.image_size;
+        let options = SegmentOptions {
+            size,
+            native: false,
+            steps,
+            seed: 0,
+            frame_every: None,
+            frame_scale: 1,
+        };
+        let result = run_segment(&model.model, &photo, &options)
+            .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
+        Ok((result.classes, size))
+    };
+    let (classes, size) = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))??;
+    if json {
+        let counts: serde_json::Map<String, serde_json::Value> =
+            views::class_counts(&classes, ca_data::CLASS_NAMES.len())
+                .into_iter()
+                .zip(ca_data::CLASS_NAMES)
+                .map(|(n, name)| (name.to_string(), n.into()))
+                .collect();
+        let labels: Vec<&[u32]> = classes.chunks(size).collect();
+        Ok(Json(serde_json::json!({
+            "model": model_name,
+            "steps": steps,
+            "width": size,
+            "height": size,
+            "classes": ca_data::CLASS_NAMES,
+            "counts": counts,
+            "labels": labels,
+        }))
+        .into_response())
+    } else {
+        let png = views::encode_png(&render::class_image(&classes, size, size))?;
+        Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+    }
+}
+
+/// Query of `GET /ws`.
+#[derive(Debug, Deserialize)]
+struct SocketQuery {
+    /// The first model; the default when absent.
+    model: Option<String>,
+}
+
+/// `GET /ws`: a live colony for one page, its slot taken before the
+/// upgrade (503 when none is free, 404 for an unknown model).
+async fn live_socket(
+    State(app): State<AppState>,
+    query: Result<Query<SocketQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::bad_request(format!("expected a WebSocket upgrade: {}", e.body_text()))
+    })?;
+    let model = app.model(query.model).await?;
+    let slot = app.take_colony()?;
+    let max_message = app.config.max_upload_bytes + 1;
+    Ok(upgrade
+        .max_message_size(max_message)
+        .on_upgrade(move |socket| live(socket, app, model, slot)))
+}
+
+fn notice_message(outgoing: Outgoing) -> Message {
+    match outgoing {
+        Outgoing::Frame(bytes) => Message::Binary(bytes.into()),
+        Outgoing::Notice(value) => Message::Text(value.to_string().into()),
+    }
+}
+
+/// A page's command or image as a [`Command`]; the error is a notice.
+fn page_command(message: Message, max_steps: usize) -> Option<Result<Command, ApiError>> {
+    match message {
+        Message::Text(text) => Some(
+            serde_json::from_str::<ClientCommand>(text.as_str())
+                .map_err(|e| ApiError::bad_request(format!("bad command: {e}")))
+                .and_then(|c| {
+                    c.validate(max_steps).map_err(ApiError::bad_request)?;
+                    Ok(Command::Client(c))
+                }),
+        ),
+        Message::Binary(bytes) => Some(match bytes.first() {
+            Some(&kind @ (PHOTO_MESSAGE | VIDEO_MESSAGE)) => Ok(Command::Image {
+                bytes: bytes[1..].to_vec(),
+                keep_state: kind == VIDEO_MESSAGE,
+            }),
+            _ => Err(ApiError::bad_request(
+                "binary messages start with 'P' (photo) or 'V' (video frame), then the JPEG or PNG",
+            )),
+        }),
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+    }
+}
+
+/// Relays between the socket and the colony thread until either ends.
+async fn live(
+    mut socket: WebSocket,
+    app: AppState,
+    model: Arc<LoadedModel>,
+    slot: OwnedSemaphorePermit,
+) {
+    let (commands, colony_commands) = std::sync::mpsc::channel();
+    let (colony_out, mut out) = tokio::sync::mpsc::channel(OUTGOING_QUEUE);
+    let hello = serde_json::json!({
+        "type": "hello",
+        "model": model.name,
+        "grid": model.image_size,
+        "models": app.models.names(),
+        "legend": session::legend(model.model.config().num_classes),
+        "views": views::VIEWS,
+        "view": app.config.view_size,
+        "steps": session::INITIAL_STEPS.min(app.config.max_steps),
+        "max_steps": app.config.max_steps,
+        "speed": session::INITIAL_SPEED,
+        "max_speed": session::MAX_STEPS_PER_SECOND,
+        "max_upload_bytes": app.config.max_upload_bytes,
+        "max_pixels": app.config.max_pixels,
+        "uncertainty_runs": app.config.uncertainty_runs,
+    });
+    let (models, limits) = (app.models.clone(), app.session_limits());
+    let spawned = std::thread::Builder::new()
+        .name("colony".into())
+        .spawn(move || {
+            let _slot = slot;
+            session::run_session(model, models, limits, colony_commands, colony_out);
+        });
+    if let Err(e) = spawned {
+        let error = ApiError::internal(format!("cannot start a colony thread: {e}"));
+        let _ = socket
+            .send(notice_message(session::error_notice(&error)))
+            .await;
+        return;
+    }
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let max_steps = app.config.max_steps;
+    loop {
+        tokio::select! {
+            received = socket.recv() => {
+                let message = match received {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(m)) => m,
+                };
+                let alive = match page_command(message, max_steps) {
+                    Some(Ok(command)) => commands.send(command).is_ok(),
+                    Some(Err(error)) => {
+                        let notice = notice_message(session::error_notice(&error));
+                        socket.send(notice).await.is_ok()
+                    }
+                    None => true,
+                };
+                if !alive {
+                    break;
+                }
+            }
+            outgoing = out.recv() => {
+                let Some(outgoing) = outgoing else { break };
+                if socket.send(notice_message(outgoing)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

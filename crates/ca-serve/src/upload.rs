@@ -1,0 +1,105 @@
+//! Uploaded images: checked against the byte and pixel limits before they
+//! are decoded, JPEG and PNG only.
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::error::ApiError;
+
+/// The limits an upload is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Most bytes.
+    pub max_bytes: usize,
+    /// Most pixels (width times height).
+    pub max_pixels: u64,
+}
+
+/// Decodes an uploaded JPEG or PNG to RGB: 413 when it is over `limits`
+/// (pixels from its header, before decoding), 400 when it is empty, of
+/// another format, truncated ([`check_complete`]) or corrupt.
+pub fn decode_image(bytes: &[u8], limits: UploadLimits) -> Result<RgbImage, ApiError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(ApiError::too_large(format!(
+            "upload of {} bytes is over the limit of {} bytes",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty upload: expected a JPEG or PNG image",
+        ));
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
+        Ok(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported image format {other:?}: expected JPEG or PNG"
+            )))
+        }
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "not an image: the upload starts with neither the JPEG nor the PNG signature",
+            ))
+        }
+    };
+    let name = if format == ImageFormat::Jpeg {
+        "JPEG"
+    } else {
+        "PNG"
+    };
+    let corrupt = |e: image::ImageError| {
+        ApiError::bad_request(format!("truncated or corrupt {name} image: {e}"))
+    };
+    check_complete(bytes, format, name)?;
+    let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(corrupt)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(ApiError::too_large(format!(
+            "image of {w}x{h} = {pixels} pixels is over the limit of {} pixels",
+            limits.max_pixels
+        )));
+    }
+    if pixels == 0 {
+        return Err(ApiError::bad_request(format!(
+            "image of {w}x{h} has no pixels"
+        )));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decode_limits = Limits::default();
+    decode_limits.max_image_width = Some(w);
+    decode_limits.max_image_height = Some(h);
+    decode_limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
+    reader.limits(decode_limits);
+    Ok(reader.decode().map_err(corrupt)?.into_rgb8())
+}
+
+fn last(bytes: &[u8], pattern: &[u8]) -> Option<usize> {
+    bytes.windows(pattern.len()).rposition(|w| w == pattern)
+}
+
+/// Checks that an upload is not cut short (the JPEG decoder fills a
+/// truncated scan with grey instead of failing): a PNG must hold its `IEND`
+/// chunk, a JPEG an end-of-image marker after its last start-of-scan.
+/// `name` names the format in the 400.
+pub fn check_complete(bytes: &[u8], format: ImageFormat, name: &str) -> Result<(), ApiError> {
+    let complete = match format {
+        ImageFormat::Png => last(bytes, b"IEND").is_some(),
+        _ => match (last(bytes, &[0xFF, 0xDA]), last(bytes, &[0xFF, 0xD9])) {
+            (Some(scan), Some(end)) => end > scan,
+            _ => false,
+        },
+    };
+    if complete {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "truncated {name} image: the upload ends before the image does ({} bytes)",
+            bytes.len()
+        )))
+    }
+}

@@ -1,0 +1,241 @@
+// The page of `ca-serve`: one WebSocket to a live colony. The server sends
+// a JSON "hello", then frames (binary: 4-byte big-endian header length,
+// JSON header, PNG strip of the views side by side) and JSON notices; the
+// page sends JSON commands and images ('P' photo or 'V' video frame, then
+// the JPEG or PNG bytes).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const VIEW_IDS = { overlay: "view-overlay", classes: "view-classes", state: "view-state", uncertainty: "view-uncertainty" };
+const PHOTO = 80; // 'P'
+const VIDEO = 86; // 'V'
+
+let ws = null;
+let hello = null;
+let framesShown = 0;
+let camera = null;
+let cameraTimer = null;
+let videoRate = { at: performance.now(), frames: 0 };
+let lastDamage = 0;
+
+function say(text) {
+  $("message").textContent = text;
+}
+
+function send(command) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(command));
+}
+
+function sendImage(kind, blob) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(new Blob([Uint8Array.of(kind), blob]));
+}
+
+// Speed slider 0..100 to 1..1000 steps per second, logarithmically.
+function speedOf(slider) {
+  return Math.max(1, Math.round(Math.pow(1000, slider / 100)));
+}
+
+async function listModels() {
+  try {
+    const r = await fetch("/api/models");
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error);
+    const select = $("model");
+    select.replaceChildren(...body.models.map((m) => new Option(m, m, m === body.default, m === body.default)));
+    return body.default;
+  } catch (e) {
+    say("cannot list the models: " + e.message);
+    return null;
+  }
+}
+
+function connect(model) {
+  const url = new URL("/ws", location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (model) url.searchParams.set("model", model);
+  ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (ev) => (typeof ev.data === "string" ? onNotice(JSON.parse(ev.data)) : onFrame(ev.data));
+  ws.onclose = async () => {
+    ws = null;
+    try {
+      const s = await (await fetch("/api/status")).json();
+      say(
+        s.live_colonies >= s.max_colonies
+          ? `server busy: all ${s.max_colonies} colonies are in use; close another page and reload`
+          : "disconnected from the server; reload the page"
+      );
+    } catch (e) {
+      say("the server is gone; restart it and reload the page");
+    }
+  };
+}
+
+function onNotice(msg) {
+  if (msg.type === "hello") {
+    hello = msg;
+    $("steps").max = msg.max_steps;
+    $("steps").value = msg.steps;
+    $("model-name").textContent = msg.model;
+    $("legend").replaceChildren(
+      ...msg.legend.map((c) => {
+        const s = document.createElement("span");
+        const i = document.createElement("i");
+        i.style.background = `rgb(${c.colour.join(",")})`;
+        s.append(i, c.name);
+        return s;
+      })
+    );
+    for (const id of Object.values(VIEW_IDS)) {
+      $(id).width = msg.view;
+      $(id).height = msg.view;
+    }
+    say("connected: drop a photo or start the camera");
+  } else if (msg.type === "error") {
+    say(`error (${msg.status}): ${msg.error}`);
+  }
+}
+
+async function onFrame(buffer) {
+  const n = new DataView(buffer).getUint32(0);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
+  const png = new Blob([new Uint8Array(buffer, 4 + n)], { type: "image/png" });
+  const strip = await createImageBitmap(png);
+  const v = header.view;
+  header.views.forEach((name, i) => {
+    const canvas = $(VIEW_IDS[name]);
+    canvas.getContext("2d").drawImage(strip, i * v, 0, v, v, 0, 0, canvas.width, canvas.height);
+  });
+  strip.close();
+  framesShown += 1;
+  $("frames").textContent = framesShown;
+  $("step").textContent = header.step;
+  $("sps").textContent = header.steps_per_second.toFixed(1);
+  $("model-name").textContent = header.model;
+  $("play").textContent = header.playing ? "Pause" : "Play";
+  $("uncertainty-caption").textContent = header.uncertainty
+    ? `uncertainty (${header.runs} runs, mean ${header.mean_variance.toFixed(4)})`
+    : "uncertainty (off)";
+  const now = performance.now();
+  if (header.video_frames !== Number($("video-frames").textContent)) {
+    $("video-frames").textContent = header.video_frames;
+  }
+  if (now - videoRate.at >= 1000) {
+    const fps = ((header.video_frames - videoRate.frames) * 1000) / (now - videoRate.at);
+    $("video-fps").textContent = Math.max(0, fps).toFixed(1);
+    videoRate = { at: now, frames: header.video_frames };
+  }
+  document.body.dataset.frames = framesShown;
+}
+
+function sendPhoto(file) {
+  if (!file) return;
+  if (hello && file.size > hello.max_upload_bytes) {
+    say(`${file.name}: ${file.size} bytes is over the limit of ${hello.max_upload_bytes} bytes`);
+    return;
+  }
+  sendImage(PHOTO, file);
+  say(`segmenting ${file.name}`);
+}
+
+function brushAt(ev) {
+  const now = performance.now();
+  if (now - lastDamage < 30) return;
+  lastDamage = now;
+  const r = ev.currentTarget.getBoundingClientRect();
+  const x = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+  const y = Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height));
+  send({ cmd: "damage", x, y, radius: Number($("brush").value) / 100 });
+}
+
+async function startCamera() {
+  try {
+    camera = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: false });
+  } catch (e) {
+    say("no camera: " + e.message);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = camera;
+  await video.play();
+  $("webcam-start").disabled = true;
+  $("webcam-stop").disabled = false;
+  scheduleCapture();
+  say("camera on: the colony keeps its state across frames");
+}
+
+function scheduleCapture() {
+  clearInterval(cameraTimer);
+  if (!camera) return;
+  cameraTimer = setInterval(captureFrame, 1000 / Number($("webcam-rate").value));
+}
+
+function captureFrame() {
+  const video = $("video");
+  if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 256 * 1024 || !video.videoWidth) return;
+  const canvas = $("capture");
+  const side = Math.min(video.videoWidth, video.videoHeight);
+  const sx = (video.videoWidth - side) / 2;
+  const sy = (video.videoHeight - side) / 2;
+  canvas.getContext("2d").drawImage(video, sx, sy, side, side, 0, 0, canvas.width, canvas.height);
+  canvas.toBlob((blob) => blob && sendImage(VIDEO, blob), "image/jpeg", 0.85);
+}
+
+function stopCamera() {
+  clearInterval(cameraTimer);
+  cameraTimer = null;
+  if (camera) camera.getTracks().forEach((t) => t.stop());
+  camera = null;
+  $("webcam-start").disabled = false;
+  $("webcam-stop").disabled = true;
+}
+
+function setMode(mode) {
+  $("photo-input").hidden = mode !== "photo";
+  $("webcam-input").hidden = mode !== "webcam";
+  if (mode === "photo") stopCamera();
+}
+
+function wire() {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => {
+    ev.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    sendPhoto(ev.dataTransfer.files[0]);
+  });
+  $("file").addEventListener("change", (ev) => sendPhoto(ev.target.files[0]));
+  $("mode-photo").addEventListener("change", () => setMode("photo"));
+  $("mode-webcam").addEventListener("change", () => setMode("webcam"));
+  $("webcam-start").addEventListener("click", startCamera);
+  $("webcam-stop").addEventListener("click", stopCamera);
+  $("webcam-rate").addEventListener("change", scheduleCapture);
+  $("play").addEventListener("click", () => send({ cmd: "play", on: $("play").textContent === "Play" }));
+  $("restart").addEventListener("click", () => send({ cmd: "restart" }));
+  $("speed").addEventListener("input", () => {
+    const s = speedOf(Number($("speed").value));
+    $("speed-value").textContent = s;
+    send({ cmd: "speed", steps_per_second: s });
+  });
+  $("steps").addEventListener("change", () => send({ cmd: "steps", steps: Number($("steps").value) }));
+  $("model").addEventListener("change", () => send({ cmd: "model", name: $("model").value }));
+  $("uncertainty").addEventListener("change", () => send({ cmd: "uncertainty", on: $("uncertainty").checked }));
+  for (const id of ["view-overlay", "view-classes", "view-state"]) {
+    const canvas = $(id);
+    canvas.addEventListener("pointerdown", (ev) => {
+      canvas.setPointerCapture(ev.pointerId);
+      lastDamage = 0;
+      brushAt(ev);
+    });
+    canvas.addEventListener("pointermove", (ev) => {
+      if (canvas.hasPointerCapture(ev.pointerId)) brushAt(ev);
+    });
+  }
+}
+
+wire();
+listModels().then((model) => connect(model));

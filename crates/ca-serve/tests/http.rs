@@ -1,0 +1,608 @@
+//! The HTTP API and the WebSocket against a running server on loopback:
+//! the answers, every bad input, the limits, the colony bound, the models
+//! folder as the only source of models.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ca_serve::{guarded, ServeConfig};
+use futures_util::{SinkExt, StreamExt};
+use image::{Rgb, RgbImage};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const PHOTO: &str = "synth-cat-001";
+
+/// A multipart field: name, file name, bytes.
+type FormField = (&'static str, Option<&'static str>, Vec<u8>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_answers_a_png_class_map_or_json_counts() {
+    let (addr, _) = start_default().await;
+    let photo = fixture_bytes(PHOTO);
+    let png = post_form(addr, "/api/segment", &[("image", Some("cat.jpg"), &photo)]).await;
+    assert_eq!(png.status, 200, "{}", String::from_utf8_lossy(&png.body));
+    assert_eq!(png.content_type, "image/png");
+    let map = image::load_from_memory(&png.body)
+        .expect("a PNG")
+        .into_rgb8();
+    assert_eq!(map.dimensions(), (48, 48), "the pets48 grid");
+    assert!(
+        map.pixels()
+            .all(|p| cellseg::render::PALETTE.contains(&p.0)),
+        "only class colours"
+    );
+
+    let json = post_form(
+        addr,
+        "/api/segment?format=json",
+        &[("image", Some("cat.jpg"), &photo), ("steps", None, b"40")],
+    )
+    .await;
+    assert_eq!(json.status, 200, "{}", String::from_utf8_lossy(&json.body));
+    let v = json.json();
+    assert_eq!(v["steps"], 40);
+    assert_eq!(v["model"], "pets48");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(48), Some(48))
+    );
+    let labels = v["labels"].as_array().expect("label rows");
+    assert_eq!(labels.len(), 48);
+    let mut total = 0;
+    for row in labels {
+        let row = row.as_array().expect("a row");
+        assert_eq!(row.len(), 48);
+        assert!(row.iter().all(|c| c.as_u64().is_some_and(|c| c < 3)));
+        total += row.len();
+    }
+    let counts = v["counts"].as_object().expect("counts");
+    let names: Vec<&str> = counts.keys().map(String::as_str).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in ["background", "object", "boundary"] {
+        assert!(counts.contains_key(name), "{name}");
+    }
+    let counted: u64 = counts.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, total);
+
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("<canvas id=\"view-classes\""));
+    for (path, kind) in [("/app.js", "text/javascript"), ("/style.css", "text/css")] {
+        let asset = get(addr, path).await;
+        assert_eq!(
+            (asset.status, asset.content_type.starts_with(kind)),
+            (200, true),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_get_400_with_the_reason() {
+    let (addr, _) = start_default().await;
+    let jpeg = fixture_bytes(PHOTO);
+    let png = png_bytes(&RgbImage::from_pixel(30, 20, Rgb([10, 200, 30])));
+    let cases: Vec<(&str, Vec<FormField>, &str)> = vec![
+        (
+            "/api/segment",
+            vec![("image", Some("a.txt"), b"hello, not an image".to_vec())],
+            "not an image",
+        ),
+        (
+            "/api/segment",
+            vec![("image", Some("a.jpg"), jpeg[..jpeg.len() / 2].to_vec())],
+            "truncated JPEG",
+        ),
+        (
+            "/api/segment",
+            vec![("image", Some("a.png"), png[..png.len() - 20].to_vec())],
+            "truncated PNG",
+        ),
+        (
+            "/api/segment",
+            vec![("image", Some("a.png"), png[..40].to_vec())],
+            "PNG",
+        ),
+        (
+            "/api/segment",
+            vec![("image", Some("a.jpg"), vec![])],
+            "empty upload",
+        ),
+        (
+            "/api/segment",
+            vec![(
+                "image",
+                Some("a.gif"),
+                b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            )],
+            "unsupported image format",
+        ),
+        (
+            "/api/segment",
+            vec![("steps", None, b"10".to_vec())],
+            "missing multipart field 'image'",
+        ),
+        (
+            "/api/segment",
+            vec![
+                ("image", Some("a.jpg"), jpeg.clone()),
+                ("steps", None, b"0".to_vec()),
+            ],
+            "field 'steps' = '0'",
+        ),
+        (
+            "/api/segment",
+            vec![
+                ("image", Some("a.jpg"), jpeg.clone()),
+                ("steps", None, b"ten".to_vec()),
+            ],
+            "field 'steps' = 'ten'",
+        ),
+        (
+            "/api/segment",
+            vec![
+                ("image", Some("a.jpg"), jpeg.clone()),
+                ("steps", None, b"999999".to_vec()),
+            ],
+            "must be a whole number from 1 to 5000",
+        ),
+        (
+            "/api/segment",
+            vec![
+                ("image", Some("a.jpg"), jpeg.clone()),
+                ("colour", None, b"red".to_vec()),
+            ],
+            "unknown field 'colour'",
+        ),
+        (
+            "/api/segment",
+            vec![
+                ("image", Some("a.jpg"), jpeg.clone()),
+                ("image", Some("b.jpg"), jpeg.clone()),
+            ],
+            "given twice",
+        ),
+        (
+            "/api/segment?format=gif",
+            vec![("image", Some("a.jpg"), jpeg.clone())],
+            "format 'gif'",
+        ),
+    ];
+    for (path, fields, want) in &cases {
+        let fields: Vec<(&str, Option<&str>, &[u8])> = fields
+            .iter()
+            .map(|(n, f, b)| (*n, *f, b.as_slice()))
+            .collect();
+        let answer = post_form(addr, path, &fields).await;
+        let message = answer.error(400);
+        assert!(message.contains(want), "{path} {want}: {message}");
+    }
+    let not_multipart = request(
+        addr,
+        "POST",
+        "/api/segment",
+        Some("image/jpeg"),
+        jpeg.clone(),
+    )
+    .await;
+    assert!(not_multipart.error(400).contains("multipart/form-data"));
+    let broken = request(
+        addr,
+        "POST",
+        "/api/segment",
+        Some("multipart/form-data; boundary=xyz"),
+        b"--xyz\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc".to_vec(),
+    )
+    .await;
+    assert!(broken.error(400).contains("malformed multipart body"));
+    let nowhere = get(addr, "/api/nothing").await;
+    assert!(nowhere.error(404).contains("no such page"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_limits_get_413() {
+    let (addr, _) = start(ServeConfig {
+        models_dir: models_dir(),
+        max_upload_bytes: 20_000,
+        max_pixels: 100 * 100,
+        ..ServeConfig::default()
+    })
+    .await;
+    // A flat 200 x 200 PNG: a few hundred bytes, 40,000 pixels.
+    let wide = png_bytes(&RgbImage::from_pixel(200, 200, Rgb([90, 90, 90])));
+    assert!(wide.len() < 20_000);
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.png"), &wide)]).await;
+    let message = answer.error(413);
+    assert!(
+        message.contains("200x200 = 40000 pixels") && message.contains("limit of 10000 pixels"),
+        "{message}"
+    );
+    let mut heavy = fixture_bytes(PHOTO);
+    heavy.resize(30_000, 0);
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &heavy)]).await;
+    assert!(answer.error(413).contains("limit of 20000 bytes"));
+    let huge = vec![7u8; 400_000];
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &huge)]).await;
+    assert!(answer.error(413).contains("limit of"));
+}
+
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_come_only_from_names_the_folder_lists() {
+    let root = TempDir::new("models");
+    let dir = root.join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = models_dir().join("pets48.safetensors");
+    std::fs::copy(&model, dir.join("a.safetensors")).unwrap();
+    std::fs::copy(&model, root.join("secret.safetensors")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a model").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        root.join("secret.safetensors"),
+        dir.join("link.safetensors"),
+    )
+    .unwrap();
+    let (addr, _) = start(ServeConfig {
+        models_dir: dir.clone(),
+        default_model: "a".into(),
+        ..ServeConfig::default()
+    })
+    .await;
+    let before = (listing(&root.0), listing(&dir));
+
+    let models = get(addr, "/api/models").await;
+    assert_eq!(models.status, 200);
+    assert_eq!(
+        models.json()["models"],
+        serde_json::json!(["a"]),
+        "no link, no other file"
+    );
+
+    let photo = fixture_bytes(PHOTO);
+    let segment = |query: String| {
+        let photo = photo.clone();
+        async move {
+            post_form(
+                addr,
+                &format!("/api/segment?format=json{query}"),
+                &[("image", Some("a.jpg"), &photo)],
+            )
+            .await
+        }
+    };
+    assert_eq!(segment(String::new()).await.status, 200);
+    assert_eq!(segment("&model=a".into()).await.status, 200);
+    assert!(segment("&model=nope".into())
+        .await
+        .error(404)
+        .contains("unknown model 'nope' (available: a)"));
+    assert!(segment("&model=link".into())
+        .await
+        .error(404)
+        .contains("unknown model 'link'"));
+    assert!(segment("&model=notes".into())
+        .await
+        .error(404)
+        .contains("unknown model"));
+    for bad in [
+        "..%2Fsecret",
+        "..",
+        "a%2F..%2F..%2Fsecret",
+        "%2Fetc%2Fpasswd",
+        "a%5Cb",
+        ".a",
+        "a.safetensors%00",
+    ] {
+        let message = segment(format!("&model={bad}")).await.error(400);
+        assert!(
+            message.starts_with("invalid model name"),
+            "{bad}: {message}"
+        );
+    }
+    let field = post_form(
+        addr,
+        "/api/segment",
+        &[
+            ("model", None, b"../secret"),
+            ("image", Some("a.jpg"), &photo),
+        ],
+    )
+    .await;
+    assert!(field.error(400).starts_with("invalid model name"));
+
+    // A model added later is served after a listing, not before.
+    std::fs::copy(&model, dir.join("b.safetensors")).unwrap();
+    assert_eq!(segment("&model=b".into()).await.status, 404);
+    let models = get(addr, "/api/models").await;
+    assert_eq!(models.json()["models"], serde_json::json!(["a", "b"]));
+    assert_eq!(segment("&model=b".into()).await.status, 200);
+    std::fs::remove_file(dir.join("b.safetensors")).unwrap();
+
+    // The WebSocket refuses the same names before it upgrades.
+    for (query, status) in [("?model=nope", 404), ("?model=..%2Fsecret", 400)] {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status().as_u16(), status, "{query}");
+            }
+            other => panic!("{query}: expected a refused upgrade, got {other:?}"),
+        }
+    }
+    let after = (listing(&root.0), listing(&dir));
+    assert_eq!(before, after, "the server wrote nothing");
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("a live colony");
+    let hello = next_text(&mut socket).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    socket
+}
+
+/// The next text message (skipping frames) as JSON, within 30 s.
+async fn next_text(socket: &mut Socket) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, socket.next())
+            .await
+            .expect("a notice within 30 s")
+            .expect("the socket is open")
+            .expect("a message");
+        if let Message::Text(t) = message {
+            return serde_json::from_str(t.as_str()).expect("JSON");
+        }
+    }
+}
+
+/// The header of the next frame for which `pred` holds, within 60 s.
+async fn frame_where(
+    socket: &mut Socket,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame with {what} within 60 s"))
+            .expect("the socket is open")
+            .expect("a message");
+        match message {
+            Message::Binary(b) => {
+                let n = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+                let header: serde_json::Value = serde_json::from_slice(&b[4..4 + n]).unwrap();
+                let strip = image::load_from_memory(&b[4 + n..]).expect("a PNG strip");
+                assert_eq!(strip.width(), 4 * strip.height(), "four square views");
+                if pred(&header) {
+                    return header;
+                }
+            }
+            Message::Text(t) => panic!("unexpected notice while waiting for {what}: {t}"),
+            _ => {}
+        }
+    }
+}
+
+fn image_message(kind: u8, bytes: &[u8]) -> Message {
+    let mut m = vec![kind];
+    m.extend_from_slice(bytes);
+    Message::Binary(m.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_colony_streams_frames_and_answers_bad_commands() {
+    let (addr, _) = start_default().await;
+    let mut socket = connect(addr).await;
+    let photo = fixture_bytes(PHOTO);
+    socket.send(image_message(b'P', &photo)).await.unwrap();
+    let first = frame_where(&mut socket, "a step", |h| h["step"].as_u64() > Some(0)).await;
+    assert_eq!(first["model"], "pets48");
+    socket
+        .send(Message::text(r#"{"cmd":"speed","steps_per_second":1000}"#))
+        .await
+        .unwrap();
+    let later = frame_where(&mut socket, "a measured speed", |h| {
+        h["step"].as_u64() >= Some(30) && h["steps_per_second"].as_f64() > Some(0.0)
+    })
+    .await;
+    assert_eq!(later["target_speed"], 1000);
+
+    let bad: [(Message, u16, &str); 7] = [
+        (Message::text("{\"cmd\":\"fly\"}"), 400, "bad command"),
+        (Message::text("not json"), 400, "bad command"),
+        (
+            Message::text(r#"{"cmd":"steps","steps":0}"#),
+            400,
+            "steps 0",
+        ),
+        (
+            Message::text(r#"{"cmd":"damage","x":2,"y":0.5,"radius":0.1}"#),
+            400,
+            "damage at (2, 0.5)",
+        ),
+        (Message::binary(b"Xjunk".to_vec()), 400, "start with 'P'"),
+        (
+            image_message(b'P', &photo[..photo.len() / 3]),
+            400,
+            "truncated JPEG",
+        ),
+        (
+            Message::text(r#"{"cmd":"model","name":"nope"}"#),
+            404,
+            "unknown model 'nope'",
+        ),
+    ];
+    for (message, status, want) in bad {
+        socket.send(message).await.unwrap();
+        let notice = next_text(&mut socket).await;
+        assert_eq!(notice["type"], "error", "{notice}");
+        assert_eq!(notice["status"], status, "{notice}");
+        assert!(
+            notice["error"].as_str().unwrap().contains(want),
+            "{want}: {notice}"
+        );
+    }
+
+    // Damage, then the uncertainty view with its runs.
+    socket
+        .send(Message::text(
+            r#"{"cmd":"damage","x":0.5,"y":0.5,"radius":0.3}"#,
+        ))
+        .await
+        .unwrap();
+    frame_where(&mut socket, "a frame after damage", |h| h["damages"] == 1).await;
+    socket
+        .send(Message::text(r#"{"cmd":"uncertainty","on":true}"#))
+        .await
+        .unwrap();
+    let spread = frame_where(&mut socket, "uncertainty", |h| {
+        h["uncertainty"] == true && h["step"].as_u64() >= Some(5)
+    })
+    .await;
+    assert_eq!(spread["runs"], 4);
+    assert!(
+        spread["mean_variance"].as_f64().is_some_and(|v| v >= 0.0),
+        "{spread}"
+    );
+    // A video frame keeps the colony (the step counter goes on).
+    let before = spread["step"].as_u64().unwrap();
+    socket
+        .send(image_message(b'V', &fixture_bytes("synth-dog-002")))
+        .await
+        .unwrap();
+    let video = frame_where(&mut socket, "a video frame", |h| h["video_frames"] == 1).await;
+    assert!(video["step"].as_u64().unwrap() >= before, "{video}");
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colonies_are_bounded_and_a_closed_socket_frees_its_own() {
+    let (addr, state) = start(ServeConfig {
+        models_dir: models_dir(),
+        max_colonies: 2,
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut first = connect(addr).await;
+    let second = connect(addr).await;
+    assert_eq!(state.live_colonies(), 2);
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status().as_u16(), 503);
+            let body =
+                String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(
+                body.contains("server busy: all 2 colonies are in use"),
+                "{body}"
+            );
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let photo = fixture_bytes(PHOTO);
+    let busy = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
+    assert!(busy.error(503).contains("server busy"));
+
+    // A running colony on the first socket, then the tab closes.
+    first.send(image_message(b'P', &photo)).await.unwrap();
+    frame_where(&mut first, "a step", |h| h["step"].as_u64() > Some(0)).await;
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state.live_colonies() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket's colony was not freed in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = get(addr, "/api/status").await.json();
+    assert_eq!(
+        (
+            status["live_colonies"].as_u64(),
+            status["max_colonies"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let third = connect(addr).await;
+    assert_eq!(state.live_colonies(), 2);
+    drop((second, third));
+}
+
+/// A handler with a bug.
+async fn boom() -> &'static str {
+    panic!("a handler bug")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_json_500() {
+    let app = guarded(
+        axum::Router::new().route("/boom", axum::routing::get(boom)),
+        1024,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = get(addr, "/boom").await;
+    assert!(answer.error(500).contains("panicked"));
+    // The server lives on.
+    assert!(get(addr, "/boom").await.error(500).contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_and_folders_stop_the_start_with_a_reason() {
+    let bad = ca_serve::Server::bind(ServeConfig {
+        max_fps: 0,
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("max_fps = 0"), "{bad}");
+    let missing = ca_serve::Server::bind(ServeConfig {
+        port: 0,
+        models_dir: repo_root().join("no-such-models"),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot list the models folder"),
+        "{missing}"
+    );
+    let empty = TempDir::new("empty-models");
+    let none = ca_serve::Server::bind(ServeConfig {
+        port: 0,
+        models_dir: empty.0.clone(),
+        ..ServeConfig::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        none.to_string()
+            .contains("the default model 'pets48' is not in"),
+        "{none}"
+    );
+}
