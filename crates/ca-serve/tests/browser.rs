@@ -1,0 +1,503 @@
+//! The page in a real browser: Debian's headless Chromium driven through
+//! chromedriver (WebDriver, the `fantoccini` client). Photo mode: upload a
+//! fixture, wait for frames, check that the class map shows more than one
+//! class, damage the colony with the brush and watch it heal. Webcam mode:
+//! Chromium's fake camera plays a clip the test writes from two fixture
+//! photos; the video frame count rises and the class map changes when the
+//! clip switches photo.
+//!
+//! Without /usr/bin/chromium or /usr/bin/chromedriver the tests print that
+//! they skipped, and fail under `CI=true`. With
+//! `CELLSEG_WRITE_SCREENSHOTS=1` the screenshots go to `docs/img/serve-*.png`
+//! (the pictures of `docs/PICTURES.md`), else to a temporary folder.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use image::{imageops, RgbImage};
+use support::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The browser tests run one at a time (two Chromiums and two colonies on a
+/// 2-core machine would only slow each other down).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Longest wait for anything the page should show.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `Some(())` when Chromium and chromedriver are installed; otherwise
+/// prints that the test skipped (panics under `CI=true`, where they must
+/// be: `.ci/run` installs them).
+fn browser_installed() -> Option<()> {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !Path::new(p).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Some(());
+    }
+    let note = format!(
+        "{} not found: install them with `apt-get install -y chromium chromium-driver`",
+        missing.join(" and ")
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{note}");
+    }
+    eprintln!("skipped: {note}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// chromedriver on a free loopback port, killed on drop.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless Chromium session with `extra` command-line flags.
+async fn open_browser(extra: &[String]) -> (Driver, Client) {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver(child);
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=900,760",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend_from_slice(extra);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": CHROMIUM, "args": args }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connected =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+        match connected {
+            Ok(client) => return (driver, client),
+            Err(e) if Instant::now() > deadline => {
+                panic!("no WebDriver session from chromedriver on port {port} in 30 s: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Runs `test` with a browser and closes the session (and Chromium) even
+/// when the test fails.
+async fn with_browser<F, Fut>(extra: &[String], test: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (driver, client) = open_browser(extra).await;
+    let outcome = std::panic::AssertUnwindSafe(test(client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Polls `probe` every 200 ms until it gives `Some`, at most
+/// [`PAGE_TIMEOUT`]; the panic names `what`.
+async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> Fut,
+) -> T {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page did not show {what} within {PAGE_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+async fn number(client: &Client, css: &str) -> u64 {
+    text(client, css).await.trim().parse().unwrap_or(0)
+}
+
+async fn screenshot(client: &Client, css: &str) -> RgbImage {
+    let png = client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .screenshot()
+        .await
+        .unwrap_or_else(|e| panic!("no screenshot of {css}: {e}"));
+    image::load_from_memory(&png)
+        .expect("a PNG screenshot")
+        .into_rgb8()
+}
+
+/// The class of every pixel of a class map screenshot: the nearest palette
+/// colour, or `None` when no palette colour is near.
+fn classes_of(map: &RgbImage) -> Vec<Option<usize>> {
+    map.pixels()
+        .map(|p| {
+            cellseg::render::PALETTE.iter().position(|c| {
+                c.iter()
+                    .zip(p.0)
+                    .all(|(&a, b)| (i16::from(a) - i16::from(b)).abs() <= 12)
+            })
+        })
+        .collect()
+}
+
+/// The classes that cover more than 1% of a class map screenshot.
+fn classes_shown(map: &RgbImage) -> Vec<usize> {
+    let classes = classes_of(map);
+    (0..cellseg::render::PALETTE.len())
+        .filter(|&c| classes.iter().filter(|&&k| k == Some(c)).count() * 100 > classes.len())
+        .collect()
+}
+
+/// Fraction of pixels whose class differs between two class maps.
+fn map_change(a: &RgbImage, b: &RgbImage) -> f64 {
+    let (a, b) = (classes_of(a), classes_of(b));
+    a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64 / a.len().max(1) as f64
+}
+
+/// Mean absolute difference of two images of the same size, per channel.
+fn mean_difference(a: &RgbImage, b: &RgbImage) -> f64 {
+    let total: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    total as f64 / a.as_raw().len().max(1) as f64
+}
+
+/// Where screenshots go: `docs/img` with `CELLSEG_WRITE_SCREENSHOTS=1`,
+/// else a temporary folder.
+fn screenshot_dir() -> PathBuf {
+    if std::env::var("CELLSEG_WRITE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        repo_root().join("docs/img")
+    } else {
+        let dir = std::env::temp_dir().join(format!("ca-serve-screenshots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a screenshot folder");
+        dir
+    }
+}
+
+/// Saves a screenshot of the page's views and counters as
+/// `serve-NAME.png`, strongly compressed.
+async fn save_page(client: &Client, name: &str) {
+    let shot = screenshot(client, "#app").await;
+    let path = screenshot_dir().join(format!("serve-{name}.png"));
+    cellseg::render::save_png(&shot, &path).expect("write the screenshot");
+    eprintln!("screenshot {}", path.display());
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}
+
+async fn wait_connected(client: &Client) {
+    wait_for("'connected'", || async {
+        text(client, "#message")
+            .await
+            .contains("connected")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photo_mode_shows_classes_and_heals_after_damage() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let (addr, _) = start_default().await;
+    with_browser(&[], |client| async move {
+        client.goto(&url(addr)).await.expect("open the page");
+        wait_connected(&client).await;
+        let photo = fixture("synth-cat-001")
+            .canonicalize()
+            .expect("the fixture");
+        client
+            .find(Locator::Css("#file"))
+            .await
+            .expect("the file input")
+            .send_keys(&photo.to_string_lossy())
+            .await
+            .expect("pick the photo");
+        wait_for("step 100", || async {
+            (number(&client, "#step").await >= 100).then_some(())
+        })
+        .await;
+        let map = screenshot(&client, "#view-classes").await;
+        let shown = classes_shown(&map);
+        assert!(
+            shown.len() >= 2,
+            "the class map shows only classes {shown:?}"
+        );
+        save_page(&client, "photo").await;
+
+        // Pause, then damage with the brush: a stroke across the overlay.
+        client
+            .find(Locator::Css("#play"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for("the paused colony", || async {
+            (text(&client, "#play").await == "Play").then_some(())
+        })
+        .await;
+        let state_before = screenshot(&client, "#view-state").await;
+        let overlay = client.find(Locator::Css("#view-overlay")).await.unwrap();
+        let mut stroke = MouseActions::new("brush".into())
+            .then(PointerAction::MoveToElement {
+                element: overlay,
+                duration: None,
+                x: -60.0,
+                y: -20.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        for _ in 0..8 {
+            stroke = stroke
+                .then(PointerAction::MoveBy {
+                    duration: Some(Duration::from_millis(60)),
+                    x: 15.0,
+                    y: 5.0,
+                })
+                .pause(Duration::from_millis(40));
+        }
+        let stroke = stroke.then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+        client
+            .perform_actions(stroke)
+            .await
+            .expect("the brush stroke");
+        let damaged = wait_for("the damage in the state view", || async {
+            let now = screenshot(&client, "#view-state").await;
+            (mean_difference(&now, &state_before) > 2.0).then_some(now)
+        })
+        .await;
+        eprintln!(
+            "damage changed the state view by {:.1} per channel",
+            mean_difference(&damaged, &state_before)
+        );
+        save_page(&client, "damage").await;
+
+        // Heal: play on for 100 steps.
+        let at = number(&client, "#step").await;
+        client
+            .find(Locator::Css("#play"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for("100 healing steps", || async {
+            (number(&client, "#step").await >= at + 100).then_some(())
+        })
+        .await;
+        let healed = screenshot(&client, "#view-classes").await;
+        let shown = classes_shown(&healed);
+        assert!(
+            shown.len() >= 2,
+            "after healing the class map shows only classes {shown:?}"
+        );
+        eprintln!(
+            "healed: {:.1}% of the class map differs from before the damage",
+            100.0 * map_change(&healed, &map)
+        );
+    })
+    .await;
+    eprintln!("photo mode test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A 4:2:0 YUV4MPEG2 clip of `frames_each` frames of each photo in turn, at
+/// 10 frames per second, `side x side` pixels (full-range BT.601, as
+/// `C420jpeg` says).
+fn write_y4m(path: &Path, photos: &[RgbImage], frames_each: usize, side: u32) {
+    let mut out = format!("YUV4MPEG2 W{side} H{side} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for photo in photos {
+        let rgb = imageops::resize(photo, side, side, imageops::FilterType::Triangle);
+        let s = side as usize;
+        let px = |x: usize, y: usize| rgb.get_pixel(x as u32, y as u32).0.map(f32::from);
+        let mut plane_y = Vec::with_capacity(s * s);
+        for y in 0..s {
+            for x in 0..s {
+                let [r, g, b] = px(x, y);
+                plane_y.push(
+                    (0.299 * r + 0.587 * g + 0.114 * b)
+                        .round()
+                        .clamp(0.0, 255.0) as u8,
+                );
+            }
+        }
+        let (mut plane_u, mut plane_v) = (Vec::new(), Vec::new());
+        for y in (0..s).step_by(2) {
+            for x in (0..s).step_by(2) {
+                let mut sum = [0f32; 3];
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let p = px(x + dx, y + dy);
+                    for k in 0..3 {
+                        sum[k] += p[k] / 4.0;
+                    }
+                }
+                let [r, g, b] = sum;
+                plane_u.push(
+                    (128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b)
+                        .round()
+                        .clamp(0.0, 255.0) as u8,
+                );
+                plane_v.push(
+                    (128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b)
+                        .round()
+                        .clamp(0.0, 255.0) as u8,
+                );
+            }
+        }
+        for _ in 0..frames_each {
+            out.extend_from_slice(b"FRAME\n");
+            out.extend_from_slice(&plane_y);
+            out.extend_from_slice(&plane_u);
+            out.extend_from_slice(&plane_v);
+        }
+    }
+    std::fs::write(path, out).expect("write the clip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webcam_mode_follows_a_fake_camera_clip() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let dir = TempDir::new("webcam");
+    let clip = dir.join("clip.y4m");
+    let photos: Vec<RgbImage> = ["synth-cat-001", "synth-cat-005"]
+        .iter()
+        .map(|n| image::open(fixture(n)).expect("a fixture").into_rgb8())
+        .collect();
+    // 3 s of each photo, looped by Chromium.
+    write_y4m(&clip, &photos, 30, 160);
+    let flags = [
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ];
+    let (addr, _) = start_default().await;
+    with_browser(&flags, |client| async move {
+        client.goto(&url(addr)).await.expect("open the page");
+        wait_connected(&client).await;
+        client
+            .find(Locator::Css("#mode-webcam"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#webcam-start"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for("video frames", || async {
+            (number(&client, "#video-frames").await >= 3).then_some(())
+        })
+        .await;
+        let first_count = number(&client, "#video-frames").await;
+        // Class maps over more than one loop of the clip (6 s).
+        let mut maps = Vec::new();
+        let until = Instant::now() + Duration::from_secs(9);
+        while Instant::now() < until {
+            maps.push(screenshot(&client, "#view-classes").await);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let last_count = number(&client, "#video-frames").await;
+        assert!(
+            last_count >= first_count + 5,
+            "video frames rose only from {first_count} to {last_count} in 9 s"
+        );
+        let fps: f64 = text(&client, "#video-fps")
+            .await
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        let largest = maps
+            .iter()
+            .flat_map(|a| maps.iter().map(move |b| map_change(a, b)))
+            .fold(0.0, f64::max);
+        eprintln!(
+            "webcam: {} video frames, {fps} per second shown, {} maps, largest change {:.1}%",
+            last_count,
+            maps.len(),
+            100.0 * largest
+        );
+        assert!(
+            largest > 0.08,
+            "the class map did not follow the clip's switch: at most {:.1}% of it changed",
+            100.0 * largest
+        );
+        save_page(&client, "webcam").await;
+    })
+    .await;
+    eprintln!("webcam mode test: {:.1} s", started.elapsed().as_secs_f64());
+}
