@@ -233,10 +233,11 @@ fn screenshot_dir() -> PathBuf {
     }
 }
 
-/// Saves a screenshot of the page's views and counters as
-/// `serve-NAME.png`, strongly compressed.
-async fn save_page(client: &Client, name: &str) {
-    let shot = screenshot(client, "#app").await;
+/// Saves a screenshot of the page element `css` (`#app` the whole page,
+/// `#live` the counters and views) as `serve-NAME.png`, strongly
+/// compressed.
+async fn save_page(client: &Client, css: &str, name: &str) {
+    let shot = screenshot(client, css).await;
     let path = screenshot_dir().join(format!("serve-{name}.png"));
     cellseg::render::save_png(&shot, &path).expect("write the screenshot");
     eprintln!("screenshot {}", path.display());
@@ -287,7 +288,7 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
             shown.len() >= 2,
             "the class map shows only classes {shown:?}"
         );
-        save_page(&client, "photo").await;
+        save_page(&client, "#live", "photo").await;
 
         // Pause, then damage with the brush: a stroke across the overlay.
         client
@@ -338,7 +339,7 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
             "damage changed the state view by {:.1} per channel",
             mean_difference(&damaged, &state_before)
         );
-        save_page(&client, "damage").await;
+        save_page(&client, "#live", "damage").await;
 
         // Heal: play on for 100 steps.
         let at = number(&client, "#step").await;
@@ -496,7 +497,7 @@ async fn webcam_mode_follows_a_fake_camera_clip() {
             "the class map did not follow the clip's switch: at most {:.1}% of it changed",
             100.0 * largest
         );
-        save_page(&client, "webcam").await;
+        save_page(&client, "#live", "webcam").await;
     })
     .await;
     eprintln!("webcam mode test: {:.1} s", started.elapsed().as_secs_f64());
