@@ -424,10 +424,14 @@ async fn a_live_colony_streams_frames_and_answers_bad_commands() {
         .await
         .unwrap();
     let later = frame_where(&mut socket, "a measured speed", |h| {
-        h["step"].as_u64() >= Some(30) && h["steps_per_second"].as_f64() > Some(0.0)
+        h["step"].as_u64() >= Some(150) && h["steps_per_second"].as_f64() > Some(0.0)
     })
     .await;
     assert_eq!(later["target_speed"], 1000);
+    eprintln!(
+        "48x48 colony at full speed: {} steps per second",
+        later["steps_per_second"]
+    );
 
     let bad: [(Message, u16, &str); 7] = [
         (Message::text("{\"cmd\":\"fly\"}"), 400, "bad command"),
