@@ -554,9 +554,9 @@ async fn colonies_are_bounded_and_a_closed_socket_frees_its_own() {
     drop((second, third));
 }
 
-/// A handler with a bug.
+/// A handler that panics on purpose (the panic message in the test output is expected).
 async fn boom() -> &'static str {
-    panic!("a handler bug")
+    panic!("deliberate panic: the catch-panic guard must answer a JSON 500")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
