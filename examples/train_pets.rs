@@ -92,7 +92,7 @@ struct Args {
     /// runs that share a machine with other jobs.
     #[arg(long)]
     cpu_minutes: Option<f64>,
-    /// Slots per optimizer step [default: 32; 8 on the fixture].
+    /// Slots per optimizer step [default: 8; 32 with --paper].
     #[arg(long)]
     batch: Option<usize>,
     /// Slots in the pool [default: the batch size].
@@ -113,9 +113,9 @@ struct Args {
     /// Probability of a state reset within T steps.
     #[arg(long, default_value_t = 0.5)]
     p_state: f64,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 3e-4)]
-    lr: f64,
+    /// Adam learning rate [default: 2e-3; 3e-4 with --paper].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Gradient treatment: none, per-tensor, or clip:MAX.
     #[arg(long, default_value = "per-tensor", value_parser = parse_grad_norm)]
     grad_norm: GradNorm,
@@ -141,34 +141,43 @@ struct Args {
     #[arg(long)]
     final_test: bool,
     /// Class weights of the cross-entropy, `BACKGROUND,OBJECT,BOUNDARY`, or `none`.
-    #[arg(long, default_value = "none", value_parser = parse_class_weights)]
+    #[arg(long, default_value = "0.7,1,3", value_parser = parse_class_weights)]
     class_weights: ClassWeights,
     /// Weight of the soft Dice term added to the cross-entropy; 0: off.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1.0)]
     dice_weight: f64,
     /// Start the update layer at zero ("no change").
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     zero_update_init: bool,
     /// Initial bias of the reset gate [default: the rule's own, -2].
     #[arg(long, allow_hyphen_values = true)]
     reset_bias: Option<f64>,
     /// Learning-rate schedule over the budget: constant, cosine or step:N.
-    #[arg(long, default_value = "constant", value_parser = parse_lr_schedule)]
+    #[arg(long, default_value = "cosine", value_parser = parse_lr_schedule)]
     lr_schedule: LrSchedule,
     /// Optimizer steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 20)]
     warmup_steps: u64,
     /// The scheduled learning rate at the end of the budget, as a fraction of --lr.
     #[arg(long, default_value_t = 0.05)]
     lr_floor: f64,
     /// Decay of the moving average of the weights used for evaluation and
     /// the saved model, or `none`.
-    #[arg(long, default_value = "none", value_parser = parse_ema)]
+    #[arg(long, default_value = "0.99", value_parser = parse_ema)]
     ema: Ema,
     /// Curriculum: fraction of the budget trained with full unrolls
     /// (fresh states, unroll T) before the pool phase.
     #[arg(long, default_value_t = 0.0)]
     curriculum: f64,
+    /// The paper's recipe instead of the default one (chosen on the
+    /// validation split, see docs/RESULTS.md): batch 32, lr 3e-4 constant,
+    /// plain cross-entropy, the default initialisation, no weight average
+    /// (the flags of those levers cannot be combined with it).
+    #[arg(long, conflicts_with_all = [
+        "class_weights", "dice_weight", "zero_update_init", "lr_schedule",
+        "warmup_steps", "ema",
+    ])]
+    paper: bool,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -332,7 +341,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let size = args.image_size.unwrap_or(pick(args.size, 48, 32));
     let total_steps = args.steps.unwrap_or(if fx { 200 } else { 3000 });
     let eval_every = args.eval_every.unwrap_or(if fx { 100 } else { 500 });
-    let batch = pick(args.batch, 32, 8);
+    let batch = args.batch.unwrap_or(if args.paper { 32 } else { 8 });
+    let lr = args.lr.unwrap_or(if args.paper { 3e-4 } else { 2e-3 });
     TrainFlags {
         size,
         state: pick(args.state, 48, 16),
@@ -451,7 +461,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             full_unroll: args.full_unroll,
             p_image: args.p_image,
             p_state: args.p_state,
-            learning_rate: args.lr,
+            learning_rate: lr,
             grad_norm: args.grad_norm,
             seed: args.seed,
             class_weights: args.class_weights.0.clone(),
@@ -464,6 +474,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ema_decay: args.ema.0,
             full_unroll_fraction: args.curriculum,
             ..TrainConfig::default()
+        };
+        let schedule = if args.paper {
+            TrainConfig {
+                class_weights: None,
+                dice_weight: 0.0,
+                zero_update_init: false,
+                lr_schedule: LrSchedule::Constant,
+                warmup_steps: 0,
+                ema_decay: None,
+                ..schedule
+            }
+        } else {
+            schedule
         };
         schedule.validate()?;
         let model = if levels > 0 {
