@@ -217,8 +217,14 @@ fn nonsense_flags_are_clear_errors() {
         (&["--size=-3"], "-3"),
         (&["--steps", "many"], "many"),
         (&["--perception", "fft"], "fft"),
-        (&["--class-weights", "1,2"], "'1,2': give 3 non-negative weights"),
-        (&["--ema", "1.5"], "'1.5' is not 'none' or a decay in [0, 1)"),
+        (
+            &["--class-weights", "1,2"],
+            "'1,2': give 3 non-negative weights",
+        ),
+        (
+            &["--ema", "1.5"],
+            "'1.5' is not 'none' or a decay in [0, 1)",
+        ),
         (&["--lr-schedule", "step:0"], "unknown schedule 'step:0'"),
         (&["--val-fraction", "1"], "val_fraction"),
         (&["--jitter", "2"], "jitter"),
