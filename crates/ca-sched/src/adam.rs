@@ -33,6 +33,11 @@ impl Adam {
         })
     }
 
+    /// The variables it updates, in the order given to [`Adam::new`].
+    pub fn vars(&self) -> &[Var] {
+        &self.vars
+    }
+
     /// Updates applied so far.
     pub fn steps(&self) -> u64 {
         self.t

@@ -72,7 +72,12 @@ impl<M: SegModel> Trainer<M> {
                 p.var.set(&(p.var.as_tensor().zeros_like()? + v)?)?;
             }
         }
-        let vars = trainable_vars(&model);
+        let vars: Vec<Var> = model
+            .named_params()
+            .into_iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.var)
+            .collect();
         let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
         let adam = Adam::new(vars)?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
@@ -119,7 +124,7 @@ impl<M: SegModel> Trainer<M> {
     /// back afterwards), else the trained weights.
     pub fn with_eval_weights<T>(&self, f: impl FnOnce(&M) -> Result<T>) -> Result<T> {
         match &self.ema {
-            Some(ema) => ema.with_average(&trainable_vars(&self.model), || f(&self.model)),
+            Some(ema) => ema.with_average(self.adam.vars(), || f(&self.model)),
             None => f(&self.model),
         }
     }
@@ -277,7 +282,7 @@ impl<M: SegModel> Trainer<M> {
                 };
                 self.adam.step(&per_var, &stepped)?;
                 if let Some(ema) = &mut self.ema {
-                    ema.update(&trainable_vars(&self.model))?;
+                    ema.update(self.adam.vars())?;
                 }
                 self.bad_streak = 0;
             } else {
@@ -361,14 +366,4 @@ impl<M: SegModel> Trainer<M> {
             None => Ok(None),
         }
     }
-}
-
-/// The trainable variables of `model`, in the order of its `named_params`.
-fn trainable_vars<M: SegModel>(model: &M) -> Vec<Var> {
-    model
-        .named_params()
-        .into_iter()
-        .filter(|p| p.trainable)
-        .map(|p| p.var)
-        .collect()
 }
