@@ -166,6 +166,17 @@ async fn text(client: &Client, css: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Clicks the element `css` of the page.
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 async fn number(client: &Client, css: &str) -> u64 {
     text(client, css).await.trim().parse().unwrap_or(0)
 }
@@ -312,13 +323,7 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
         save_page(&client, "#live", "photo").await;
 
         // Pause, then damage with the brush: a stroke across the overlay.
-        client
-            .find(Locator::Css("#play"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#play").await;
         wait_for("the paused colony", || async {
             (text(&client, "#play").await == "Play").then_some(())
         })
@@ -364,13 +369,7 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
 
         // Heal: play on for 100 steps.
         let at = number(&client, "#step").await;
-        client
-            .find(Locator::Css("#play"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#play").await;
         wait_for("100 healing steps", || async {
             (number(&client, "#step").await >= at + 100).then_some(())
         })
@@ -486,20 +485,8 @@ async fn webcam_mode_follows_a_fake_camera_clip() {
     with_browser(&flags, |client| async move {
         client.goto(&url(addr)).await.expect("open the page");
         wait_connected(&client).await;
-        client
-            .find(Locator::Css("#mode-webcam"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#webcam-start"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#mode-webcam").await;
+        click(&client, "#webcam-start").await;
         wait_for("video frames", || async {
             (number(&client, "#video-frames").await >= 3).then_some(())
         })
