@@ -41,7 +41,7 @@ pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
 pub use error::{CoreError, Result};
-pub use norm::{normalize, NORM_EPS};
+pub use norm::{normalize, normalize_firing, NORM_EPS};
 pub use params::{
     param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
 };

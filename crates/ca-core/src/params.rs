@@ -139,6 +139,34 @@ pub fn param_shapes(config: &CellConfig) -> Vec<(String, Vec<usize>, ParamGroup,
 /// rule resets few cells and the residual path dominates early training.
 pub const RESET_BIAS_INIT: f32 = -2.0;
 
+/// One layer of [`CellParams`] as [`CellParams::named`] lists it: its name
+/// (`hidden` layers with their index), group and trainability.
+struct LayerEntry<'a> {
+    name: &'static str,
+    index: Option<usize>,
+    layer: &'a Layer,
+    group: ParamGroup,
+    trainable: bool,
+}
+
+impl<'a> LayerEntry<'a> {
+    fn new(
+        name: &'static str,
+        index: Option<usize>,
+        layer: &'a Layer,
+        group: ParamGroup,
+        trainable: bool,
+    ) -> Self {
+        LayerEntry {
+            name,
+            index,
+            layer,
+            group,
+            trainable,
+        }
+    }
+}
+
 impl CellParams {
     /// Fresh parameters drawn from `seed`: every weight and bias uniform in
     /// `(-1/sqrt(fan_in), 1/sqrt(fan_in))` (PyTorch's default), the reset
@@ -207,11 +235,86 @@ impl CellParams {
         })
     }
 
+    /// Every layer with its name, group and trainability, in the order of
+    /// [`param_shapes`].
+    fn layers(&self) -> Vec<LayerEntry<'_>> {
+        let mut out = Vec::new();
+        match &self.perceive {
+            Perceive::Conv3x3(l) => {
+                out.push(LayerEntry::new("perceive", None, l, ParamGroup::Rule, true))
+            }
+            Perceive::Depthwise {
+                depthwise,
+                pointwise,
+            } => {
+                let trainable = !self.frozen_depthwise;
+                out.push(LayerEntry::new(
+                    "depthwise",
+                    None,
+                    depthwise,
+                    ParamGroup::Rule,
+                    trainable,
+                ));
+                out.push(LayerEntry::new(
+                    "pointwise",
+                    None,
+                    pointwise,
+                    ParamGroup::Rule,
+                    true,
+                ));
+            }
+        }
+        for (k, l) in self.hidden.iter().enumerate() {
+            out.push(LayerEntry::new(
+                "hidden",
+                Some(k),
+                l,
+                ParamGroup::Rule,
+                true,
+            ));
+        }
+        out.push(LayerEntry::new(
+            "update",
+            None,
+            &self.update,
+            ParamGroup::Rule,
+            true,
+        ));
+        if let Some(l) = &self.reset {
+            out.push(LayerEntry::new(
+                "reset",
+                None,
+                l,
+                ParamGroup::ResetGate,
+                true,
+            ));
+        }
+        out.push(LayerEntry::new(
+            "classifier",
+            None,
+            &self.classifier,
+            ParamGroup::Classifier,
+            true,
+        ));
+        out
+    }
+
     /// Every tensor with its name, group and trainability, in the order of
     /// [`param_shapes`].
     pub fn named(&self) -> Vec<NamedParam> {
         let mut out = Vec::new();
-        let mut push = |name: &str, l: &Layer, group, trainable| {
+        for LayerEntry {
+            name,
+            index,
+            layer: l,
+            group,
+            trainable,
+        } in self.layers()
+        {
+            let name = match index {
+                Some(k) => format!("{name}.{k}"),
+                None => name.to_string(),
+            };
             for (suffix, var) in [("weight", &l.weight), ("bias", &l.bias)] {
                 out.push(NamedParam {
                     name: format!("{name}.{suffix}"),
@@ -220,31 +323,19 @@ impl CellParams {
                     trainable,
                 });
             }
-        };
-        match &self.perceive {
-            Perceive::Conv3x3(l) => push("perceive", l, ParamGroup::Rule, true),
-            Perceive::Depthwise {
-                depthwise,
-                pointwise,
-            } => {
-                push(
-                    "depthwise",
-                    depthwise,
-                    ParamGroup::Rule,
-                    !self.frozen_depthwise,
-                );
-                push("pointwise", pointwise, ParamGroup::Rule, true);
-            }
         }
-        for (k, l) in self.hidden.iter().enumerate() {
-            push(&format!("hidden.{k}"), l, ParamGroup::Rule, true);
-        }
-        push("update", &self.update, ParamGroup::Rule, true);
-        if let Some(l) = &self.reset {
-            push("reset", l, ParamGroup::ResetGate, true);
-        }
-        push("classifier", &self.classifier, ParamGroup::Classifier, true);
         out
+    }
+
+    /// The variables of the groups `keep` selects, weight then bias of each
+    /// layer, in the order of [`CellParams::named`], without building the
+    /// names (the fused step packs them at every CA step).
+    pub fn vars_of(&self, keep: impl Fn(ParamGroup) -> bool) -> Vec<&Var> {
+        self.layers()
+            .into_iter()
+            .filter(|e| keep(e.group))
+            .flat_map(|e| [&e.layer.weight, &e.layer.bias])
+            .collect()
     }
 
     /// The tensors the optimizer should update (frozen filters left out).

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use crate::config::CellConfig;
 use crate::draws::StepDraws;
 use crate::error::{CoreError, Result};
-use crate::norm::normalize;
+use crate::norm::normalize_firing;
 use crate::params::{CellParams, Layer, ParamCount, Perceive};
 
 /// Which implementation [`CellRule::step`] runs.
@@ -105,10 +105,11 @@ impl CellRule {
     /// for the same `B, H, W`; returns the new state `[B, S, H, W]`.
     ///
     /// The candidate is `s + U(s)` (or `U(s)` without residual), mixed with
-    /// the noise by the reset gate, `r z + (1 - r) cand`, then normalized;
-    /// each cell whose mask is 1 takes the candidate, the others keep `s`
-    /// bit for bit. Normalizing the candidate rather than the mixed grid
-    /// means a cell that is not selected never changes.
+    /// the noise by the reset gate, `r z + (1 - r) cand`, then normalized
+    /// with statistics over the firing cells (nonzero mask) only; each
+    /// cell takes `s + mask (cand - s)`, so a cell whose mask is 0 keeps `s`
+    /// bit for bit and never needs its candidate: the fused backend
+    /// evaluates the rule at the firing cells only (`docs/FIRING.md`).
     ///
     /// Runs the rule's [`StepBackend`]; the fused one needs f32 tensors on
     /// the CPU.
@@ -160,7 +161,7 @@ impl CellRule {
             let keep = r.affine(-1.0, 1.0)?;
             candidate = (r.broadcast_mul(noise)? + keep.broadcast_mul(&candidate)?)?;
         }
-        let candidate = normalize(&candidate, self.config.norm)?;
+        let candidate = normalize_firing(&candidate, self.config.norm, &draws.mask)?;
         let delta = (candidate - state)?;
         Ok((state + draws.mask.broadcast_mul(&delta)?)?)
     }

@@ -199,6 +199,39 @@ fn many_tiles_and_the_main_model_match() {
     check(CellConfig::default(), (2, 12, 12), 5);
 }
 
+/// Masks the sampler never draws: an image where no cell fires, one where
+/// every cell fires, and fractional weights. The fused step evaluates the
+/// rule at the cells with a nonzero mask only, and takes the statistics of
+/// the normalization over them; it must still equal the reference, output
+/// and every gradient.
+#[test]
+fn empty_full_and_fractional_masks_match_the_reference() {
+    for perception in PERCEPTIONS {
+        for norm in NORMS {
+            // The reset gate on: no gradient is zero in exact arithmetic.
+            let config = small(perception, norm, true, true);
+            let mut c = case(config, (3, 5, 6), 21);
+            let cells = 5 * 6;
+            let mask: Vec<f32> = (0..3 * cells)
+                .map(|i| match i / cells {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => [0.0, 0.25, 1.0, 0.5][i % 4],
+                })
+                .collect();
+            c.draws.mask = Tensor::from_vec(mask, (3, 1, 5, 6), &Device::Cpu).unwrap();
+            let fused = run(&c, StepBackend::Fused);
+            let reference = run(&c, StepBackend::Reference);
+            assert_close(
+                &fused,
+                &reference,
+                1e-3,
+                &format!("{perception:?} {norm:?}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn default_backend_is_fused_on_cpu() {
     let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu).unwrap();

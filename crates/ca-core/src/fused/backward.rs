@@ -1,9 +1,9 @@
 //! The analytic backward pass of the fused step, from the activations the
-//! forward kept: the masked update and the normalization over the batch,
-//! then per tile the cell MLP in reverse (weight gradients as GEMMs
-//! accumulated per group of tiles), then the input gradient as a
-//! transposed 3x3 (an im2col GEMM over the first layer's gradient, or the
-//! flipped depthwise filter).
+//! forward kept: the masked update and the normalization over the firing
+//! cells, then per tile of firing cells the cell MLP in reverse (weight
+//! gradients as GEMMs accumulated per group of tiles), then the input
+//! gradient: for a full 3x3 each firing cell's neighbourhood gradient
+//! scattered onto its neighbours, for depthwise the flipped filter.
 
 use rayon::prelude::*;
 
@@ -29,6 +29,8 @@ pub(crate) struct Grads {
 pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     let (cells, s, ci) = (d.cells(), d.s, d.ci());
     let w = &saved.weights;
+    let firing = &saved.firing;
+    let rows = firing.rows();
     if cells == 0 {
         return Grads {
             x: Vec::new(),
@@ -37,47 +39,63 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     }
     let dc = d.draw_channels();
     // Split the incoming gradient by the mask: `gs` flows to the old state
-    // directly, `g` through the normalized candidate.
-    let mut g = nchw_to_nhwc(gout, d.b, s, d.hw());
+    // directly, `g` (one row per firing cell) through the normalized
+    // candidate.
+    let gcell = nchw_to_nhwc(gout, d.b, s, d.hw());
     let mut gs = vec![0.0; cells * s];
-    g.par_chunks_mut(s)
-        .zip(gs.par_chunks_mut(s))
+    gs.par_chunks_mut(s)
+        .zip(gcell.par_chunks(s))
         .enumerate()
         .with_min_len(256)
-        .for_each(|(n, (gc, gsc))| {
-            let mask = saved.draws[n * dc];
-            for (gv, gsv) in gc.iter_mut().zip(gsc) {
-                *gsv = (1.0 - mask) * *gv;
-                *gv *= mask;
+        .for_each(|(n, (gsc, gc))| {
+            let keep = 1.0 - saved.draws[n * dc];
+            for (gsv, gv) in gsc.iter_mut().zip(gc) {
+                *gsv = keep * gv;
             }
         });
-    norm::backward(d, &saved.stats, &saved.y, &mut g);
+    let mut g = vec![0.0; rows * s];
+    g.par_chunks_mut(s)
+        .zip(firing.cells.par_iter())
+        .with_min_len(256)
+        .for_each(|(gr, &n)| {
+            let n = n as usize;
+            let mask = saved.draws[n * dc];
+            for (gv, gc) in gr.iter_mut().zip(&gcell[n * s..(n + 1) * s]) {
+                *gv = mask * gc;
+            }
+        });
+    drop(gcell);
+    norm::backward(d, &firing.starts, &saved.stats, &saved.y, &mut g);
 
+    // The cell MLP in reverse, per tile of rows: the gradient at the first
+    // layer's input side (`ga`) and at the residual (`gres`), one row per
+    // firing cell, and the weight gradients per group of tiles.
     let gw = d.first_grad_width();
-    let mut ga = vec![0.0; cells * gw];
+    let mut ga = vec![0.0; rows * gw];
+    let mut gres = vec![0.0; rows * s];
     let rl = d.record(TILE);
-    let per_group = cells.div_ceil(TILE).div_ceil(GROUPS);
-    let group_cells = per_group * TILE;
+    let per_group = rows.div_ceil(TILE).div_ceil(GROUPS).max(1);
+    let group_rows = per_group * TILE;
     let len = w.pack.len;
     let mut partial = vec![0.0; GROUPS * len];
     saved
         .rec
         .par_chunks(per_group * rl.len())
-        .zip(g.par_chunks(group_cells * s))
-        .zip(gs.par_chunks_mut(group_cells * s))
-        .zip(ga.par_chunks_mut(group_cells * gw))
+        .zip(g.par_chunks(group_rows * s))
+        .zip(gres.par_chunks_mut(group_rows * s))
+        .zip(ga.par_chunks_mut(group_rows * gw))
+        .zip(firing.cells.par_chunks(group_rows))
         .zip(partial.par_chunks_mut(len))
-        .enumerate()
-        .for_each(|(gi, ((((rec, gc), gsg), gag), acc))| {
+        .for_each(|(((((rec, gc), grg), gag), cg), acc)| {
             let tiles = rec
                 .chunks(rl.len())
                 .zip(gc.chunks(TILE * s))
-                .zip(gsg.chunks_mut(TILE * s))
-                .zip(gag.chunks_mut(TILE * gw));
-            for (k, (((rt, gt), gst), gat)) in tiles.enumerate() {
-                let n0 = gi * group_cells + k * TILE;
+                .zip(grg.chunks_mut(TILE * s))
+                .zip(gag.chunks_mut(TILE * gw))
+                .zip(cg.chunks(TILE));
+            for ((((rt, gt), grt), gat), ct) in tiles {
                 with_scratch(d, |scr| {
-                    tile_backward(d, saved, n0, (rt, gt), (gst, gat), scr, acc)
+                    tile_backward(d, saved, ct, (rt, gt), (grt, gat), scr, acc)
                 });
             }
         });
@@ -87,41 +105,185 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
             *a += b;
         }
     }
-
-    let mut gx = vec![0.0; cells * ci];
-    gx.par_chunks_mut(TILE * ci)
-        .zip(gs.par_chunks(TILE * s))
-        .enumerate()
-        .for_each(|(t, (gxt, gst))| {
-            with_scratch(d, |scr| {
-                input_grad(d, saved, &ga, t * TILE, (gxt, gst), &mut scr.p)
-            })
-        });
+    if d.residual {
+        gs.par_chunks_mut(s)
+            .zip(firing.row_of.par_iter())
+            .with_min_len(256)
+            .filter(|(_, &k)| k != u32::MAX)
+            .for_each(|(gsc, &k)| {
+                let k = k as usize;
+                for (o, gv) in gsc.iter_mut().zip(&gres[k * s..(k + 1) * s]) {
+                    *o += gv;
+                }
+            });
+    }
+    let gx = match w.pack.first {
+        First::Conv { .. } => conv_input_grad(d, saved, &ga, &gs),
+        First::Depthwise { .. } => {
+            // Spread the rows over the grid (zero where a cell does not
+            // fire), then the flipped filter gathers from it.
+            let mut gcells = vec![0.0; cells * ci];
+            gcells
+                .par_chunks_mut(ci)
+                .zip(firing.row_of.par_iter())
+                .with_min_len(256)
+                .filter(|(_, &k)| k != u32::MAX)
+                .for_each(|(o, &k)| o.copy_from_slice(&ga[k as usize * ci..(k as usize + 1) * ci]));
+            let mut gx = vec![0.0; cells * ci];
+            gx.par_chunks_mut(TILE * ci)
+                .zip(gs.par_chunks(TILE * s))
+                .enumerate()
+                .for_each(|(t, (gxt, gst))| {
+                    depthwise_input_grad(d, saved, &gcells, t * TILE, (gxt, gst))
+                });
+            gx
+        }
+    };
     Grads {
         x: nhwc_to_nchw(&gx, d.b, ci, d.hw()),
         params: w.to_packed(&gp),
     }
 }
 
-/// The backward of the cell MLP on the tile starting at cell `n0`: `rec`
-/// the tile's activations, `gc` the gradient at the mixed candidate
-/// (`[m, S]`). Adds the residual path into `gs` (`[m, S]`), writes the
-/// gradient at the first layer's input side into `ga` (`[m, hd]` before the
-/// 3x3 weight, or `[m, S + E]` at the depthwise output), and accumulates the
+/// A raw pointer to the input-gradient buffer, shared by the band tasks of
+/// [`conv_input_grad`]; each task makes a slice of the grid rows it alone
+/// writes.
+#[derive(Clone, Copy)]
+struct GridPtr(*mut f32);
+
+impl GridPtr {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper
+    /// rather than its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the tasks that use it at the same time write disjoint ranges (see
+// `conv_input_grad`).
+unsafe impl Send for GridPtr {}
+// SAFETY: as above.
+unsafe impl Sync for GridPtr {}
+
+/// The gradient at `x` (`[N, S + E]`) for a full 3x3 perception: each
+/// firing cell's first-layer gradient `ga` (`[rows, hd]`) times the
+/// transposed weight gives its 3x3 neighbourhood's gradient (`[9 * ci]`),
+/// scattered onto the neighbours; plus `gs` (`[N, S]`) on the state
+/// channels. The grid is cut into bands of `BAND` rows or more; a band's
+/// scatter reaches one grid row past each side, so the even bands run in
+/// parallel, then the odd ones, and no two tasks write the same cell. The
+/// order of the sums is fixed, whatever the threads.
+fn conv_input_grad(d: &Dims, saved: &Saved, ga: &[f32], gs: &[f32]) -> Vec<f32> {
+    let (s, ci, hd, hw) = (d.s, d.ci(), d.hd, d.hw());
+    let mut gx = vec![0.0; d.cells() * ci];
+    gx.par_chunks_mut(ci)
+        .zip(gs.par_chunks(s))
+        .with_min_len(256)
+        .for_each(|(o, gsr)| o[..s].copy_from_slice(gsr));
+    let band = BAND.max(TILE.div_ceil(d.w.max(1)));
+    let bands = d.h.div_ceil(band);
+    let cells = &saved.firing.cells;
+    let ptr = GridPtr(gx.as_mut_ptr());
+    for parity in 0..2 {
+        (0..d.b * bands)
+            .into_par_iter()
+            .filter(|k| (k % bands) % 2 == parity)
+            .for_each(|k| {
+                let (img, y0) = (k / bands, (k % bands) * band);
+                let y1 = (y0 + band).min(d.h);
+                let first = img * hw + y0 * d.w;
+                let (r0, r1) = (
+                    cells.partition_point(|&n| (n as usize) < first),
+                    cells.partition_point(|&n| (n as usize) < first + (y1 - y0) * d.w),
+                );
+                // The grid rows y0 - 1 .. y1 + 1 of this image.
+                let lo = img * hw + y0.saturating_sub(1) * d.w;
+                let hi = img * hw + (y1 + 1).min(d.h) * d.w;
+                // SAFETY: `lo .. hi` lies in `gx`; bands of the same parity
+                // are at least two grid rows apart (`band >= 2`) or in
+                // different images, so their ranges do not overlap, and the
+                // phases run one after the other.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(lo * ci), (hi - lo) * ci)
+                };
+                with_scratch(d, |scr| {
+                    for (ct, gat) in cells[r0..r1]
+                        .chunks(TILE)
+                        .zip(ga[r0 * hd..r1 * hd].chunks(TILE * hd))
+                    {
+                        scatter3x3(d, saved, ct, gat, (out, lo), &mut scr.p)
+                    }
+                })
+            });
+    }
+    gx
+}
+
+/// Grid rows per band of [`conv_input_grad`], at least.
+const BAND: usize = 2;
+
+with_avx2! {
+    /// [`scatter3x3_impl`], vectorized for the CPU at hand.
+    fn scatter3x3 => scatter3x3_impl(
+        d: &Dims,
+        saved: &Saved,
+        cells: &[u32],
+        ga: &[f32],
+        out: (&mut [f32], usize),
+        q: &mut [f32],
+    )
+}
+
+/// For the tile of cells `cells` with first-layer gradients `ga` (`[m,
+/// hd]`): `q = ga W^T` (`[m, 9 * ci]`), then each tap's part added to the
+/// neighbour it came from, in `out` (`[.., ci]`, starting at cell `lo`).
+#[inline(always)]
+fn scatter3x3_impl(
+    d: &Dims,
+    saved: &Saved,
+    cells: &[u32],
+    ga: &[f32],
+    (out, lo): (&mut [f32], usize),
+    q: &mut [f32],
+) {
+    let (ci, hd, m) = (d.ci(), d.hd, cells.len());
+    let First::Conv { w: wo, .. } = saved.weights.pack.first else {
+        unreachable!("scatter3x3 is for a full 3x3 perception");
+    };
+    let wc = &saved.weights.v[wo..wo + 9 * ci * hd];
+    let q = &mut q[..m * 9 * ci];
+    matmul((m, 9 * ci, hd), q, 9 * ci, false, (ga, hd, 1), (wc, 1, hd));
+    for (row, &n) in q.chunks_exact(9 * ci).zip(cells) {
+        for (t, tap) in row.chunks_exact(ci).enumerate() {
+            if let Some(j) = neighbour(d, n as usize, t, false) {
+                let o = &mut out[(j - lo) * ci..(j - lo + 1) * ci];
+                for (a, v) in o.iter_mut().zip(tap) {
+                    *a += v;
+                }
+            }
+        }
+    }
+}
+
+/// The backward of the cell MLP on the tile of cells `cells`: `rec` the
+/// tile's activations, `gc` the gradient at the mixed candidate (`[m, S]`).
+/// Writes the residual path's gradient into `gres` (`[m, S]`), the gradient
+/// at the first layer's input side into `ga` (`[m, hd]` before the 3x3
+/// weight, or `[m, S + E]` at the depthwise output), and accumulates the
 /// weight gradients into `acc` (internal layout).
 #[inline(always)]
 fn tile_backward_impl(
     d: &Dims,
     saved: &Saved,
-    n0: usize,
+    cells: &[u32],
     inputs: (&[f32], &[f32]),
     outputs: (&mut [f32], &mut [f32]),
     scr: &mut Scratch,
     acc: &mut [f32],
 ) {
-    let ((rec, gc), (gs, ga)) = (inputs, outputs);
+    let ((rec, gc), (gres, ga)) = (inputs, outputs);
     let (s, ci, hd, dc) = (d.s, d.ci(), d.hd, d.draw_channels());
-    let m = gc.len() / s;
+    let m = cells.len();
     let (w, x) = (&saved.weights, &saved.x);
     let v = &w.v;
     let rl = d.record(TILE);
@@ -132,10 +294,10 @@ fn tile_backward_impl(
     // Reset mix and residual.
     let gu = &mut scr.gu[..m * s];
     let gg = &mut scr.gg[..m];
-    for i in 0..m {
+    for (i, &n) in cells.iter().enumerate() {
         let (g, gur) = (&gc[i * s..(i + 1) * s], &mut gu[i * s..(i + 1) * s]);
         if d.reset {
-            let n = n0 + i;
+            let n = n as usize;
             let r = rec[rl.r() + i];
             let z = &saved.draws[n * dc + 1..n * dc + 1 + s];
             let cr = &cand[i * s..(i + 1) * s];
@@ -152,11 +314,9 @@ fn tile_backward_impl(
         } else {
             gur.copy_from_slice(g);
         }
-        if d.residual {
-            for (o, gv) in gs[i * s..(i + 1) * s].iter_mut().zip(gur.iter()) {
-                *o += gv;
-            }
-        }
+    }
+    if d.residual {
+        gres[..m * s].copy_from_slice(gu);
     }
 
     // Update layer (and reset gate) back to the last hidden layer.
@@ -225,7 +385,7 @@ fn tile_backward_impl(
     // Perception layer.
     match w.pack.first {
         First::Conv { w: wo, b: bo } => {
-            gather3x3(d, x, ci, n0, m, false, &mut scr.p);
+            gather3x3(d, x, ci, cells, &mut scr.p);
             let gw = &mut acc[wo..wo + 9 * ci * hd];
             matmul(
                 (9 * ci, hd, m),
@@ -240,7 +400,7 @@ fn tile_backward_impl(
         }
         First::Depthwise { dw, db, pw, pb } => {
             let dwo = &mut scr.dw[..m * ci];
-            depthwise(d, x, n0, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
+            depthwise(d, x, cells, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
             let gpw = &mut acc[pw..pw + ci * hd];
             matmul((ci, hd, m), gpw, hd, true, (dwo, 1, ci), (ghm, hd, 1));
             add_colsum(&mut acc[pb..pb + hd], ghm, hd, m);
@@ -248,10 +408,9 @@ fn tile_backward_impl(
             let wp = &v[pw..pw + ci * hd];
             matmul((m, ci, hd), gd, ci, false, (ghm, hd, 1), (wp, 1, hd));
             add_colsum(&mut acc[db..db + ci], gd, ci, m);
-            for i in 0..m {
-                let gdr = &gd[i * ci..(i + 1) * ci];
+            for (gdr, &n) in gd.chunks_exact(ci).zip(cells) {
                 for t in 0..9 {
-                    if let Some(j) = neighbour(d, n0 + i, t, false) {
+                    if let Some(j) = neighbour(d, n as usize, t, false) {
                         let gwt = &mut acc[dw + t * ci..dw + (t + 1) * ci];
                         for ((a, gv), xv) in gwt.iter_mut().zip(gdr).zip(&x[j * ci..]) {
                             *a += gv * xv;
@@ -269,7 +428,7 @@ with_avx2! {
     fn tile_backward => tile_backward_impl(
         d: &Dims,
         saved: &Saved,
-        n0: usize,
+        cells: &[u32],
         inputs: (&[f32], &[f32]),
         outputs: (&mut [f32], &mut [f32]),
         scr: &mut Scratch,
@@ -277,65 +436,34 @@ with_avx2! {
     )
 }
 
-/// The gradient at `x` of the tile starting at cell `n0` (`gx`, `[m, S +
-/// E]`): the transposed perception applied to `ga` (all cells), plus `gs`
-/// (`[m, S]`) on the state channels.
-#[inline(always)]
-fn input_grad_impl(
+/// For a depthwise perception, the gradient at `x` of the cells from `n0`
+/// on (`gx`, `[m, S + E]`): the flipped depthwise filter applied to `ga`
+/// (`[N, S + E]`, zero where a cell does not fire), plus `gs` (`[m, S]`) on
+/// the state channels.
+fn depthwise_input_grad(
     d: &Dims,
     saved: &Saved,
     ga: &[f32],
     n0: usize,
-    out: (&mut [f32], &[f32]),
-    q: &mut [f32],
+    (gx, gs): (&mut [f32], &[f32]),
 ) {
-    let (gx, gs) = out;
-    let (s, ci, hd) = (d.s, d.ci(), d.hd);
-    let m = gx.len() / ci;
-    let w = &saved.weights;
-    match w.pack.first {
-        First::Conv { .. } => {
-            gather3x3(d, ga, hd, n0, m, true, q);
-            let q = &q[..m * 9 * hd];
-            matmul(
-                (m, ci, 9 * hd),
-                gx,
-                ci,
-                false,
-                (q, 9 * hd, 1),
-                (&w.conv_t, ci, 1),
-            );
-        }
-        First::Depthwise { dw, .. } => {
-            let wdw = &w.v[dw..dw + 9 * ci];
-            for (i, row) in gx.chunks_exact_mut(ci).enumerate() {
-                row.fill(0.0);
-                for t in 0..9 {
-                    if let Some(j) = neighbour(d, n0 + i, t, true) {
-                        let (gd, wt) = (&ga[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
-                        for ((o, gv), wv) in row.iter_mut().zip(gd).zip(wt) {
-                            *o += gv * wv;
-                        }
-                    }
+    let (s, ci) = (d.s, d.ci());
+    let First::Depthwise { dw, .. } = saved.weights.pack.first else {
+        unreachable!("depthwise_input_grad is for a depthwise perception");
+    };
+    let wdw = &saved.weights.v[dw..dw + 9 * ci];
+    for (i, (row, gsr)) in gx.chunks_exact_mut(ci).zip(gs.chunks_exact(s)).enumerate() {
+        row.fill(0.0);
+        for t in 0..9 {
+            if let Some(j) = neighbour(d, n0 + i, t, true) {
+                let (gd, wt) = (&ga[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
+                for ((o, gv), wv) in row.iter_mut().zip(gd).zip(wt) {
+                    *o += gv * wv;
                 }
             }
         }
-    }
-    for (row, gsr) in gx.chunks_exact_mut(ci).zip(gs.chunks_exact(s)) {
         for (o, gv) in row.iter_mut().zip(gsr) {
             *o += gv;
         }
     }
-}
-
-with_avx2! {
-    /// [`input_grad_impl`], vectorized for the CPU at hand.
-    fn input_grad => input_grad_impl(
-        d: &Dims,
-        saved: &Saved,
-        ga: &[f32],
-        n0: usize,
-        out: (&mut [f32], &[f32]),
-        q: &mut [f32],
-    )
 }

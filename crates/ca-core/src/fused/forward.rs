@@ -1,11 +1,14 @@
-//! The forward pass of the fused step: per tile of cells, the whole cell
-//! MLP (3x3 perception as an im2col GEMM or a depthwise filter plus a 1x1
-//! GEMM, hidden 1x1 GEMMs, the update, the residual and the reset mix);
-//! then the normalization over the batch and the masked update.
+//! The forward pass of the fused step: per tile of firing cells, the whole
+//! cell MLP (3x3 perception as an im2col GEMM or a depthwise filter plus a
+//! 1x1 GEMM, hidden 1x1 GEMMs, the update, the residual and the reset mix);
+//! then the normalization over the firing cells and the masked update.
+//! Cells that do not fire are never evaluated: they keep their state.
 
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, First, Weights};
+use super::layout::{
+    gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, Firing, First, Weights,
+};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -71,9 +74,11 @@ pub(crate) struct Saved {
     pub x: Vec<f32>,
     /// The draws, `[N, 1 (+ S)]`: mask, then noise.
     pub draws: Vec<f32>,
-    /// The activations, one [`super::layout::Record`] per tile.
+    /// The firing cells, whose rows the buffers below hold.
+    pub firing: Firing,
+    /// The activations, one [`super::layout::Record`] per tile of rows.
     pub rec: Vec<f32>,
-    /// The normalized candidate, `[N, S]`.
+    /// The normalized candidate, `[rows, S]`.
     pub y: Vec<f32>,
     /// The normalization's statistics.
     pub stats: Stats,
@@ -88,66 +93,65 @@ pub(crate) struct Output {
 }
 
 /// One step: `x` `[B, S + E, H, W]`, `packed` the packed parameters, `draws`
-/// `[B, 1 (+ S), H, W]`; keeps the activations when `save`.
+/// `[B, 1 (+ S), H, W]`; keeps the activations when `save`. The cell MLP
+/// runs on the firing cells only (nonzero mask), in tiles of `TILE` rows.
 pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: bool) -> Output {
-    let (cells, s, ci) = (d.cells(), d.s, d.ci());
+    let (s, ci) = (d.s, d.ci());
     let weights = Weights::new(d, packed);
     let x = nchw_to_nhwc(x, d.b, ci, d.hw());
     let draws = nchw_to_nhwc(draws, d.b, d.draw_channels(), d.hw());
-    let mut y = vec![0.0; cells * s];
+    let firing = Firing::new(d, &draws);
+    let rows = firing.rows();
+    let mut y = vec![0.0; rows * s];
     let record = d.record(TILE);
-    let rec = if cells == 0 {
-        Vec::new()
-    } else if save {
-        let mut rec = vec![0.0; cells.div_ceil(TILE) * record.len()];
+    let run = |cells: &[u32], r: &mut [f32], yt: &mut [f32], scr: &mut Scratch| {
+        tile(
+            d,
+            &weights,
+            (&x, &draws),
+            cells,
+            &mut scr.p,
+            &mut scr.dw,
+            r,
+            yt,
+        )
+    };
+    let rec = if save {
+        let mut rec = vec![0.0; rows.div_ceil(TILE) * record.len()];
         rec.par_chunks_mut(record.len())
             .zip(y.par_chunks_mut(TILE * s))
-            .enumerate()
-            .for_each(|(t, (r, yt))| {
-                with_scratch(d, |scr| {
-                    tile(
-                        d,
-                        &weights,
-                        (&x, &draws),
-                        t * TILE,
-                        &mut scr.p,
-                        &mut scr.dw,
-                        r,
-                        yt,
-                    )
-                })
-            });
+            .zip(firing.cells.par_chunks(TILE))
+            .for_each(|((r, yt), cells)| with_scratch(d, |scr| run(cells, r, yt, scr)));
         rec
     } else {
-        y.par_chunks_mut(TILE * s).enumerate().for_each(|(t, yt)| {
-            with_scratch(d, |scr| {
-                let r = &mut scr.rec[..record.len()];
-                tile(
-                    d,
-                    &weights,
-                    (&x, &draws),
-                    t * TILE,
-                    &mut scr.p,
-                    &mut scr.dw,
-                    r,
-                    yt,
-                )
-            })
-        });
+        y.par_chunks_mut(TILE * s)
+            .zip(firing.cells.par_chunks(TILE))
+            .for_each(|(yt, cells)| {
+                with_scratch(d, |scr| {
+                    let mut r = std::mem::take(&mut scr.rec);
+                    run(cells, &mut r[..record.len()], yt, scr);
+                    scr.rec = r;
+                })
+            });
         Vec::new()
     };
-    let stats = norm::normalize(d, &mut y);
+    let stats = norm::normalize(d, &firing.starts, &mut y);
     let dc = d.draw_channels();
-    let mut out = vec![0.0; cells * s];
+    let mut out = vec![0.0; d.cells() * s];
     out.par_chunks_mut(s)
-        .zip(y.par_chunks(s))
         .enumerate()
         .with_min_len(256)
-        .for_each(|(n, (o, yc))| {
-            let mask = draws[n * dc];
+        .for_each(|(n, o)| {
             let st = &x[n * ci..n * ci + s];
-            for ((o, &yv), &sv) in o.iter_mut().zip(yc).zip(st) {
-                *o = sv + mask * (yv - sv);
+            match firing.row_of[n] {
+                u32::MAX => o.copy_from_slice(st),
+                k => {
+                    let (mask, k) = (draws[n * dc], k as usize);
+                    let yc = &y[k * s..(k + 1) * s];
+                    for ((o, &yv), &sv) in o.iter_mut().zip(yc).zip(st) {
+                        *o = sv + mask * (yv - sv);
+                    }
+                }
             }
         });
     let out = nhwc_to_nchw(&out, d.b, s, d.hw());
@@ -155,6 +159,7 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
         weights,
         x,
         draws,
+        firing,
         rec,
         y,
         stats,
@@ -168,7 +173,7 @@ with_avx2! {
         d: &Dims,
         w: &Weights,
         xd: (&[f32], &[f32]),
-        n0: usize,
+        cells: &[u32],
         p: &mut [f32],
         dwo: &mut [f32],
         rec: &mut [f32],
@@ -176,22 +181,22 @@ with_avx2! {
     )
 }
 
-/// The depthwise 3x3 filter (zero padding) of cells `n0 .. n0 + m` of `x`
+/// The depthwise 3x3 filter (zero padding) of the cells `cells` of `x`
 /// (`[N, ci]`) with taps `wdw` (`[9, ci]`) and bias `bias`, into `out`
-/// (`[m, ci]`).
+/// (`[cells.len(), ci]`).
 #[inline(always)]
 pub(crate) fn depthwise(
     d: &Dims,
     x: &[f32],
-    n0: usize,
+    cells: &[u32],
     (wdw, bias): (&[f32], &[f32]),
     out: &mut [f32],
 ) {
     let ci = d.ci();
-    for (i, row) in out.chunks_exact_mut(ci).enumerate() {
+    for (row, &n) in out.chunks_exact_mut(ci).zip(cells) {
         row.copy_from_slice(bias);
         for t in 0..9 {
-            if let Some(j) = neighbour(d, n0 + i, t, false) {
+            if let Some(j) = neighbour(d, n as usize, t, false) {
                 let (xs, ws) = (&x[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
                 for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
                     *o += xv * wv;
@@ -201,16 +206,16 @@ pub(crate) fn depthwise(
     }
 }
 
-/// The cell MLP of the tile starting at cell `n0`: writes the activations
-/// into `rec` (one tile's [`super::layout::Record`]) and the mixed candidate
-/// into `y` (`[m, S]`, `m` the tile's cells); `p` and `dw` are scratch.
+/// The cell MLP of the tile of cells `cells`: writes the activations into
+/// `rec` (one tile's [`super::layout::Record`]) and the mixed candidate into
+/// `y` (`[m, S]`, `m = cells.len()`); `p` and `dw` are scratch.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile_impl(
     d: &Dims,
     w: &Weights,
     xd: (&[f32], &[f32]),
-    n0: usize,
+    cells: &[u32],
     p: &mut [f32],
     dwo: &mut [f32],
     rec: &mut [f32],
@@ -218,21 +223,21 @@ fn tile_impl(
 ) {
     let (x, draws) = xd;
     let (s, ci, hd) = (d.s, d.ci(), d.hd);
-    let m = y.len() / s;
+    let m = cells.len();
     let rl = d.record(TILE);
     let v = &w.v;
     {
         let h0 = &mut rec[..m * hd];
         match w.pack.first {
             First::Conv { w: wo, b: bo } => {
-                gather3x3(d, x, ci, n0, m, false, p);
+                gather3x3(d, x, ci, cells, p);
                 let wc = &v[wo..wo + 9 * ci * hd];
                 matmul((m, hd, 9 * ci), h0, hd, false, (p, 9 * ci, 1), (wc, hd, 1));
                 bias_relu(h0, hd, m, &v[bo..bo + hd]);
             }
             First::Depthwise { dw, db, pw, pb } => {
                 let dwo = &mut dwo[..m * ci];
-                depthwise(d, x, n0, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
+                depthwise(d, x, cells, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
                 let wp = &v[pw..pw + ci * hd];
                 matmul((m, hd, ci), h0, hd, false, (dwo, ci, 1), (wp, hd, 1));
                 bias_relu(h0, hd, m, &v[pb..pb + hd]);
@@ -266,8 +271,8 @@ fn tile_impl(
         (&v[wu..wu + hd * s], s, 1),
     );
     let dc = d.draw_channels();
-    for i in 0..m {
-        let n = n0 + i;
+    for (i, &n) in cells.iter().enumerate() {
+        let n = n as usize;
         let row = &mut cand[i * s..(i + 1) * s];
         for (c, u) in row.iter_mut().enumerate() {
             *u += v[bu + c];

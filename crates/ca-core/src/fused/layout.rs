@@ -238,17 +238,13 @@ impl Packing {
     }
 }
 
-/// The rule's parameters in internal layout, plus, for a full 3x3, the
-/// weight arranged for the transposed convolution of the backward pass.
+/// The rule's parameters in internal layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Weights {
     /// Offsets into `v`.
     pub pack: Packing,
     /// The internal copy (see [`Packing`]).
     pub v: Vec<f32>,
-    /// For a full 3x3: `[9 * hd, ci]`, row `t * hd + o`, column `c` holds
-    /// the original `W[o, c, t]`.
-    pub conv_t: Vec<f32>,
     perm: Vec<usize>,
 }
 
@@ -258,27 +254,7 @@ impl Weights {
         let pack = Packing::new(d);
         let perm = pack.permutation(d);
         let v = perm.iter().map(|&j| packed[j]).collect();
-        let conv_t = match pack.first {
-            First::Conv { w, .. } => {
-                let (ci, hd) = (d.ci(), d.hd);
-                let mut conv_t = vec![0.0; 9 * hd * ci];
-                for t in 0..9 {
-                    for o in 0..hd {
-                        for c in 0..ci {
-                            conv_t[(t * hd + o) * ci + c] = packed[w + (o * ci + c) * 9 + t];
-                        }
-                    }
-                }
-                conv_t
-            }
-            First::Depthwise { .. } => Vec::new(),
-        };
-        Weights {
-            pack,
-            v,
-            conv_t,
-            perm,
-        }
+        Weights { pack, v, perm }
     }
 
     /// A gradient in internal layout, returned in the packed layout.
@@ -288,6 +264,51 @@ impl Weights {
             out[j] = *g;
         }
         out
+    }
+}
+
+/// The firing cells of a step: those whose update mask is nonzero. Only
+/// they run the cell MLP; the others keep their state. Their per-cell
+/// buffers ("rows") are compact, in cell order, so the rows of image `b`
+/// are `starts[b] .. starts[b + 1]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Firing {
+    /// Cell index of each row, increasing.
+    pub cells: Vec<u32>,
+    /// Row offsets of the images, `B + 1` entries.
+    pub starts: Vec<usize>,
+    /// Row of each cell, `u32::MAX` for a cell that does not fire.
+    pub row_of: Vec<u32>,
+}
+
+impl Firing {
+    /// The firing cells of the NHWC draws `draws` (`[N, draw_channels]`,
+    /// mask first).
+    pub fn new(d: &Dims, draws: &[f32]) -> Self {
+        let dc = d.draw_channels();
+        let mut cells = Vec::with_capacity(d.cells());
+        let mut starts = Vec::with_capacity(d.b + 1);
+        let mut row_of = vec![u32::MAX; d.cells()];
+        for img in 0..d.b {
+            starts.push(cells.len());
+            for n in img * d.hw()..(img + 1) * d.hw() {
+                if draws[n * dc] != 0.0 {
+                    row_of[n] = cells.len() as u32;
+                    cells.push(n as u32);
+                }
+            }
+        }
+        starts.push(cells.len());
+        Firing {
+            cells,
+            starts,
+            row_of,
+        }
+    }
+
+    /// Number of rows (firing cells).
+    pub fn rows(&self) -> usize {
+        self.cells.len()
     }
 }
 
@@ -358,21 +379,15 @@ pub(crate) fn neighbour(d: &Dims, n: usize, t: usize, flip: bool) -> Option<usiz
     }
 }
 
-/// The 3x3 neighbourhoods of cells `n0 .. n0 + m` of `src` (`[N, c]`) into
-/// `dst` (`[m, 9 * c]`, tap-major): row `i`, columns `t * c .. (t + 1) * c`
-/// hold the neighbour at tap `t` (see [`neighbour`]), zeros past the border.
-pub(crate) fn gather3x3(
-    d: &Dims,
-    src: &[f32],
-    c: usize,
-    n0: usize,
-    m: usize,
-    flip: bool,
-    dst: &mut [f32],
-) {
-    for (i, row) in dst[..m * 9 * c].chunks_exact_mut(9 * c).enumerate() {
+/// The 3x3 neighbourhoods of the cells `cells` of `src` (`[N, c]`) into
+/// `dst` (`[m, 9 * c]`, tap-major, `m = cells.len()`): row `i`, columns
+/// `t * c .. (t + 1) * c` hold the neighbour of `cells[i]` at tap `t` (see
+/// [`neighbour`]), zeros past the border.
+pub(crate) fn gather3x3(d: &Dims, src: &[f32], c: usize, cells: &[u32], dst: &mut [f32]) {
+    let m = cells.len();
+    for (row, &n) in dst[..m * 9 * c].chunks_exact_mut(9 * c).zip(cells) {
         for (t, tap) in row.chunks_exact_mut(c).enumerate() {
-            match neighbour(d, n0 + i, t, flip) {
+            match neighbour(d, n as usize, t, false) {
                 Some(j) => tap.copy_from_slice(&src[j * c..(j + 1) * c]),
                 None => tap.fill(0.0),
             }
@@ -418,7 +433,6 @@ mod tests {
         let (ci, hd) = (d.ci(), d.hd);
         // Original [o=1, c=2, t=5] lies at (1 * ci + 2) * 9 + 5.
         assert_eq!(w.v[(5 * ci + 2) * hd + 1], ((ci + 2) * 9 + 5) as f32);
-        assert_eq!(w.conv_t[(5 * hd + 1) * ci + 2], ((ci + 2) * 9 + 5) as f32);
     }
 
     #[test]

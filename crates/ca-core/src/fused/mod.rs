@@ -41,14 +41,13 @@ pub(crate) fn step(
     let reset = noise.is_some();
     let x = Tensor::cat(&[state, env], 1)?;
     let packed: Vec<Tensor> = params
-        .named()
-        .into_iter()
-        .filter(|p| match p.group {
+        .vars_of(|group| match group {
             ParamGroup::Rule => true,
             ParamGroup::ResetGate => reset,
             ParamGroup::Classifier => false,
         })
-        .map(|p| p.var.as_tensor().flatten_all())
+        .into_iter()
+        .map(|v| v.as_tensor().flatten_all())
         .collect::<candle_core::Result<_>>()?;
     let packed = Tensor::cat(&packed, 0)?;
     let draws = match noise {

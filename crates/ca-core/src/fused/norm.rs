@@ -1,23 +1,27 @@
-//! The normalizations of the fused step, forward and backward, on a
-//! candidate `[N, S]` in NHWC order. Sums are taken per fixed block of
-//! cells in `f64` and combined in block order, so results do not depend on
-//! the number of threads.
+//! The normalizations of the fused step, forward and backward, on the
+//! candidates of the firing cells (`[rows, S]`, see [`Firing`]): the
+//! statistics of batch and instance norm are taken over the firing cells
+//! only (`docs/FIRING.md`). Sums are taken per fixed block of rows in `f64`
+//! and combined in block order, so results do not depend on the number of
+//! threads.
 
 use rayon::prelude::*;
 
 use super::layout::Dims;
+#[cfg(doc)]
+use super::layout::Firing;
 use crate::config::Norm;
 use crate::norm::NORM_EPS;
 
-/// Cells per block of a reduction.
+/// Rows per block of a reduction.
 const BLOCK: usize = 1024;
 
-/// Cells per task of an elementwise pass.
+/// Rows per task of an elementwise pass.
 const MIN_CELLS: usize = 256;
 
 /// The inverse standard deviation `1 / sqrt(var + eps)` of every group of a
 /// normalization (per channel for batch, per image and channel for
-/// instance, per cell for channel; empty for none).
+/// instance, per row for channel; empty for none).
 #[derive(Debug, Clone)]
 pub(crate) struct Stats {
     inv: Vec<f32>,
@@ -31,21 +35,30 @@ fn group(d: &Dims, img: usize, c: usize) -> usize {
     }
 }
 
-/// Per-group sums of `f(cell, channel) -> (a, b)` over the cells of each
-/// group, for batch and instance norm.
-fn group_sums(d: &Dims, f: impl Fn(usize, usize) -> (f64, f64) + Sync) -> Vec<(f64, f64)> {
-    let (hw, s) = (d.hw(), d.s);
-    let per_image = hw.div_ceil(BLOCK);
-    let partial: Vec<Vec<(f64, f64)>> = (0..d.b * per_image)
-        .into_par_iter()
-        .map(|k| {
-            let (img, blk) = (k / per_image, k % per_image);
-            let n0 = img * hw + blk * BLOCK;
-            let n1 = img * hw + ((blk + 1) * BLOCK).min(hw);
+/// Per-group sums of `f(image, row, channel) -> (a, b)` over the rows of each
+/// group, for batch and instance norm; `starts` are the images' row
+/// offsets (see [`Firing`]).
+fn group_sums(
+    d: &Dims,
+    starts: &[usize],
+    f: impl Fn(usize, usize, usize) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
+    let s = d.s;
+    let blocks: Vec<(usize, usize, usize)> = (0..d.b)
+        .flat_map(|img| {
+            let (r0, r1) = (starts[img], starts[img + 1]);
+            (r0..r1)
+                .step_by(BLOCK)
+                .map(move |a| (img, a, (a + BLOCK).min(r1)))
+        })
+        .collect();
+    let partial: Vec<Vec<(f64, f64)>> = blocks
+        .par_iter()
+        .map(|&(img, r0, r1)| {
             let mut acc = vec![(0.0, 0.0); s];
-            for n in n0..n1 {
+            for k in r0..r1 {
                 for (c, a) in acc.iter_mut().enumerate() {
-                    let (u, v) = f(n, c);
+                    let (u, v) = f(img, k, c);
                     a.0 += u;
                     a.1 += v;
                 }
@@ -55,8 +68,7 @@ fn group_sums(d: &Dims, f: impl Fn(usize, usize) -> (f64, f64) + Sync) -> Vec<(f
         .collect();
     let groups = if d.norm == Norm::Instance { d.b * s } else { s };
     let mut sums = vec![(0.0, 0.0); groups];
-    for (k, acc) in partial.iter().enumerate() {
-        let img = k / per_image;
+    for (&(img, ..), acc) in blocks.iter().zip(&partial) {
         for (c, (u, v)) in acc.iter().enumerate() {
             let g = &mut sums[group(d, img, c)];
             g.0 += u;
@@ -66,22 +78,51 @@ fn group_sums(d: &Dims, f: impl Fn(usize, usize) -> (f64, f64) + Sync) -> Vec<(f
     sums
 }
 
-/// Cells per group of batch or instance norm.
-fn group_size(d: &Dims) -> f64 {
+/// Rows per group of batch or instance norm (at least 1, so that an image
+/// with no firing cell gets finite, unused statistics).
+fn group_sizes(d: &Dims, starts: &[usize]) -> Vec<f64> {
+    let count = |n: usize| n.max(1) as f64;
     match d.norm {
-        Norm::Instance => d.hw() as f64,
-        _ => d.cells() as f64,
+        Norm::Instance => (0..d.b * d.s)
+            .map(|g| count(starts[g / d.s + 1] - starts[g / d.s]))
+            .collect(),
+        _ => vec![count(starts[d.b]); d.s],
     }
 }
 
-/// Normalizes `y` (`[N, S]`) in place; returns the statistics the backward
-/// needs.
-pub(crate) fn normalize(d: &Dims, y: &mut [f32]) -> Stats {
+/// Runs `f(image, row index, row)` over every row of `y` (`[rows, S]`), in
+/// parallel.
+fn for_each_row(
+    d: &Dims,
+    starts: &[usize],
+    y: &mut [f32],
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let s = d.s;
+    let mut images = Vec::with_capacity(d.b);
+    let mut rest = y;
+    for img in 0..d.b {
+        let (a, b) = rest.split_at_mut((starts[img + 1] - starts[img]) * s);
+        images.push((img, a));
+        rest = b;
+    }
+    images.into_par_iter().for_each(|(img, rows)| {
+        rows.par_chunks_mut(s)
+            .enumerate()
+            .with_min_len(MIN_CELLS)
+            .for_each(|(i, row)| f(img, starts[img] + i, row))
+    });
+}
+
+/// Normalizes `y` (`[rows, S]`, the candidates of the firing cells) in
+/// place, with statistics over the firing cells of each group; returns the
+/// statistics the backward needs. `starts` are the images' row offsets.
+pub(crate) fn normalize(d: &Dims, starts: &[usize], y: &mut [f32]) -> Stats {
     let s = d.s;
     match d.norm {
         Norm::None => Stats { inv: Vec::new() },
         Norm::Channel => {
-            let mut inv = vec![0.0f32; d.cells()];
+            let mut inv = vec![0.0f32; y.len() / s];
             y.par_chunks_mut(s)
                 .zip(inv.par_iter_mut())
                 .with_min_len(MIN_CELLS)
@@ -98,29 +139,28 @@ pub(crate) fn normalize(d: &Dims, y: &mut [f32]) -> Stats {
             Stats { inv }
         }
         Norm::Batch | Norm::Instance => {
-            let (hw, count) = (d.hw(), group_size(d));
+            let count = group_sizes(d, starts);
             let yr: &[f32] = y;
-            let mean: Vec<f64> = group_sums(d, |n, c| (yr[n * s + c] as f64, 0.0))
+            let mean: Vec<f64> = group_sums(d, starts, |_, k, c| (yr[k * s + c] as f64, 0.0))
                 .into_iter()
-                .map(|(u, _)| u / count)
+                .zip(&count)
+                .map(|((u, _), n)| u / n)
                 .collect();
-            let var = group_sums(d, |n, c| {
-                let v = yr[n * s + c] as f64 - mean[group(d, n / hw, c)];
+            let var = group_sums(d, starts, |img, k, c| {
+                let v = yr[k * s + c] as f64 - mean[group(d, img, c)];
                 (v * v, 0.0)
             });
             let inv: Vec<f64> = var
                 .into_iter()
-                .map(|(v, _)| 1.0 / (v / count + NORM_EPS).sqrt())
+                .zip(&count)
+                .map(|((v, _), n)| 1.0 / (v / n + NORM_EPS).sqrt())
                 .collect();
-            y.par_chunks_mut(s)
-                .enumerate()
-                .with_min_len(MIN_CELLS)
-                .for_each(|(n, cell)| {
-                    for (c, v) in cell.iter_mut().enumerate() {
-                        let g = group(d, n / hw, c);
-                        *v = ((*v as f64 - mean[g]) * inv[g]) as f32;
-                    }
-                });
+            for_each_row(d, starts, y, |img, _, cell| {
+                for (c, v) in cell.iter_mut().enumerate() {
+                    let g = group(d, img, c);
+                    *v = ((*v as f64 - mean[g]) * inv[g]) as f32;
+                }
+            });
             Stats {
                 inv: inv.into_iter().map(|v| v as f32).collect(),
             }
@@ -128,10 +168,10 @@ pub(crate) fn normalize(d: &Dims, y: &mut [f32]) -> Stats {
     }
 }
 
-/// Turns `g`, the gradient at the normalized candidate `yhat` (`[N, S]`
-/// each), into the gradient at its input, in place:
+/// Turns `g`, the gradient at the normalized candidate `yhat` (`[rows,
+/// S]` each, the firing cells), into the gradient at its input, in place:
 /// `inv * (g - mean(g) - yhat * mean(g * yhat))` over each group.
-pub(crate) fn backward(d: &Dims, stats: &Stats, yhat: &[f32], g: &mut [f32]) {
+pub(crate) fn backward(d: &Dims, starts: &[usize], stats: &Stats, yhat: &[f32], g: &mut [f32]) {
     let s = d.s;
     match d.norm {
         Norm::None => {}
@@ -153,26 +193,24 @@ pub(crate) fn backward(d: &Dims, stats: &Stats, yhat: &[f32], g: &mut [f32]) {
                 });
         }
         Norm::Batch | Norm::Instance => {
-            let (hw, count) = (d.hw(), group_size(d));
+            let count = group_sizes(d, starts);
             let gr: &[f32] = g;
-            let sums: Vec<(f32, f32)> = group_sums(d, |n, c| {
-                let (gv, yv) = (gr[n * s + c] as f64, yhat[n * s + c] as f64);
+            let sums: Vec<(f32, f32)> = group_sums(d, starts, |_, k, c| {
+                let (gv, yv) = (gr[k * s + c] as f64, yhat[k * s + c] as f64);
                 (gv, gv * yv)
             })
             .into_iter()
-            .map(|(a, b)| ((a / count) as f32, (b / count) as f32))
+            .zip(&count)
+            .map(|((a, b), n)| ((a / n) as f32, (b / n) as f32))
             .collect();
-            g.par_chunks_mut(s)
-                .zip(yhat.par_chunks(s))
-                .enumerate()
-                .with_min_len(MIN_CELLS)
-                .for_each(|(n, (gc, yc))| {
-                    for (c, (gv, yv)) in gc.iter_mut().zip(yc).enumerate() {
-                        let k = group(d, n / hw, c);
-                        let (a, b) = sums[k];
-                        *gv = stats.inv[k] * (*gv - a - yv * b);
-                    }
-                });
+            for_each_row(d, starts, g, |img, k, gc| {
+                let yc = &yhat[k * s..(k + 1) * s];
+                for (c, (gv, yv)) in gc.iter_mut().zip(yc).enumerate() {
+                    let grp = group(d, img, c);
+                    let (a, b) = sums[grp];
+                    *gv = stats.inv[grp] * (*gv - a - yv * b);
+                }
+            });
         }
     }
 }

@@ -101,7 +101,10 @@ def step(case):
             return [[(b, c, y, x) for c in range(S)] for b in range(B) for y in range(H) for x in range(W)]
         return []
 
+    # Batch and instance statistics over the firing cells (mask != 0) only.
     for g in groups(case["norm"]):
+        if case["norm"] != "channel":
+            g = [(b, c, y, x) for (b, c, y, x) in g if mask[b][0][y][x] != 0]
         vals = [cand[b][c][y][x] for (b, c, y, x) in g]
         m = sum(vals) / len(vals)
         v = sum((a - m) ** 2 for a in vals) / len(vals)
