@@ -1,9 +1,9 @@
 //! Criterion benches of one CA step, fused against reference, for every
 //! Table 1 rule: `forward/<variant>/b<B>/<H>x<W>/<backend>` (one step,
 //! batch 1 and 32 on 48x48, batch 1 on 512x512) and
-//! `train/<variant>/b<B>/48x48/<backend>` (a K = 10 unroll, backward and an
-//! Adam update, batch 8 and 32). Throughput is in cell updates per second
-//! (`B * H * W * steps`). The reference path is timed only where it takes
+//! `train/<variant>/b<B>/48x48/<backend>` (a K = 10 unroll, backward and the
+//! trainer's Adam, `ca_sched::Adam`, batch 8 and 32). Throughput is in
+//! cell updates per second (`B * H * W * steps`). The reference path is timed only where it takes
 //! seconds at most (48/72 rules, batch 8, for training and 512x512).
 //!
 //! `cargo bench --bench cell_step` (all) or e.g.

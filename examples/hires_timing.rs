@@ -17,10 +17,16 @@
 //! HIRES model=96/48 levels=1 params=... train_median_s=... train_cpu_s=... infer_median_s=... infer_cpu_s=... encoder_s=...
 //! ```
 //!
+//! Both measures use the timing loop of `benches/common/timing.rs` (the one
+//! `step_timing` uses): warm-up runs, then `--reps` timed runs, each ending
+//! with a device synchronization; median and min wall seconds, mean CPU
+//! seconds per run.
+//!
 //! `cargo run --release --example hires_timing -- [--reps N] [--model 96/48]
 //! [--device cpu|cuda[:N]]`
 
-use std::time::Instant;
+#[path = "../benches/common/timing.rs"]
+mod timing;
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use ca_hires::{HiresModel, ENV_CHANNELS};
@@ -30,6 +36,7 @@ use cellseg::device::parse_device;
 use cellseg::model::Model;
 use clap::Parser;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use timing::measure;
 
 #[derive(Parser)]
 struct Args {
@@ -66,34 +73,6 @@ impl TrainData for Random {
             Tensor::from_vec(labels, (b, n, n), device)?,
         ))
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Wall-clock and CPU (user + system, all threads) seconds of `f`.
-fn time<T>(f: impl FnOnce() -> T) -> ((f64, f64), T) {
-    let (t, cpu) = (Instant::now(), cpu_seconds());
-    let out = f();
-    ((t.elapsed().as_secs_f64(), cpu_seconds() - cpu), out)
-}
-
-/// CPU seconds this process has used so far (NaN where unknown).
-fn cpu_seconds() -> f64 {
-    cellseg::cpu_time::process_cpu_seconds().unwrap_or(f64::NAN)
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-/// `out` once `device` has finished its queued work (CUDA kernels run
-/// asynchronously; nothing to wait for on CPU), so that timing it is right.
-fn synced<T>(device: &Device, out: ca_sched::Result<T>) -> ca_sched::Result<T> {
-    device.synchronize()?;
-    out
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -149,33 +128,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let params = model.trainable_params();
         let levels = model.levels();
 
-        // Inference: one CA step and the logits, no backward.
+        // Inference: one CA step and the logits, no backward; one warm-up
+        // step, then `reps` timed ones, each on the state the one before
+        // left, with its own draws (made outside the timed region).
         let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
         let (images, _) = data.batch(&items, &device)?;
-        let ((encoder_s, _), env) = time(|| synced(&device, model.environment(&images)));
-        let env = env?.detach();
+        // The encoder, once per image: a single timed run.
+        let mut env = None;
+        let encoder = measure(0, 1, &device, || -> ca_sched::Result<()> {
+            env = Some(model.environment(&images)?);
+            Ok(())
+        })?;
+        let encoder_s = encoder.median();
+        let env = env.expect("the encoder ran").detach();
         let (h, w) = model.state_size((size, size));
         let s = model.config().state_channels;
         let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), &device)?;
-        let (mut infer, mut infer_cpu) = (Vec::new(), Vec::new());
-        for k in 0..=args.reps {
-            let draws = StepDraws::sample(
-                model.config(),
-                (BATCH, h, w),
-                &mut step_rng(2, k as u64),
-                &device,
-            )?;
-            let ((secs, cpu), out) = time(|| -> ca_sched::Result<Tensor> {
-                let next = model.rule().step_detached(&state, &env, &draws)?;
-                model.logits(&next, (size, size))?.detach();
-                synced(&device, Ok(next))
-            });
-            state = out?;
-            if k > 0 {
-                infer.push(secs);
-                infer_cpu.push(cpu);
-            }
-        }
+        let draws = (0..=args.reps)
+            .map(|k| {
+                StepDraws::sample(
+                    model.config(),
+                    (BATCH, h, w),
+                    &mut step_rng(2, k as u64),
+                    &device,
+                )
+            })
+            .collect::<ca_core::Result<Vec<_>>>()?;
+        let mut draws = draws.iter();
+        let infer = measure(1, args.reps, &device, || -> ca_sched::Result<()> {
+            let d = draws.next().expect("one draw per run");
+            let next = model.rule().step_detached(&state, &env, d)?;
+            model.logits(&next, (size, size))?.detach();
+            state = next;
+            Ok(())
+        })?;
 
         // Training: the trainer's own step; two warm-up steps bring every
         // slot past T0 = T/3 so that all K steps count in the loss.
@@ -189,28 +175,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..TrainConfig::default()
         };
         let mut trainer = Trainer::new(model, schedule, data.len())?;
-        trainer.train_step(&data)?;
-        trainer.train_step(&data)?;
-        let (mut train, mut train_cpu) = (Vec::new(), Vec::new());
-        for _ in 0..args.reps {
-            let ((secs, cpu), report) = time(|| trainer.train_step(&data));
-            if report?.loss.is_none() {
-                return Err(format!("{name}: a timed step had no loss").into());
+        // Runs 3.. are the timed ones; each must have had a loss.
+        let (mut run, mut lossless) = (0, 0);
+        let train = measure(2, args.reps, &device, || -> ca_sched::Result<()> {
+            let report = trainer.train_step(&data)?;
+            run += 1;
+            if run > 2 && report.loss.is_none() {
+                lossless += 1;
             }
-            train.push(secs);
-            train_cpu.push(cpu);
+            Ok(())
+        })?;
+        if lossless > 0 {
+            return Err(format!("{name}: {lossless} timed step(s) had no loss").into());
         }
         println!(
             "HIRES model={name} levels={levels} params={params} batch={BATCH} reps={} \
              train_median_s={:.3} train_min_s={:.3} train_cpu_s={:.3} \
              infer_median_s={:.4} infer_min_s={:.4} infer_cpu_s={:.4} encoder_s={encoder_s:.4}",
-            args.reps,
-            median(train.clone()),
-            train.iter().copied().fold(f64::INFINITY, f64::min),
-            mean(&train_cpu),
-            median(infer.clone()),
-            infer.iter().copied().fold(f64::INFINITY, f64::min),
-            mean(&infer_cpu),
+            train.reps(),
+            train.median(),
+            train.min(),
+            train.cpu_s,
+            infer.median(),
+            infer.min(),
+            infer.cpu_s,
         );
     }
     Ok(())

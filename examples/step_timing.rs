@@ -2,17 +2,25 @@
 //! machine-readable line per case (read by `benches/compare/torch_step.py`):
 //!
 //! ```text
-//! STEP case=train/conv3x3-48x72/b8/48x48 backend=fused reps=5 median_s=0.41 min_s=0.40 updates_per_s=4.5e5
+//! STEP case=train/conv3x3-48x72/b8/48x48 backend=fused reps=5 median_s=0.41 min_s=0.40 cpu_s=0.80 updates_per_s=4.5e5
 //! ```
 //!
 //! Usage: `cargo run --release --example step_timing -- [--case SUBSTRING]
 //! [--backend fused|reference|both] [--reps N] [--device cpu|cuda[:N]]`
 //! (the fused backend is CPU only: on CUDA use `--backend reference`). Cases: `forward/V/bB/HxW`
-//! and `train/V/bB/48x48` (K = 10 unroll, backward, Adam), `V` a Table 1
-//! variant such as `conv3x3-48x72`.
+//! and `train/V/bB/48x48` (K = 10 unroll, backward, the trainer's Adam),
+//! `V` a Table 1 variant such as `conv3x3-48x72`. Each case: one warm-up
+//! run, then `--reps` timed runs (the loop of `benches/common/timing.rs`).
+//!
+//! `--peak` measures the fp32 rate of a large candle GEMM; `--fma-peak
+//! [--threads N]` the machine's fp32 FMA peak from a plain loop of
+//! independent FMAs on N threads at once, printing
+//! `PEAK fma threads=N gflops=... isa=...`.
 
 #[path = "../benches/common/step_cases.rs"]
 mod step_cases;
+#[path = "../benches/common/timing.rs"]
+mod timing;
 
 use std::time::Instant;
 
@@ -21,6 +29,7 @@ use candle_core::Device;
 use cellseg::device::parse_device;
 use clap::Parser;
 use step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
+use timing::{measure, Timing};
 
 #[derive(Parser)]
 struct Args {
@@ -38,6 +47,15 @@ struct Args {
     /// threads; on CUDA cuBLAS).
     #[arg(long)]
     peak: bool,
+    /// Instead of the cases, measure the machine's fp32 FMA peak: a plain
+    /// loop of independent vector FMAs (AVX-512 where the CPU has it, else
+    /// AVX2 + FMA) on `--threads` threads at once.
+    #[arg(long)]
+    fma_peak: bool,
+    /// Threads of `--fma-peak` (default: all cores). The cases use rayon's
+    /// pool: set `RAYON_NUM_THREADS` for them.
+    #[arg(long)]
+    threads: Option<usize>,
     /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
@@ -65,36 +83,180 @@ fn peak(reps: usize, dev: &Device) -> candle_core::Result<()> {
     Ok(())
 }
 
-/// CPU seconds this process has used so far (NaN where unknown).
-fn cpu_seconds() -> f64 {
-    cellseg::cpu_time::process_cpu_seconds().unwrap_or(f64::NAN)
-}
-
-fn report(id: &str, backend: StepBackend, updates: usize, (times, cpu): (&mut [f64], f64)) {
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+fn report(id: &str, backend: StepBackend, updates: usize, t: &Timing) {
+    let median = t.median();
     println!(
-        "STEP case={id} backend={} reps={} median_s={median:.6} min_s={:.6} cpu_s={cpu:.3} updates_per_s={:.4e}",
+        "STEP case={id} backend={} reps={} median_s={median:.6} min_s={:.6} cpu_s={:.3} updates_per_s={:.4e}",
         backend_name(backend),
-        times.len(),
-        times[0],
+        t.reps(),
+        t.min(),
+        t.cpu_s,
         updates as f64 / median
     );
 }
 
-/// Wall times of `reps` runs after a warm-up, and the mean CPU seconds
-/// (all threads) per run.
-fn time(reps: usize, mut f: impl FnMut()) -> (Vec<f64>, f64) {
-    f();
-    let cpu0 = cpu_seconds();
-    let times = (0..reps)
-        .map(|_| {
+/// The machine's fp32 FMA peak: a loop of independent vector FMAs per
+/// thread, so that it is bound by the FMA ports and not by latency or
+/// memory.
+mod fma {
+    use std::hint::black_box;
+    use std::sync::Barrier;
+    use std::time::Instant;
+
+    /// Independent accumulators per thread: with a 4-cycle FMA latency and
+    /// two FMA ports, at least 8 are needed to keep both ports busy.
+    const ACC: usize = 12;
+
+    /// A kernel: runs its loop of `ACC` FMAs per iteration for the given
+    /// number of iterations and returns a sum of the accumulators (so that
+    /// the loop is not optimized away).
+    pub type Kernel = fn(u64) -> f32;
+
+    /// The widest kernel this CPU runs, its name and fp32 lanes per FMA.
+    pub fn kernel() -> (Kernel, &'static str, usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return (x86::avx512, "avx512f", 16);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return (x86::avx2, "avx2+fma", 8);
+            }
+        }
+        (scalar, "scalar", 1)
+    }
+
+    /// `ACC` scalar `mul_add` chains (where no vector FMA is available).
+    fn scalar(iters: u64) -> f32 {
+        let (a, b) = (black_box(0.999_999_f32), black_box(1e-6_f32));
+        let mut acc = [0f32; ACC];
+        for (i, x) in acc.iter_mut().enumerate() {
+            *x = black_box(i as f32);
+        }
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = x.mul_add(a, b);
+            }
+        }
+        acc.iter().sum()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use super::ACC;
+        use std::arch::x86_64::*;
+        use std::hint::black_box;
+
+        /// `acc = acc * a + b` (a just below 1, so that the values stay
+        /// normal) on each of `ACC` accumulators, `iters` times.
+        macro_rules! fma_loop {
+            ($iters:expr, $set1:ident, $fmadd:ident, $add:ident, $ty:ty, $reduce:expr) => {{
+                let a = $set1(black_box(0.999_999_f32));
+                let b = $set1(black_box(1e-6_f32));
+                let mut acc: [$ty; ACC] = [$set1(0.0); ACC];
+                for (i, x) in acc.iter_mut().enumerate() {
+                    *x = $set1(black_box(i as f32));
+                }
+                for _ in 0..$iters {
+                    // A fixed-size loop: unrolled, the accumulators live in
+                    // registers.
+                    for x in acc.iter_mut() {
+                        *x = $fmadd(*x, a, b);
+                    }
+                }
+                let mut sum = acc[0];
+                for x in &acc[1..] {
+                    sum = $add(sum, *x);
+                }
+                $reduce(sum)
+            }};
+        }
+
+        pub fn avx512(iters: u64) -> f32 {
+            assert!(is_x86_feature_detected!("avx512f"));
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { avx512_impl(iters) }
+        }
+
+        #[target_feature(enable = "avx512f")]
+        fn avx512_impl(iters: u64) -> f32 {
+            fma_loop!(
+                iters,
+                _mm512_set1_ps,
+                _mm512_fmadd_ps,
+                _mm512_add_ps,
+                __m512,
+                _mm512_reduce_add_ps
+            )
+        }
+
+        pub fn avx2(iters: u64) -> f32 {
+            assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { avx2_impl(iters) }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2_impl(iters: u64) -> f32 {
+            fma_loop!(
+                iters,
+                _mm256_set1_ps,
+                _mm256_fmadd_ps,
+                _mm256_add_ps,
+                __m256,
+                |v: __m256| {
+                    let mut lanes = [0f32; 8];
+                    // SAFETY: `lanes` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                    lanes.iter().sum::<f32>()
+                }
+            )
+        }
+    }
+
+    /// Wall seconds of `iters` iterations of `kernel` on each of `threads`
+    /// threads started together (thread start-up outside the timing).
+    fn trial(kernel: Kernel, threads: usize, iters: u64) -> f64 {
+        let start = Barrier::new(threads + 1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        black_box(kernel(black_box(iters)))
+                    })
+                })
+                .collect();
+            start.wait();
             let t = Instant::now();
-            f();
+            for h in handles {
+                h.join().expect("FMA thread");
+            }
             t.elapsed().as_secs_f64()
         })
-        .collect();
-    (times, (cpu_seconds() - cpu0) / reps as f64)
+    }
+
+    /// The best fp32 GFLOP/s (2 flops per FMA lane) of a few trials of
+    /// about 0.3 s each on `threads` threads, and the kernel's name.
+    pub fn peak(threads: usize) -> (f64, &'static str) {
+        let (kernel, name, lanes) = kernel();
+        // Calibrate (and bring the clocks up): grow until a trial takes
+        // 50 ms, then size the trials to 0.3 s.
+        let mut iters = 1u64 << 16;
+        let mut secs = trial(kernel, threads, iters);
+        while secs < 0.05 {
+            iters *= 2;
+            secs = trial(kernel, threads, iters);
+        }
+        let iters = ((iters as f64) * 0.3 / secs).ceil() as u64;
+        let flops = 2.0 * (lanes * ACC) as f64 * iters as f64 * threads as f64;
+        let best = (0..3)
+            .map(|_| trial(kernel, threads, iters))
+            .fold(f64::INFINITY, f64::min);
+        (flops / best / 1e9, name)
+    }
 }
 
 fn main() {
@@ -104,6 +266,18 @@ fn main() {
             eprintln!("peak measurement failed: {e}");
             std::process::exit(1);
         }
+        return;
+    }
+    if args.fma_peak {
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 {
+            eprintln!("--threads 0: must be at least 1");
+            std::process::exit(2);
+        }
+        let (gflops, isa) = fma::peak(threads);
+        println!("PEAK fma threads={threads} gflops={gflops:.1} isa={isa}");
         return;
     }
     let backends = match args.backend.as_str() {
@@ -137,21 +311,26 @@ fn main() {
             }
             let cells = shape.0 * shape.1 * shape.2;
             for &backend in &backends {
-                let (mut times, cpu) = if train {
+                // One warm-up run, then `reps` timed ones.
+                let timed = if train {
                     let mut t = Train::new(&config, backend, shape, dev);
-                    time(reps, || {
+                    measure(1, reps, dev, || -> candle_core::Result<()> {
                         t.run();
+                        Ok(())
                     })
                 } else {
                     let f = Forward::new(&config, backend, shape, dev);
-                    time(reps, || {
+                    measure(1, reps, dev, || -> candle_core::Result<()> {
                         f.run();
-                        // CUDA kernels run asynchronously: wait for them.
-                        dev.synchronize().expect("synchronize");
+                        Ok(())
                     })
                 };
+                let timed = timed.unwrap_or_else(|e| {
+                    eprintln!("{id}: {e}");
+                    std::process::exit(1);
+                });
                 let updates = if train { cells * UNROLL } else { cells };
-                report(&id, backend, updates, (&mut times, cpu));
+                report(&id, backend, updates, &timed);
             }
         }
     }

@@ -1,11 +1,13 @@
 //! The cases of the cell-step benches, shared by `benches/cell_step.rs` and
 //! `examples/step_timing.rs` (included with `#[path]`): the six Table 1
 //! rules, a forward step and a training step (K-step unroll, backward,
-//! Adam), with the random draws made once, outside the timed region.
+//! and the trainer's own Adam, `ca_sched::Adam` under
+//! `TrainConfig::default()`), with the random draws made once, outside the
+//! timed region.
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, Perception, StepBackend, StepDraws};
+use ca_sched::{Adam, TrainConfig};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 /// Steps of the training unroll.
 pub const UNROLL: usize = 10;
@@ -86,10 +88,14 @@ impl Forward {
 
 /// A training-step problem: `UNROLL` steps from a random state, cross
 /// entropy of the classifier's logits at the last step against fixed
-/// random labels, backward, and an Adam update of the trainable vars.
+/// random labels, backward, and an Adam update of the trainable vars as
+/// `ca_sched::Trainer::train_step` makes it: `ca_sched::Adam` (per-tensor
+/// gradient normalization under the default config) with the default
+/// `TrainConfig`'s learning rate, betas and epsilon.
 pub struct Train {
     rule: CellRule,
-    opt: AdamW,
+    opt: Adam,
+    config: TrainConfig,
     state: Tensor,
     env: Tensor,
     draws: Vec<StepDraws>,
@@ -107,15 +113,7 @@ impl Train {
         let rule = CellRule::new(config.clone(), 0, dev)
             .expect("valid config")
             .with_backend(backend);
-        let opt = AdamW::new(
-            rule.params().trainable_vars(),
-            ParamsAdamW {
-                lr: 1e-3,
-                weight_decay: 0.0,
-                ..ParamsAdamW::default()
-            },
-        )
-        .expect("optimizer");
+        let opt = Adam::new(rule.params().trainable_vars()).expect("optimizer");
         let mut rng = step_rng(2, 0);
         let state = normal_state((b, config.state_channels, h, w), &mut rng, dev).expect("state");
         let env = normal_state((b, config.env_channels, h, w), &mut rng, dev).expect("env");
@@ -127,6 +125,7 @@ impl Train {
         Train {
             rule,
             opt,
+            config: TrainConfig::default(),
             state,
             env,
             draws,
@@ -147,7 +146,16 @@ impl Train {
             .and_then(|t| t.reshape(((), classes)))
             .expect("flatten");
         let loss = candle_nn::loss::cross_entropy(&flat, &self.labels).expect("loss");
-        self.opt.backward_step(&loss).expect("backward and Adam");
+        // As the trainer does: backward, the gradient of each trainable var
+        // (in Adam's order), one Adam step.
+        let grads = loss.backward().expect("backward");
+        let per_var: Vec<Option<Tensor>> = self
+            .opt
+            .vars()
+            .iter()
+            .map(|v| grads.get(v.as_tensor()).cloned())
+            .collect();
+        self.opt.step(&per_var, &self.config).expect("Adam step");
         loss.to_dtype(DType::F32)
             .and_then(|l| l.to_scalar::<f32>())
             .expect("scalar loss")
