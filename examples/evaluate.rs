@@ -220,6 +220,8 @@ fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() {
+    // Reuse the freed step buffers instead of faulting them in every step.
+    cellseg::ca_core::alloc::retain_freed_memory();
     if let Err(e) = run(Cli::parse().protocol) {
         eprintln!("error: {e}");
         std::process::exit(1);

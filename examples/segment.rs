@@ -60,6 +60,8 @@ struct Args {
 }
 
 fn main() {
+    // Reuse the freed step buffers instead of faulting them in every step.
+    cellseg::ca_core::alloc::retain_freed_memory();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -260,6 +260,8 @@ mod fma {
 }
 
 fn main() {
+    // Reuse the freed step buffers instead of faulting them in every step.
+    cellseg::ca_core::alloc::retain_freed_memory();
     let args = Args::parse();
     if args.peak {
         if let Err(e) = peak(args.reps.max(1), &args.device) {

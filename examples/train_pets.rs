@@ -289,6 +289,8 @@ impl ca_sched::TrainData for Subset<'_> {
 }
 
 fn main() {
+    // Reuse the freed step buffers instead of faulting them in every step.
+    cellseg::ca_core::alloc::retain_freed_memory();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod alloc;
 mod checkpoint;
 mod colony;
 mod config;

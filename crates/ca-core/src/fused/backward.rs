@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::forward::{depthwise, with_scratch, Saved, Scratch, TILE};
-use super::layout::{gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, First};
+use super::layout::{gather3x3, nchw_to_nhwc, neighbours, nhwc_to_nchw, Dims, First};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
@@ -254,8 +254,8 @@ fn scatter3x3_impl(
     let q = &mut q[..m * 9 * ci];
     matmul((m, 9 * ci, hd), q, 9 * ci, false, (ga, hd, 1), (wc, 1, hd));
     for (row, &n) in q.chunks_exact(9 * ci).zip(cells) {
-        for (t, tap) in row.chunks_exact(ci).enumerate() {
-            if let Some(j) = neighbour(d, n as usize, t, false) {
+        for (tap, j) in row.chunks_exact(ci).zip(neighbours(d, n as usize, false)) {
+            if let Some(j) = j {
                 let o = &mut out[(j - lo) * ci..(j - lo + 1) * ci];
                 for (a, v) in o.iter_mut().zip(tap) {
                     *a += v;
@@ -409,8 +409,8 @@ fn tile_backward_impl(
             matmul((m, ci, hd), gd, ci, false, (ghm, hd, 1), (wp, 1, hd));
             add_colsum(&mut acc[db..db + ci], gd, ci, m);
             for (gdr, &n) in gd.chunks_exact(ci).zip(cells) {
-                for t in 0..9 {
-                    if let Some(j) = neighbour(d, n as usize, t, false) {
+                for (t, j) in neighbours(d, n as usize, false).into_iter().enumerate() {
+                    if let Some(j) = j {
                         let gwt = &mut acc[dw + t * ci..dw + (t + 1) * ci];
                         for ((a, gv), xv) in gwt.iter_mut().zip(gdr).zip(&x[j * ci..]) {
                             *a += gv * xv;
@@ -454,8 +454,8 @@ fn depthwise_input_grad(
     let wdw = &saved.weights.v[dw..dw + 9 * ci];
     for (i, (row, gsr)) in gx.chunks_exact_mut(ci).zip(gs.chunks_exact(s)).enumerate() {
         row.fill(0.0);
-        for t in 0..9 {
-            if let Some(j) = neighbour(d, n0 + i, t, true) {
+        for (t, j) in neighbours(d, n0 + i, true).into_iter().enumerate() {
+            if let Some(j) = j {
                 let (gd, wt) = (&ga[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
                 for ((o, gv), wv) in row.iter_mut().zip(gd).zip(wt) {
                     *o += gv * wv;

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::layout::{
-    gather3x3, nchw_to_nhwc, neighbour, nhwc_to_nchw, Dims, Firing, First, Weights,
+    gather3x3, nchw_to_nhwc, neighbours, nhwc_to_nchw, Dims, Firing, First, Weights,
 };
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
@@ -195,8 +195,8 @@ pub(crate) fn depthwise(
     let ci = d.ci();
     for (row, &n) in out.chunks_exact_mut(ci).zip(cells) {
         row.copy_from_slice(bias);
-        for t in 0..9 {
-            if let Some(j) = neighbour(d, n as usize, t, false) {
+        for (t, j) in neighbours(d, n as usize, false).into_iter().enumerate() {
+            if let Some(j) = j {
                 let (xs, ws) = (&x[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
                 for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
                     *o += xv * wv;

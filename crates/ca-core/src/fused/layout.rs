@@ -359,35 +359,40 @@ pub(crate) fn nhwc_to_nchw(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f3
     dst
 }
 
-/// The cell at offset `t` (tap `t = 3 * ky + kx`, offset `(ky - 1, kx - 1)`,
-/// negated when `flip`) of cell `n`, or `None` past the border (zero padding).
+/// The 3x3 neighbourhood of cell `n`: entry `t` (tap `t = 3 * ky + kx`,
+/// offset `(ky - 1, kx - 1)`, negated when `flip`) is the cell there, or
+/// `None` past the border (zero padding). The cell's coordinates are
+/// worked out once for the nine taps.
 #[inline]
-pub(crate) fn neighbour(d: &Dims, n: usize, t: usize, flip: bool) -> Option<usize> {
+pub(crate) fn neighbours(d: &Dims, n: usize, flip: bool) -> [Option<usize>; 9] {
     let hw = d.hw();
     let (img, p) = (n / hw, n % hw);
-    let (y, x) = ((p / d.w) as isize, (p % d.w) as isize);
-    let (mut dy, mut dx) = ((t / 3) as isize - 1, (t % 3) as isize - 1);
-    if flip {
-        dy = -dy;
-        dx = -dx;
-    }
-    let (yy, xx) = (y + dy, x + dx);
-    if yy < 0 || xx < 0 || yy >= d.h as isize || xx >= d.w as isize {
-        None
-    } else {
-        Some(img * hw + yy as usize * d.w + xx as usize)
-    }
+    let (y, x) = (p / d.w, p % d.w);
+    let rows = [y.checked_sub(1), Some(y), (y + 1 < d.h).then_some(y + 1)];
+    let cols = [x.checked_sub(1), Some(x), (x + 1 < d.w).then_some(x + 1)];
+    std::array::from_fn(|t| {
+        let (ky, kx) = if flip {
+            (2 - t / 3, 2 - t % 3)
+        } else {
+            (t / 3, t % 3)
+        };
+        match (rows[ky], cols[kx]) {
+            (Some(yy), Some(xx)) => Some(img * hw + yy * d.w + xx),
+            _ => None,
+        }
+    })
 }
 
 /// The 3x3 neighbourhoods of the cells `cells` of `src` (`[N, c]`) into
 /// `dst` (`[m, 9 * c]`, tap-major, `m = cells.len()`): row `i`, columns
 /// `t * c .. (t + 1) * c` hold the neighbour of `cells[i]` at tap `t` (see
-/// [`neighbour`]), zeros past the border.
+/// [`neighbours`]), zeros past the border.
 pub(crate) fn gather3x3(d: &Dims, src: &[f32], c: usize, cells: &[u32], dst: &mut [f32]) {
     let m = cells.len();
     for (row, &n) in dst[..m * 9 * c].chunks_exact_mut(9 * c).zip(cells) {
-        for (t, tap) in row.chunks_exact_mut(c).enumerate() {
-            match neighbour(d, n as usize, t, false) {
+        let taps = neighbours(d, n as usize, false);
+        for (tap, j) in row.chunks_exact_mut(c).zip(taps) {
+            match j {
                 Some(j) => tap.copy_from_slice(&src[j * c..(j + 1) * c]),
                 None => tap.fill(0.0),
             }
@@ -447,11 +452,19 @@ mod tests {
     fn neighbours_respect_the_border() {
         let d = dims(false, false);
         // Cell (b=1, y=0, x=0) = 12: no upper or left neighbour.
-        assert_eq!(neighbour(&d, 12, 0, false), None);
-        assert_eq!(neighbour(&d, 12, 4, false), Some(12));
-        assert_eq!(neighbour(&d, 12, 8, false), Some(12 + 4 + 1));
-        assert_eq!(neighbour(&d, 12, 0, true), Some(12 + 4 + 1));
+        assert_eq!(neighbours(&d, 12, false)[0], None);
+        assert_eq!(neighbours(&d, 12, false)[4], Some(12));
+        assert_eq!(neighbours(&d, 12, false)[8], Some(12 + 4 + 1));
+        assert_eq!(neighbours(&d, 12, true)[0], Some(12 + 4 + 1));
         // Last cell of image 0 has no lower neighbour in image 1.
-        assert_eq!(neighbour(&d, 11, 7, false), None);
+        assert_eq!(neighbours(&d, 11, false)[7], None);
+        // An inner cell (b=0, y=1, x=1) = 5 has all nine, row by row.
+        let all: Vec<usize> = neighbours(&d, 5, false)
+            .iter()
+            .map(|j| j.unwrap())
+            .collect();
+        assert_eq!(all, [0, 1, 2, 4, 5, 6, 8, 9, 10]);
+        let flipped: Vec<usize> = neighbours(&d, 5, true).iter().map(|j| j.unwrap()).collect();
+        assert_eq!(flipped, [10, 9, 8, 6, 5, 4, 2, 1, 0]);
     }
 }
