@@ -37,7 +37,6 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
             params: vec![0.0; w.pack.len],
         };
     }
-    let dc = d.draw_channels();
     // Split the incoming gradient by the mask: `gs` flows to the old state
     // directly, `g` (one row per firing cell) through the normalized
     // candidate.
@@ -48,18 +47,17 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         .enumerate()
         .with_min_len(256)
         .for_each(|(n, (gsc, gc))| {
-            let keep = 1.0 - saved.draws[n * dc];
+            let keep = 1.0 - firing.mask_of(n);
             for (gsv, gv) in gsc.iter_mut().zip(gc) {
                 *gsv = keep * gv;
             }
         });
     let mut g = vec![0.0; rows * s];
     g.par_chunks_mut(s)
-        .zip(firing.cells.par_iter())
+        .zip(firing.cells.par_iter().zip(&firing.mask))
         .with_min_len(256)
-        .for_each(|(gr, &n)| {
+        .for_each(|(gr, (&n, &mask))| {
             let n = n as usize;
-            let mask = saved.draws[n * dc];
             for (gv, gc) in gr.iter_mut().zip(&gcell[n * s..(n + 1) * s]) {
                 *gv = mask * gc;
             }
@@ -282,8 +280,12 @@ fn tile_backward_impl(
     acc: &mut [f32],
 ) {
     let ((rec, gc), (gres, ga)) = (inputs, outputs);
-    let (s, ci, hd, dc) = (d.s, d.ci(), d.hd, d.draw_channels());
+    let (s, ci, hd) = (d.s, d.ci(), d.hd);
     let m = cells.len();
+    // The tile's rows are consecutive: its reset noise starts at the first.
+    let k0 = cells
+        .first()
+        .map_or(0, |&n| saved.firing.row_of[n as usize] as usize);
     let (w, x) = (&saved.weights, &saved.x);
     let v = &w.v;
     let rl = d.record(TILE);
@@ -294,12 +296,11 @@ fn tile_backward_impl(
     // Reset mix and residual.
     let gu = &mut scr.gu[..m * s];
     let gg = &mut scr.gg[..m];
-    for (i, &n) in cells.iter().enumerate() {
+    for i in 0..m {
         let (g, gur) = (&gc[i * s..(i + 1) * s], &mut gu[i * s..(i + 1) * s]);
         if d.reset {
-            let n = n as usize;
             let r = rec[rl.r() + i];
-            let z = &saved.draws[n * dc + 1..n * dc + 1 + s];
+            let z = &saved.z[(k0 + i) * s..(k0 + i + 1) * s];
             let cr = &cand[i * s..(i + 1) * s];
             let gr: f32 = g
                 .iter()

@@ -6,9 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::layout::{
-    gather3x3, nchw_to_nhwc, neighbours, nhwc_to_nchw, Dims, Firing, First, Weights,
-};
+use super::layout::{gather3x3, nchw_to_nhwc, neighbours, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -72,10 +70,12 @@ pub(crate) struct Saved {
     pub weights: Weights,
     /// The input `cat(state, env)`, `[N, S + E]`.
     pub x: Vec<f32>,
-    /// The draws, `[N, 1 (+ S)]`: mask, then noise.
-    pub draws: Vec<f32>,
-    /// The firing cells, whose rows the buffers below hold.
+    /// The firing cells (with their masks), whose rows the buffers below
+    /// hold.
     pub firing: Firing,
+    /// The reset noise of the firing cells, `[rows, S]` (empty without a
+    /// reset gate).
+    pub z: Vec<f32>,
     /// The activations, one [`super::layout::Record`] per tile of rows.
     pub rec: Vec<f32>,
     /// The normalized candidate, `[rows, S]`.
@@ -96,70 +96,66 @@ pub(crate) struct Output {
 /// `[B, 1 (+ S), H, W]`; keeps the activations when `save`. The cell MLP
 /// runs on the firing cells only (nonzero mask), in tiles of `TILE` rows.
 pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: bool) -> Output {
-    let (s, ci) = (d.s, d.ci());
+    let (s, ci, hw) = (d.s, d.ci(), d.hw());
     let weights = Weights::new(d, packed);
-    let x = nchw_to_nhwc(x, d.b, ci, d.hw());
-    let draws = nchw_to_nhwc(draws, d.b, d.draw_channels(), d.hw());
-    let firing = Firing::new(d, &draws);
+    let x_nchw = x;
+    let x = nchw_to_nhwc(x_nchw, d.b, ci, hw);
+    let firing = Firing::new(d, draws);
+    let z = if d.reset {
+        firing.noise(d, draws)
+    } else {
+        Vec::new()
+    };
     let rows = firing.rows();
+    let zs = if d.reset { s } else { 0 };
     let mut y = vec![0.0; rows * s];
     let record = d.record(TILE);
-    let run = |cells: &[u32], r: &mut [f32], yt: &mut [f32], scr: &mut Scratch| {
-        tile(
-            d,
-            &weights,
-            (&x, &draws),
-            cells,
-            &mut scr.p,
-            &mut scr.dw,
-            r,
-            yt,
-        )
+    let run = |t: usize, cells: &[u32], r: &mut [f32], yt: &mut [f32], scr: &mut Scratch| {
+        let zt = &z[(t * TILE * zs).min(z.len())..((t * TILE + cells.len()) * zs).min(z.len())];
+        tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
     };
     let rec = if save {
         let mut rec = vec![0.0; rows.div_ceil(TILE) * record.len()];
         rec.par_chunks_mut(record.len())
             .zip(y.par_chunks_mut(TILE * s))
             .zip(firing.cells.par_chunks(TILE))
-            .for_each(|((r, yt), cells)| with_scratch(d, |scr| run(cells, r, yt, scr)));
+            .enumerate()
+            .for_each(|(t, ((r, yt), cells))| with_scratch(d, |scr| run(t, cells, r, yt, scr)));
         rec
     } else {
         y.par_chunks_mut(TILE * s)
             .zip(firing.cells.par_chunks(TILE))
-            .for_each(|(yt, cells)| {
+            .enumerate()
+            .for_each(|(t, (yt, cells))| {
                 with_scratch(d, |scr| {
                     let mut r = std::mem::take(&mut scr.rec);
-                    run(cells, &mut r[..record.len()], yt, scr);
+                    run(t, cells, &mut r[..record.len()], yt, scr);
                     scr.rec = r;
                 })
             });
         Vec::new()
     };
     let stats = norm::normalize(d, &firing.starts, &mut y);
-    let dc = d.draw_channels();
+    // The new state, NCHW: the old state, then the firing cells' mix.
     let mut out = vec![0.0; d.cells() * s];
-    out.par_chunks_mut(s)
-        .enumerate()
-        .with_min_len(256)
-        .for_each(|(n, o)| {
-            let st = &x[n * ci..n * ci + s];
-            match firing.row_of[n] {
-                u32::MAX => o.copy_from_slice(st),
-                k => {
-                    let (mask, k) = (draws[n * dc], k as usize);
-                    let yc = &y[k * s..(k + 1) * s];
-                    for ((o, &yv), &sv) in o.iter_mut().zip(yc).zip(st) {
-                        *o = sv + mask * (yv - sv);
-                    }
-                }
+    let mut images: Vec<(usize, &mut [f32])> = out.chunks_mut(s * hw).enumerate().collect();
+    images.par_iter_mut().for_each(|(img, o)| {
+        let img = *img;
+        o.copy_from_slice(&x_nchw[img * ci * hw..img * ci * hw + s * hw]);
+        for k in firing.starts[img]..firing.starts[img + 1] {
+            let (p, mask) = (firing.cells[k] as usize - img * hw, firing.mask[k]);
+            for (c, &yv) in y[k * s..(k + 1) * s].iter().enumerate() {
+                let o = &mut o[c * hw + p];
+                *o += mask * (yv - *o);
             }
-        });
-    let out = nhwc_to_nchw(&out, d.b, s, d.hw());
+        }
+    });
+    drop(images);
     let saved = save.then_some(Saved {
         weights,
         x,
-        draws,
         firing,
+        z,
         rec,
         y,
         stats,
@@ -172,7 +168,7 @@ with_avx2! {
     fn tile => tile_impl(
         d: &Dims,
         w: &Weights,
-        xd: (&[f32], &[f32]),
+        xz: (&[f32], &[f32]),
         cells: &[u32],
         p: &mut [f32],
         dwo: &mut [f32],
@@ -206,7 +202,8 @@ pub(crate) fn depthwise(
     }
 }
 
-/// The cell MLP of the tile of cells `cells`: writes the activations into
+/// The cell MLP of the tile of cells `cells`, from `xz`: the NHWC input
+/// `[N, S + E]` and the tile's reset noise `[m, S]`; writes the activations into
 /// `rec` (one tile's [`super::layout::Record`]) and the mixed candidate into
 /// `y` (`[m, S]`, `m = cells.len()`); `p` and `dw` are scratch.
 #[inline(always)]
@@ -214,14 +211,14 @@ pub(crate) fn depthwise(
 fn tile_impl(
     d: &Dims,
     w: &Weights,
-    xd: (&[f32], &[f32]),
+    xz: (&[f32], &[f32]),
     cells: &[u32],
     p: &mut [f32],
     dwo: &mut [f32],
     rec: &mut [f32],
     y: &mut [f32],
 ) {
-    let (x, draws) = xd;
+    let (x, z) = xz;
     let (s, ci, hd) = (d.s, d.ci(), d.hd);
     let m = cells.len();
     let rl = d.record(TILE);
@@ -270,7 +267,6 @@ fn tile_impl(
         (hl, hd, 1),
         (&v[wu..wu + hd * s], s, 1),
     );
-    let dc = d.draw_channels();
     for (i, &n) in cells.iter().enumerate() {
         let n = n as usize;
         let row = &mut cand[i * s..(i + 1) * s];
@@ -292,7 +288,7 @@ fn tile_impl(
                     + v[br];
                 let r = 1.0 / (1.0 + (-logit).exp());
                 gate[i] = r;
-                let z = &draws[n * dc + 1..n * dc + 1 + s];
+                let z = &z[i * s..(i + 1) * s];
                 for ((yv, zv), cv) in yrow.iter_mut().zip(z).zip(row.iter()) {
                     *yv = r * zv + (1.0 - r) * cv;
                 }

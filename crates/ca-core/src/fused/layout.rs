@@ -275,6 +275,8 @@ impl Weights {
 pub(crate) struct Firing {
     /// Cell index of each row, increasing.
     pub cells: Vec<u32>,
+    /// The mask value of each row (nonzero).
+    pub mask: Vec<f32>,
     /// Row offsets of the images, `B + 1` entries.
     pub starts: Vec<usize>,
     /// Row of each cell, `u32::MAX` for a cell that does not fire.
@@ -282,25 +284,30 @@ pub(crate) struct Firing {
 }
 
 impl Firing {
-    /// The firing cells of the NHWC draws `draws` (`[N, draw_channels]`,
-    /// mask first).
+    /// The firing cells of the draws `draws` (`[B, 1 (+ S), H, W]`, mask
+    /// first).
     pub fn new(d: &Dims, draws: &[f32]) -> Self {
-        let dc = d.draw_channels();
+        let (dc, hw) = (d.draw_channels(), d.hw());
         let mut cells = Vec::with_capacity(d.cells());
+        let mut mask = Vec::with_capacity(d.cells());
         let mut starts = Vec::with_capacity(d.b + 1);
         let mut row_of = vec![u32::MAX; d.cells()];
         for img in 0..d.b {
             starts.push(cells.len());
-            for n in img * d.hw()..(img + 1) * d.hw() {
-                if draws[n * dc] != 0.0 {
+            let plane = &draws[img * dc * hw..img * dc * hw + hw];
+            for (p, &m) in plane.iter().enumerate() {
+                if m != 0.0 {
+                    let n = img * hw + p;
                     row_of[n] = cells.len() as u32;
                     cells.push(n as u32);
+                    mask.push(m);
                 }
             }
         }
         starts.push(cells.len());
         Firing {
             cells,
+            mask,
             starts,
             row_of,
         }
@@ -309,6 +316,31 @@ impl Firing {
     /// Number of rows (firing cells).
     pub fn rows(&self) -> usize {
         self.cells.len()
+    }
+
+    /// The mask of cell `n` (0 where it does not fire).
+    pub fn mask_of(&self, n: usize) -> f32 {
+        match self.row_of[n] {
+            u32::MAX => 0.0,
+            k => self.mask[k as usize],
+        }
+    }
+
+    /// The reset noise of the firing cells, `[rows, S]`, from the draws
+    /// `[B, 1 + S, H, W]`.
+    pub fn noise(&self, d: &Dims, draws: &[f32]) -> Vec<f32> {
+        let (s, dc, hw) = (d.s, d.draw_channels(), d.hw());
+        let mut z = vec![0.0; self.rows() * s];
+        z.par_chunks_mut(s)
+            .zip(self.cells.par_iter())
+            .with_min_len(256)
+            .for_each(|(zr, &n)| {
+                let (img, p) = (n as usize / hw, n as usize % hw);
+                for (c, zv) in zr.iter_mut().enumerate() {
+                    *zv = draws[(img * dc + 1 + c) * hw + p];
+                }
+            });
+        z
     }
 }
 
