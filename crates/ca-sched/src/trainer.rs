@@ -33,7 +33,8 @@ pub struct StepReport {
     pub learning_rate: f64,
     /// Whether this step was a full unroll (the mode, or the curriculum).
     pub full_unroll: bool,
-    /// Whether the loss was NaN or infinite, so the update was not applied.
+    /// Whether the loss or a gradient was NaN or infinite, so the update was
+    /// not applied.
     pub non_finite: bool,
     /// The resets after the unroll.
     pub resets: ResetCounts,
@@ -177,9 +178,9 @@ impl<M: SegModel> Trainer<M> {
     /// scheduled learning rate, the moving average, then the resets of the
     /// pool.
     ///
-    /// A NaN or infinite loss is not applied: the batch's states are reset
-    /// and the step reports `non_finite`; after `max_bad_steps` in a row
-    /// training stops with [`SchedError::Diverged`].
+    /// A NaN or infinite loss or gradient is not applied: the batch's states
+    /// are reset and the step reports `non_finite`; after `max_bad_steps` in
+    /// a row training stops with [`SchedError::Diverged`].
     pub fn train_step(&mut self, data: &dyn TrainData) -> Result<StepReport> {
         let cfg = self.config.clone();
         let n = data.len();
@@ -276,15 +277,23 @@ impl<M: SegModel> Trainer<M> {
                     .filter(|p| p.trainable)
                     .map(|p| grads.get(p.var.as_tensor()).cloned())
                     .collect();
-                let stepped = TrainConfig {
-                    learning_rate,
-                    ..cfg.clone()
-                };
-                self.adam.step(&per_var, &stepped)?;
-                if let Some(ema) = &mut self.ema {
-                    ema.update(self.adam.vars())?;
+                if all_finite(&per_var)? {
+                    let stepped = TrainConfig {
+                        learning_rate,
+                        ..cfg.clone()
+                    };
+                    self.adam.step(&per_var, &stepped)?;
+                    if let Some(ema) = &mut self.ema {
+                        ema.update(self.adam.vars())?;
+                    }
+                    self.bad_streak = 0;
+                } else {
+                    // A finite loss can still have an overflowing gradient;
+                    // applying it would put infinities in the weights.
+                    report.non_finite = true;
+                    keep_states = false;
+                    self.bad_streak += 1;
                 }
-                self.bad_streak = 0;
             } else {
                 report.non_finite = true;
                 keep_states = false;
@@ -366,4 +375,18 @@ impl<M: SegModel> Trainer<M> {
             None => Ok(None),
         }
     }
+}
+
+/// Whether every gradient is finite (no NaN, no infinity).
+fn all_finite(grads: &[Option<Tensor>]) -> Result<bool> {
+    for g in grads.iter().flatten() {
+        let v = g
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        if !v.iter().all(|x| x.is_finite()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
