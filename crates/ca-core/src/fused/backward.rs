@@ -40,29 +40,29 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     // Split the incoming gradient by the mask: `gs` flows to the old state
     // directly, `g` (one row per firing cell) through the normalized
     // candidate.
-    let gcell = nchw_to_nhwc(gout, d.b, s, d.hw());
-    let mut gs = vec![0.0; cells * s];
-    gs.par_chunks_mut(s)
-        .zip(gcell.par_chunks(s))
-        .enumerate()
-        .with_min_len(256)
-        .for_each(|(n, (gsc, gc))| {
-            let keep = 1.0 - firing.mask_of(n);
-            for (gsv, gv) in gsc.iter_mut().zip(gc) {
-                *gsv = keep * gv;
-            }
-        });
+    let mut gs = nchw_to_nhwc(gout, d.b, s, d.hw());
     let mut g = vec![0.0; rows * s];
     g.par_chunks_mut(s)
         .zip(firing.cells.par_iter().zip(&firing.mask))
         .with_min_len(256)
         .for_each(|(gr, (&n, &mask))| {
             let n = n as usize;
-            for (gv, gc) in gr.iter_mut().zip(&gcell[n * s..(n + 1) * s]) {
+            for (gv, gc) in gr.iter_mut().zip(&gs[n * s..(n + 1) * s]) {
                 *gv = mask * gc;
             }
         });
-    drop(gcell);
+    // In place: the gradient at the new state becomes the part that flows
+    // to the old state directly.
+    gs.par_chunks_mut(s)
+        .zip(firing.row_of.par_iter())
+        .with_min_len(256)
+        .filter(|(_, &k)| k != u32::MAX)
+        .for_each(|(gsc, &k)| {
+            let keep = 1.0 - firing.mask[k as usize];
+            for gv in gsc.iter_mut() {
+                *gv *= keep;
+            }
+        });
     norm::backward(d, &firing.starts, &saved.stats, &saved.y, &mut g);
 
     // The cell MLP in reverse, per tile of rows: the gradient at the first

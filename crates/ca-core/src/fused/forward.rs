@@ -137,11 +137,13 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     };
     let stats = norm::normalize(d, &firing.starts, &mut y);
     // The new state, NCHW: the old state, then the firing cells' mix.
-    let mut out = vec![0.0; d.cells() * s];
+    let mut out = Vec::with_capacity(d.cells() * s);
+    for img in 0..d.b {
+        out.extend_from_slice(&x_nchw[img * ci * hw..img * ci * hw + s * hw]);
+    }
     let mut images: Vec<(usize, &mut [f32])> = out.chunks_mut(s * hw).enumerate().collect();
     images.par_iter_mut().for_each(|(img, o)| {
         let img = *img;
-        o.copy_from_slice(&x_nchw[img * ci * hw..img * ci * hw + s * hw]);
         for k in firing.starts[img]..firing.starts[img + 1] {
             let (p, mask) = (firing.cells[k] as usize - img * hw, firing.mask[k]);
             for (c, &yv) in y[k * s..(k + 1) * s].iter().enumerate() {

@@ -318,14 +318,6 @@ impl Firing {
         self.cells.len()
     }
 
-    /// The mask of cell `n` (0 where it does not fire).
-    pub fn mask_of(&self, n: usize) -> f32 {
-        match self.row_of[n] {
-            u32::MAX => 0.0,
-            k => self.mask[k as usize],
-        }
-    }
-
     /// The reset noise of the firing cells, `[rows, S]`, from the draws
     /// `[B, 1 + S, H, W]`.
     pub fn noise(&self, d: &Dims, draws: &[f32]) -> Vec<f32> {
