@@ -58,9 +58,11 @@ pub enum Norm {
     /// No normalization.
     None,
     /// Per channel over `[B, H, W]`, always with the live batch statistics,
-    /// also at evaluation (the paper's batch norm "in training mode").
+    /// also at evaluation (the paper's batch norm "in training mode");
+    /// statistics over the firing cells of the step (`docs/FIRING.md`).
     Batch,
-    /// Per sample and channel over `[H, W]`.
+    /// Per sample and channel over `[H, W]`, statistics over the firing
+    /// cells of the step (`docs/FIRING.md`).
     Instance,
     /// Per cell over the channels (the paper's "pixel" norm).
     Channel,
