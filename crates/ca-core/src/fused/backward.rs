@@ -53,16 +53,12 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         });
     // In place: the gradient at the new state becomes the part that flows
     // to the old state directly.
-    gs.par_chunks_mut(s)
-        .zip(firing.row_of.par_iter())
-        .with_min_len(256)
-        .filter(|(_, &k)| k != u32::MAX)
-        .for_each(|(gsc, &k)| {
-            let keep = 1.0 - firing.mask[k as usize];
-            for gv in gsc.iter_mut() {
-                *gv *= keep;
-            }
-        });
+    firing.for_each_cell(&mut gs, s, |gsc, k| {
+        let keep = 1.0 - firing.mask[k];
+        for gv in gsc.iter_mut() {
+            *gv *= keep;
+        }
+    });
     norm::backward(d, &firing.starts, &saved.stats, &saved.y, &mut g);
 
     // The cell MLP in reverse, per tile of rows: the gradient at the first
@@ -104,16 +100,11 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         }
     }
     if d.residual {
-        gs.par_chunks_mut(s)
-            .zip(firing.row_of.par_iter())
-            .with_min_len(256)
-            .filter(|(_, &k)| k != u32::MAX)
-            .for_each(|(gsc, &k)| {
-                let k = k as usize;
-                for (o, gv) in gsc.iter_mut().zip(&gres[k * s..(k + 1) * s]) {
-                    *o += gv;
-                }
-            });
+        firing.for_each_cell(&mut gs, s, |gsc, k| {
+            for (o, gv) in gsc.iter_mut().zip(&gres[k * s..(k + 1) * s]) {
+                *o += gv;
+            }
+        });
     }
     let gx = match w.pack.first {
         First::Conv { .. } => conv_input_grad(d, saved, &ga, &gs),
@@ -121,12 +112,9 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
             // Spread the rows over the grid (zero where a cell does not
             // fire), then the flipped filter gathers from it.
             let mut gcells = vec![0.0; cells * ci];
-            gcells
-                .par_chunks_mut(ci)
-                .zip(firing.row_of.par_iter())
-                .with_min_len(256)
-                .filter(|(_, &k)| k != u32::MAX)
-                .for_each(|(o, &k)| o.copy_from_slice(&ga[k as usize * ci..(k as usize + 1) * ci]));
+            firing.for_each_cell(&mut gcells, ci, |o, k| {
+                o.copy_from_slice(&ga[k * ci..(k + 1) * ci])
+            });
             let mut gx = vec![0.0; cells * ci];
             gx.par_chunks_mut(TILE * ci)
                 .zip(gs.par_chunks(TILE * s))

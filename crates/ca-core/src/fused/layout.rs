@@ -318,6 +318,21 @@ impl Firing {
         self.cells.len()
     }
 
+    /// Runs `f(cell, row)` on the slice `cell` of `buf` (`[N, width]`) of
+    /// every firing cell, `row` its row, in parallel.
+    pub fn for_each_cell(
+        &self,
+        buf: &mut [f32],
+        width: usize,
+        f: impl Fn(&mut [f32], usize) + Sync + Send,
+    ) {
+        buf.par_chunks_mut(width)
+            .zip(self.row_of.par_iter())
+            .with_min_len(256)
+            .filter(|(_, &k)| k != u32::MAX)
+            .for_each(|(cell, &k)| f(cell, k as usize));
+    }
+
     /// The reset noise of the firing cells, `[rows, S]`, from the draws
     /// `[B, 1 + S, H, W]`.
     pub fn noise(&self, d: &Dims, draws: &[f32]) -> Vec<f32> {
