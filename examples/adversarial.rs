@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use ca_data::{Split, OBJECT};
 use cellseg::adversarial::{attack, classes_after, region_fraction, AttackOptions};
 use cellseg::device::parse_device;
-use cellseg::model::Model;
 use cellseg::pets::resolve_data_dir;
 use cellseg::protocols::EvalSet;
 use cellseg::render;
@@ -77,19 +76,18 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (model, trained_size) = Model::load_trained(&args.model, &args.device)?;
+    let (model, trained_size) = ca_sched::load_model(&args.model, &args.device)?;
     let s = args.size.unwrap_or(trained_size);
-    let rule = match model {
-        Model::Plain(rule) => rule,
-        Model::Hires(m) => {
-            return Err(format!(
-                "{}: a high-resolution model ({} stride-2 levels); the attack runs plain models (one cell per pixel) only",
-                args.model.display(),
-                m.levels()
-            )
-            .into())
-        }
-    };
+    if model.levels() > 0 {
+        return Err(format!(
+            "{}: a high-resolution model ({} stride-2 levels); the attack runs plain models (one cell per pixel) only",
+            args.model.display(),
+            model.levels()
+        )
+        .into());
+    }
+    // A plain model is its rule.
+    let rule = model.rule().clone();
     let source = resolve_data_dir(args.data.as_deref());
     let set = EvalSet::open(&source.root, Split::Test, s, None)?;
     let i = args.index;

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
+use ca_sched::{AnyModel, Trainable};
 use cellseg::device::parse_device;
-use cellseg::model::Model;
 use cellseg::pets::resolve_data_dir;
 use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use clap::{Args as ClapArgs, Parser, Subcommand};
@@ -234,8 +234,8 @@ fn main() {
 fn setup(
     c: &Common,
     default_steps: usize,
-) -> Result<(Model, EvalSet, RunOptions), Box<dyn std::error::Error>> {
-    let (model, trained_size) = Model::load_trained(&c.model, &c.device)?;
+) -> Result<(AnyModel, EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    let (model, trained_size) = ca_sched::load_model(&c.model, &c.device)?;
     let size = c.size.unwrap_or(trained_size);
     let source = resolve_data_dir(c.data.as_deref());
     if source.is_fixture {

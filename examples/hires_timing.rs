@@ -28,12 +28,13 @@
 #[path = "../benches/common/timing.rs"]
 mod timing;
 
+use std::sync::Arc;
+
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use ca_hires::{HiresModel, ENV_CHANNELS};
-use ca_sched::{SegModel, TrainConfig, TrainData, Trainer};
+use ca_sched::{AnyModel, TrainConfig, TrainData, Trainable, Trainer};
 use candle_core::{Device, Tensor};
 use cellseg::device::parse_device;
-use cellseg::model::Model;
 use clap::Parser;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use timing::measure;
@@ -88,31 +89,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env_channels: ENV_CHANNELS,
         ..config.clone()
     };
-    let cases: [(&str, usize, Model); 5] = [
+    let cases: [(&str, usize, AnyModel); 5] = [
         (
             "48/48",
             48,
-            Model::Plain(CellRule::new(config.clone(), 0, &device)?),
+            Arc::new(CellRule::new(config.clone(), 0, &device)?),
         ),
-        (
-            "96/96",
-            96,
-            Model::Plain(CellRule::new(config, 0, &device)?),
-        ),
+        ("96/96", 96, Arc::new(CellRule::new(config, 0, &device)?)),
         (
             "96/48",
             96,
-            Model::Hires(HiresModel::new(hires_config.clone(), 1, 0, &device)?),
+            Arc::new(HiresModel::new(hires_config.clone(), 1, 0, &device)?),
         ),
         (
             "192/48",
             192,
-            Model::Hires(HiresModel::new(hires_config.clone(), 2, 0, &device)?),
+            Arc::new(HiresModel::new(hires_config.clone(), 2, 0, &device)?),
         ),
         (
             "384/48",
             384,
-            Model::Hires(HiresModel::new(hires_config, 3, 0, &device)?),
+            Arc::new(HiresModel::new(hires_config, 3, 0, &device)?),
         ),
     ];
     if let Some(name) = &args.model {
@@ -144,12 +141,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let encoder_s = encoder.median();
         let env = env.expect("the encoder ran").detach();
         let (h, w) = model.state_size((size, size));
-        let s = model.config().state_channels;
+        let s = model.rule().config().state_channels;
         let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), &device)?;
         let draws = (0..=args.reps)
             .map(|k| {
                 StepDraws::sample(
-                    model.config(),
+                    model.rule().config(),
                     (BATCH, h, w),
                     &mut step_rng(2, k as u64),
                     &device,

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 
 use ca_data::CLASS_NAMES;
 use cellseg::device::parse_device;
-use cellseg::model::Model;
 use cellseg::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use clap::Parser;
 
@@ -69,7 +68,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (model, trained_size) = Model::load_trained(&args.model, &args.device)?;
+    let (model, trained_size) = ca_sched::load_model(&args.model, &args.device)?;
     let photo = ca_data::load_rgb(&args.image)?;
     let options = SegmentOptions {
         size: args.size.unwrap_or(trained_size),

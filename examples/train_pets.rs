@@ -19,6 +19,7 @@
 //! `--resume` rebuilds whichever kind the checkpoint holds.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ca_core::{CellConfig, CellRule, Norm, Perception};
@@ -28,10 +29,11 @@ use ca_sched::{
     checkpoint_metadata, evaluate_iou, GradNorm, IouTable, LrSchedule, MetricsLog, TrainConfig,
     Trainer,
 };
+use ca_sched::{AnyModel, Trainable};
 use cellseg::cpu_time::process_cpu_seconds;
 use cellseg::device::parse_device;
+use cellseg::flags::levels_for;
 use cellseg::flags::TrainFlags;
-use cellseg::model::{levels_for, Model};
 use cellseg::pets::{resolve_data_dir, PetsTrainData};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -436,7 +438,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             )
             .into());
         }
-        let model = Model::from_metadata(&meta, &checkpoint, 0, &device)?;
+        let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &device)?;
         let t = Trainer::resume(model, &checkpoint, train.dataset.len())?;
         println!(
             "resumed {} at step {}",
@@ -496,13 +498,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 env_channels: ENV_CHANNELS,
                 ..config
             };
-            Model::Hires(HiresModel::new(config, levels, args.seed, &device)?)
+            Arc::new(HiresModel::new(config, levels, args.seed, &device)?) as AnyModel
         } else {
-            Model::Plain(CellRule::new(config, args.seed, &device)?)
+            Arc::new(CellRule::new(config, args.seed, &device)?)
         };
         Trainer::new(model, schedule, train.dataset.len())?
     };
-    let rule_cfg = trainer.model().config().clone();
+    let rule_cfg = trainer.model().rule().config().clone();
     let sched = trainer.config().clone();
     println!(
         "model: {} state {} hidden {} norm {} reset_gate {} residual {} ({} trainable parameters)",
@@ -631,8 +633,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // the last good checkpoint as it was.
         if step % args.checkpoint_every == 0 && !report.non_finite {
             trainer.save_checkpoint(&checkpoint)?;
-            trainer
-                .with_eval_weights(|m| Ok(m.save_trained(&out.join("model.safetensors"), size)?))?;
+            trainer.with_eval_weights(|m| {
+                ca_sched::save_model(m, &out.join("model.safetensors"), size)
+            })?;
         }
         bar.set_position(step);
         bar.set_message(format!(
@@ -643,7 +646,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish();
     trainer.save_checkpoint(&checkpoint)?;
     let model_path = out.join("model.safetensors");
-    trainer.with_eval_weights(|m| Ok(m.save_trained(&model_path, size)?))?;
+    trainer.with_eval_weights(|m| ca_sched::save_model(m, &model_path, size))?;
     let train_seconds = started.elapsed().as_secs_f64();
     let train_cpu_seconds = cpu_used();
     println!(

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use ca_hires::MAX_LEVELS;
+
 /// The numeric training flags of `train_pets`, with their defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainFlags {
@@ -112,6 +114,31 @@ impl TrainFlags {
     }
 }
 
+/// The number of stride-2 levels `k` with `image_size = state_size * 2^k`,
+/// `k` in `1..=3`, from `--image-size` and `--state-size`; the error names
+/// the flags and the values.
+pub fn levels_for(image_size: usize, state_size: usize) -> Result<usize, FlagError> {
+    let error = |reason: String| FlagError {
+        flag: "--image-size",
+        value: format!("{image_size} --state-size {state_size}"),
+        reason,
+    };
+    if image_size == 0 || state_size == 0 {
+        return Err(error("both must be at least 1".into()));
+    }
+    (1..=MAX_LEVELS)
+        .find(|&k| state_size << k == image_size)
+        .ok_or_else(|| {
+            let factors: Vec<String> = (1..=MAX_LEVELS)
+                .map(|k| (state_size << k).to_string())
+                .collect();
+            error(format!(
+                "the image size must be the state size times 2, 4 or 8 ({}); for a plain model with one cell per pixel use --size",
+                factors.join(", ")
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +236,20 @@ mod tests {
     fn pool_smaller_than_batch() {
         let msg = message(TrainFlags { pool: 4, ..good() });
         assert_eq!(msg, "--pool 4: must be at least --batch (8)");
+    }
+
+    #[test]
+    fn levels_from_sizes() {
+        assert_eq!(levels_for(96, 48), Ok(1));
+        assert_eq!(levels_for(192, 48), Ok(2));
+        assert_eq!(levels_for(384, 48), Ok(3));
+        let msg = levels_for(100, 48).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("--image-size 100 --state-size 48:") && msg.contains("96, 192, 384"),
+            "{msg}"
+        );
+        assert!(levels_for(48, 48).is_err());
+        assert!(levels_for(768, 48).is_err());
+        assert!(levels_for(0, 0).is_err());
     }
 }

@@ -2,16 +2,15 @@
 
 pub use ca_core;
 pub use ca_data;
+pub use ca_hires;
 pub use ca_sched;
 
 pub mod adversarial;
-pub mod colony;
 pub mod cpu_time;
 pub mod curves;
 pub mod device;
 pub mod error;
 pub mod flags;
-pub mod model;
 pub mod pets;
 pub mod plot;
 pub mod protocols;

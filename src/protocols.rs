@@ -1,6 +1,6 @@
 //! The evaluation protocols of the paper's long-run experiments, as
 //! functions a tool or a test calls on any trained model (plain or high
-//! resolution, anything that implements [`SegModel`]) and any split:
+//! resolution, anything that implements [`CellModel`]) and any split:
 //!
 //! - [`stability`]: IoU per class against CA step, far past the training
 //!   target (Figs 10 and 11c);
@@ -18,13 +18,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ca_core::splitmix64;
+use ca_core::{CellModel, Colony};
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
-use ca_sched::{accumulate, SegModel};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
-use crate::colony::ModelColony;
 use crate::error::{Result, ToolError};
 use crate::plot::{LinePlot, Series};
 use crate::render;
@@ -341,36 +339,47 @@ pub fn translate<T: Copy>(
 }
 
 /// A fresh colony of `b` `size x size` images for chunk `chunk_id` of a
-/// run seeded by `seed`.
-fn colony<M: SegModel>(
+/// run seeded by `seed`, seeded by the evaluator's rule
+/// ([`ca_sched::chunk_seed`]).
+fn colony<M: CellModel>(
     model: &M,
     b: usize,
     size: usize,
     seed: u64,
     chunk_id: usize,
-) -> Result<ModelColony<'_, M>> {
-    ModelColony::new(
+) -> Result<Colony<&M>> {
+    Ok(Colony::new(
         model,
         b,
-        (size, size),
-        splitmix64(seed ^ splitmix64(chunk_id as u64)),
-    )
+        size,
+        size,
+        ca_sched::chunk_seed(seed, chunk_id),
+    )?)
 }
 
 /// The environment of `col` for flat `[3, S, S]` images.
-fn env_tensor<M: SegModel>(
-    col: &ModelColony<'_, M>,
+fn env_tensor<M: CellModel>(
+    col: &Colony<&M>,
     images: &[Vec<f32>],
     size: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let flat: Vec<f32> = images.concat();
-    let images = Tensor::from_vec(flat, (images.len(), 3, size, size), device)?;
-    col.environment(&images)
+    Ok(col.environment(&images_tensor(images, size, device)?)?)
 }
 
-/// IoU per class at each recorded step under `schedule`.
-fn iou_curve<M: SegModel>(
+/// Flat `[3, S, S]` images as one tensor `[B, 3, S, S]`.
+fn images_tensor(images: &[Vec<f32>], size: usize, device: &Device) -> Result<Tensor> {
+    let flat: Vec<f32> = images.concat();
+    Ok(Tensor::from_vec(
+        flat,
+        (images.len(), 3, size, size),
+        device,
+    )?)
+}
+
+/// IoU per class at each recorded step under `schedule`, by the project's
+/// one evaluator ([`ca_sched::iou_over_time`]).
+fn iou_curve<M: CellModel>(
     model: &M,
     set: &EvalSet,
     opts: &RunOptions,
@@ -381,49 +390,37 @@ fn iou_curve<M: SegModel>(
         return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
     }
     let classes = model.rule().config().num_classes;
-    let device = model.rule().device();
+    let device = model.rule().device().clone();
     let records = opts.record_steps();
-    let mut inter = vec![vec![0u64; classes]; records.len()];
-    let mut union = vec![vec![0u64; classes]; records.len()];
-    let indices: Vec<usize> = (0..set.len()).collect();
-    for (chunk_id, chunk) in indices.chunks(opts.batch).enumerate() {
-        let mut col = colony(model, chunk.len(), set.size, opts.seed, chunk_id)?;
-        let mut env = None;
-        let mut labels: Vec<u32> = Vec::new();
-        let mut k = 0;
-        for t in 1..=opts.steps {
-            if schedule.changes_at(t) || env.is_none() {
-                let frames: Vec<_> = chunk.iter().map(|&i| schedule.frame(set, i, t)).collect();
-                let images: Vec<Vec<f32>> = frames.iter().map(|f| f.0.clone()).collect();
-                env = Some(env_tensor(&col, &images, set.size, device)?);
-                labels = frames
-                    .iter()
-                    .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
-                    .collect();
+    let table = ca_sched::iou_over_time(
+        model,
+        set.len(),
+        opts.batch,
+        opts.seed,
+        &records,
+        |chunk, t| {
+            if !schedule.changes_at(t) {
+                return Ok(None);
             }
-            if let Some(e) = &env {
-                col.step(e)?;
-            }
-            if records.get(k) == Some(&t) {
-                let pred = ca_sched::predict(&col.logits()?)?;
-                accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
-                k += 1;
-            }
-        }
-    }
+            let frames: Vec<_> = chunk.iter().map(|&i| schedule.frame(set, i, t)).collect();
+            let images: Vec<Vec<f32>> = frames.iter().map(|f| f.0.clone()).collect();
+            let labels = frames
+                .iter()
+                .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
+                .collect();
+            let images = images_tensor(&images, set.size, &device)
+                .map_err(|e| ca_sched::SchedError::Data(e.to_string()))?;
+            Ok(Some((images, labels)))
+        },
+    )?;
     let mut columns = vec!["step".to_string()];
     columns.extend(class_names(classes).iter().map(|n| format!("iou_{n}")));
     columns.push("iou_mean".into());
-    let rows = records
+    let rows = table
+        .steps
         .iter()
-        .enumerate()
-        .map(|(k, &t)| {
-            let ious: Vec<f64> = (0..classes)
-                .map(|c| match union[k][c] {
-                    0 => f64::NAN,
-                    u => inter[k][c] as f64 / u as f64,
-                })
-                .collect();
+        .zip(&table.iou)
+        .map(|(&t, ious)| {
             let finite: Vec<f64> = ious.iter().copied().filter(|v| v.is_finite()).collect();
             let mean = if finite.is_empty() {
                 f64::NAN
@@ -431,7 +428,7 @@ fn iou_curve<M: SegModel>(
                 finite.iter().sum::<f64>() / finite.len() as f64
             };
             std::iter::once(t as f64)
-                .chain(ious)
+                .chain(ious.iter().copied())
                 .chain(std::iter::once(mean))
                 .collect()
         })
@@ -471,7 +468,7 @@ fn iou_plot(table: &Table, title: String, marks: Vec<f64>) -> LinePlot {
 /// IoU per class against CA step from fresh states on fixed images, from
 /// step 1 to `opts.steps` (the paper runs to 10 x T): does the segmentation
 /// stay once formed? The plot marks the training target `T`.
-pub fn stability<M: SegModel>(
+pub fn stability<M: CellModel>(
     model: &M,
     set: &EvalSet,
     opts: &RunOptions,
@@ -496,7 +493,7 @@ pub fn stability<M: SegModel>(
 /// `period` steps and the state is kept: slot `i` sees sample `i`, then
 /// `i + 1`, `i + 2`, ... (cyclically). IoU is measured against the labels
 /// of the image currently shown; the plot marks the switches.
-pub fn switching<M: SegModel>(
+pub fn switching<M: CellModel>(
     model: &M,
     set: &EvalSet,
     opts: &RunOptions,
@@ -524,7 +521,7 @@ pub fn switching<M: SegModel>(
 /// IoU against CA step when, after step `at`, each image (and its labels)
 /// is translated by `shift` pixels right and down (the uncovered border
 /// repeats the edge), the state kept.
-pub fn shift<M: SegModel>(
+pub fn shift<M: CellModel>(
     model: &M,
     set: &EvalSet,
     opts: &RunOptions,
@@ -612,7 +609,7 @@ fn mean_abs(t: &Tensor) -> Result<f64> {
 /// states: of the state, of the logits, of their one-step changes, and the
 /// fraction of pixels whose predicted class changed in the step. Averaged
 /// over all samples.
-pub fn norms<M: SegModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
+pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
     opts.validate()?;
     if set.is_empty() {
         return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
@@ -719,7 +716,7 @@ pub fn norms<M: SegModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result
 /// images, a picture `_map_INDEX`: the image, the majority vote and the
 /// probability variance as a heat map (black 0, white at the largest value
 /// among the pictures), each enlarged four times.
-pub fn uncertainty<M: SegModel>(
+pub fn uncertainty<M: CellModel>(
     model: &M,
     set: &EvalSet,
     opts: &RunOptions,

@@ -4,11 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use ca_sched::SegModel;
+use ca_core::{CellModel, Colony};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use crate::colony::ModelColony;
 use crate::error::{Result, ToolError};
 use crate::render::{self, StateProjection};
 
@@ -54,7 +53,7 @@ pub struct Segmentation {
 }
 
 /// Runs `model` on `photo` as `options` say.
-pub fn segment<M: SegModel>(
+pub fn segment<M: CellModel>(
     model: &M,
     photo: &RgbImage,
     options: &SegmentOptions,
@@ -92,7 +91,7 @@ pub fn segment<M: SegModel>(
     };
     let (w, h) = grid;
     let image = Tensor::from_vec(chw, (1, 3, h, w), model.rule().device())?;
-    let mut colony = ModelColony::new(model, 1, (h, w), options.seed)?;
+    let mut colony = Colony::new(model, 1, h, w, options.seed)?;
     let env = colony.environment(&image)?;
     let (sh, sw) = colony.state_size();
     let channels = model.rule().config().state_channels;
@@ -127,7 +126,7 @@ pub fn segment<M: SegModel>(
     })
 }
 
-fn classes_of<M: SegModel>(colony: &ModelColony<'_, M>) -> Result<Vec<u32>> {
+fn classes_of<M: CellModel>(colony: &Colony<&M>) -> Result<Vec<u32>> {
     Ok(colony
         .predict()?
         .to_dtype(DType::U32)?

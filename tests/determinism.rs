@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
-use ca_sched::{evaluate_iou, IouTable, SegModel, TrainConfig, Trainer};
+use ca_sched::{evaluate_iou, IouTable, TrainConfig, Trainable, Trainer};
 use candle_core::Device;
 use cellseg::pets::{PetsTrainData, FIXTURE_DIR};
 use cellseg::{ca_core, ca_data, ca_sched};

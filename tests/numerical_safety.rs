@@ -8,7 +8,7 @@ mod support;
 
 use candle_core::Device;
 use cellseg::ca_core::{config_from_metadata, CellRule};
-use cellseg::ca_sched::{checkpoint_metadata, SegModel, Trainer};
+use cellseg::ca_sched::{checkpoint_metadata, Trainable, Trainer};
 use support::{checkpoint_step, command, run, text, TempDir};
 
 fn all_finite(rule: &CellRule) -> bool {

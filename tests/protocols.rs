@@ -9,7 +9,6 @@ use ca_core::{CellConfig, CellRule};
 use ca_data::Split;
 use ca_hires::HiresModel;
 use candle_core::Device;
-use cellseg::model::Model;
 use cellseg::pets::FIXTURE_DIR;
 use cellseg::plot::PLOT_SIZE;
 use cellseg::protocols::{self, EvalSet, RunOptions};
@@ -282,14 +281,14 @@ fn written_tables_read_back_and_compare() {
 
 /// A tiny untrained high-resolution model: one stride-2 level, so a 16x16
 /// image runs an 8x8 state.
-fn hires_model() -> Model {
+fn hires_model() -> HiresModel {
     let config = CellConfig {
         state_channels: 8,
         hidden_channels: 16,
         env_channels: 8,
         ..CellConfig::default()
     };
-    Model::Hires(HiresModel::new(config, 1, 3, &Device::Cpu).unwrap())
+    HiresModel::new(config, 1, 3, &Device::Cpu).unwrap()
 }
 
 #[test]
@@ -345,4 +344,48 @@ fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
     let seg = segment(&model, &small, &native).unwrap();
     assert_eq!((seg.grid, seg.state_grid), ((20, 13), (10, 7)));
     assert_eq!(seg.classes.len(), 260);
+}
+
+/// One evaluator: training's IoU (`ca_sched::evaluate_iou` on the training
+/// data type) and `evaluate stability` (the protocols on an `EvalSet`) give
+/// the same figures for the same model, samples, seed and steps.
+#[test]
+fn training_and_evaluate_report_the_same_iou() {
+    let ds = ca_data::PetsDataset::open(
+        &fixture(),
+        Split::Test,
+        &ca_data::LoadOptions::square(SIZE),
+    )
+    .unwrap();
+    let set = EvalSet::from_dataset(&ds, None).unwrap();
+    let data = cellseg::pets::PetsTrainData {
+        dataset: ds,
+        augment: ca_data::Augment::none(),
+    };
+    let model = rule();
+    let opts = RunOptions {
+        steps: 6,
+        batch: 2,
+        seed: 1,
+        every: 2,
+        target: 4,
+    };
+    let stability = protocols::stability(&model, &set, &opts).unwrap();
+    let steps = [2, 4, 6];
+    let trained = ca_sched::evaluate_iou(&model, &data, &steps, opts.batch, opts.seed).unwrap();
+    for (k, &t) in steps.iter().enumerate() {
+        let row = stability
+            .table
+            .rows
+            .iter()
+            .find(|r| r[0] == t as f64)
+            .unwrap();
+        for c in 0..3 {
+            let (a, b) = (row[1 + c], trained.iou[k][c]);
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()),
+                "step {t} class {c}: {a} vs {b}"
+            );
+        }
+    }
 }

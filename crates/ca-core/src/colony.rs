@@ -1,40 +1,49 @@
-//! A colony: the state grid `[B, S, H, W]` of a cell rule and its evolution.
+//! A colony: the state grid `[B, S, h, w]` of a cell model and its evolution.
 
 use candle_core::{DType, Tensor};
 
 use crate::draws::{normal_state, step_rng, StepDraws};
 use crate::error::{CoreError, Result};
+use crate::model::CellModel;
 use crate::rule::CellRule;
 
 /// Step index used to derive the generator of the initial state, distinct
 /// from every step index an evolution reaches.
 const INIT_STREAM: u64 = u64::MAX;
 
-/// A colony of cells on a `H x W` grid, `B` grids at once, evolving under
-/// one rule. For inference: the state is detached after every step, so no
-/// autograd graph builds up (training goes through [`CellRule::step`]).
+/// A colony of cells evolving under one model, `B` grids at once. For
+/// inference: the state is detached after every step, so no autograd graph
+/// builds up (training goes through [`CellRule::step`]).
+///
+/// The colony is sized by its images, `H x W` pixels; its state lives on
+/// the model's grid `(h, w) = model.state_size((H, W))` (the same grid for
+/// a plain [`CellRule`], smaller behind an encoder), and its logits come at
+/// the images' resolution. `M` is any [`CellModel`]: a rule, a reference
+/// to a model (`Colony<&M>`), or a shared one (`Colony<Arc<M>>`).
 ///
 /// Randomness: the initial state and the draws of step `t` come from
 /// [`step_rng`]`(seed, .)`, so the same seed gives the same trajectory on
 /// CPU, whatever happened before.
+///
+/// # Shapes
+///
+/// state `[B, S, h, w]`; environment `[B, E, h, w]` (from
+/// [`Colony::environment`] of images `[B, 3, H, W]` in `[0, 1]`; for a
+/// plain rule the images themselves); logits `[B, classes, H, W]`;
+/// predictions `[B, H, W]` u32.
 #[derive(Debug, Clone)]
-pub struct Colony {
-    rule: CellRule,
+pub struct Colony<M: CellModel = CellRule> {
+    model: M,
     state: Tensor,
+    image_size: (usize, usize),
     seed: u64,
     steps: u64,
 }
 
-impl Colony {
-    /// A colony of `batch` grids of `height x width` cells, state seeded
-    /// `N(0, I)` from `seed`.
-    pub fn new(
-        rule: CellRule,
-        batch: usize,
-        height: usize,
-        width: usize,
-        seed: u64,
-    ) -> Result<Self> {
+impl<M: CellModel> Colony<M> {
+    /// A colony of `batch` grids for images of `height x width` pixels,
+    /// state seeded `N(0, I)` from `seed` on the model's state grid.
+    pub fn new(model: M, batch: usize, height: usize, width: usize, seed: u64) -> Result<Self> {
         if batch == 0 || height == 0 || width == 0 {
             return Err(CoreError::Shape {
                 what: "colony",
@@ -42,29 +51,47 @@ impl Colony {
                 got: vec![batch, height, width],
             });
         }
+        let (h, w) = model.state_size((height, width));
+        let rule = model.rule();
         let s = rule.config().state_channels;
         let mut rng = step_rng(seed, INIT_STREAM);
-        let state = normal_state((batch, s, height, width), &mut rng, rule.device())?;
+        let state = normal_state((batch, s, h, w), &mut rng, rule.device())?;
         Ok(Colony {
-            rule,
+            model,
             state,
+            image_size: (height, width),
             seed,
             steps: 0,
         })
     }
 
-    /// The rule.
-    pub fn rule(&self) -> &CellRule {
-        &self.rule
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
-    /// The state `[B, S, H, W]`.
+    /// The cell rule.
+    pub fn rule(&self) -> &CellRule {
+        self.model.rule()
+    }
+
+    /// The state `[B, S, h, w]`.
     pub fn state(&self) -> &Tensor {
         &self.state
     }
 
+    /// The images' size `(H, W)` in pixels.
+    pub fn image_size(&self) -> (usize, usize) {
+        self.image_size
+    }
+
+    /// The state grid `(h, w)` in cells.
+    pub fn state_size(&self) -> (usize, usize) {
+        self.model.state_size(self.image_size)
+    }
+
     /// Replaces the state (same shape required), e.g. to keep it across an
-    /// image switch or to restore it.
+    /// image switch, to damage a region or to restore a saved state.
     pub fn set_state(&mut self, state: Tensor) -> Result<()> {
         if state.dims() != self.state.dims() {
             return Err(CoreError::Shape {
@@ -82,13 +109,23 @@ impl Colony {
         self.steps
     }
 
-    /// One step under environment `env` `[B, E, H, W]`; the environment may
-    /// differ from step to step (video, image switching).
+    /// The environment `[B, E, h, w]` the cells read, from images
+    /// `[B, 3, H, W]` in `[0, 1]`, detached: compute it once per image,
+    /// step with it many times.
+    pub fn environment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.model.environment(images)?.detach())
+    }
+
+    /// One step under environment `env` `[B, E, h, w]` (from
+    /// [`Colony::environment`]; for a plain rule, the images `[B, 3, H, W]`
+    /// in `[0, 1]`); the environment may differ from step to step (video,
+    /// image switching).
     pub fn step(&mut self, env: &Tensor) -> Result<()> {
         let (b, _, h, w) = self.state.dims4()?;
         let mut rng = step_rng(self.seed, self.steps);
-        let draws = StepDraws::sample(self.rule.config(), (b, h, w), &mut rng, self.rule.device())?;
-        self.state = self.rule.step_detached(&self.state, env, &draws)?;
+        let rule = self.model.rule();
+        let draws = StepDraws::sample(rule.config(), (b, h, w), &mut rng, rule.device())?;
+        self.state = rule.step_detached(&self.state, env, &draws)?;
         self.steps += 1;
         Ok(())
     }
@@ -101,12 +138,13 @@ impl Colony {
         Ok(())
     }
 
-    /// Class logits `[B, classes, H, W]` of the current state.
+    /// Class logits `[B, classes, H, W]` of the current state, at the
+    /// images' resolution.
     pub fn logits(&self) -> Result<Tensor> {
-        Ok(self.rule.logits(&self.state)?.detach())
+        Ok(self.model.logits(&self.state, self.image_size)?.detach())
     }
 
-    /// The most likely class of every cell, `[B, H, W]` u32.
+    /// The most likely class of every pixel, `[B, H, W]` u32.
     pub fn predict(&self) -> Result<Tensor> {
         Ok(self.logits()?.argmax(1)?.to_dtype(DType::U32)?)
     }

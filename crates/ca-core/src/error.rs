@@ -34,6 +34,10 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A model built around the rule (e.g. an encoder and decoder) failed
+    /// for a reason of its own, in its words.
+    #[error("{0}")]
+    Model(String),
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

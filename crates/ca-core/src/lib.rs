@@ -30,6 +30,7 @@ mod config;
 mod draws;
 mod error;
 mod fused;
+mod model;
 mod norm;
 mod params;
 mod rule;
@@ -42,6 +43,7 @@ pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
 pub use error::{CoreError, Result};
+pub use model::CellModel;
 pub use norm::{normalize, normalize_firing, NORM_EPS};
 pub use params::{
     param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,

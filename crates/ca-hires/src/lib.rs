@@ -19,14 +19,10 @@
 //!
 //! ## Layering
 //!
-//! The model itself needs `ca-core` and candle only. With the default
-//! feature `sched`, [`HiresModel`] also implements
-//! [`ca_sched::SegModel`], so `ca_sched::Trainer<HiresModel>` trains it
-//! through the same scheduler as a plain rule. That impl lives here, not in
-//! the facade, because Rust's orphan rule would otherwise force a newtype
-//! wrapper on every user; `ca-sched` depends on `ca-core` only, so there is
-//! no cycle, and a user who wants inference alone turns the feature off
-//! (`default-features = false`) and pulls `ca-core` and candle only.
+//! The model needs `ca-core` and candle only. [`HiresModel`] implements
+//! [`ca_core::CellModel`], so [`ca_core::Colony`] evolves it exactly as it
+//! evolves a plain rule; the trainer (`ca-sched`) sits above this crate and
+//! knows how to train and save it.
 //!
 //! ```
 //! use ca_core::CellConfig;
@@ -45,12 +41,11 @@
 //! # }
 //! ```
 
+mod cell_model;
 mod checkpoint;
 mod error;
 mod layers;
 mod model;
-#[cfg(feature = "sched")]
-mod seg_model;
 
 pub use checkpoint::{hires_levels, HIRES_FORMAT, HIRES_KEY};
 pub use error::{HiresError, Result};

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, SchedError};
-use crate::model::SegModel;
+use crate::model::Trainable;
 use crate::pool::Slot;
 use crate::trainer::Trainer;
 
@@ -58,7 +58,7 @@ pub fn checkpoint_metadata(path: &Path) -> Result<HashMap<String, String>> {
     Ok(meta)
 }
 
-impl<M: SegModel> Trainer<M> {
+impl<M: Trainable> Trainer<M> {
     /// Writes the whole training state to `path` atomically.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();

@@ -45,6 +45,9 @@ pub enum SchedError {
     /// From the cell rule.
     #[error(transparent)]
     Core(#[from] ca_core::CoreError),
+    /// From a high-resolution model (building or loading it).
+    #[error(transparent)]
+    Hires(#[from] ca_hires::HiresError),
     /// From candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

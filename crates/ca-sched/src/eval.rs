@@ -1,14 +1,11 @@
 //! IoU per class over a whole split, at chosen CA steps.
 
-use ca_core::{normal_state, step_rng, StepDraws};
+use ca_core::{splitmix64, CellModel, Colony};
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 
 use crate::error::{Result, SchedError};
-use crate::model::{SegModel, TrainData};
-
-/// Salt of the evaluation's random streams.
-const EVAL_SALT: u64 = 0xE7A1_0001;
+use crate::model::TrainData;
 
 /// IoU per class at each evaluated step: intersection and union summed over
 /// every pixel of the split, then divided.
@@ -31,56 +28,77 @@ impl IouTable {
     }
 }
 
-/// Runs the model from fresh `N(0, I)` states (seeded by `seed`) on every
-/// sample of `data` (augmentation seed 0), `batch` at a time, and returns
-/// the IoU per class after each of `steps`.
-pub fn evaluate_iou<M: SegModel>(
+/// The seed of the colony that evaluates chunk `chunk` (0-based) of a run
+/// seeded by `seed`: the one seeding rule behind every IoU figure of the
+/// project (training's periodic evaluation, `evaluate`, the tests), so the
+/// same model, data, seed and step give the same figure everywhere.
+pub fn chunk_seed(seed: u64, chunk: usize) -> u64 {
+    splitmix64(seed ^ splitmix64(chunk as u64))
+}
+
+/// What a chunk of an evaluation sees from step `t` on: images
+/// `[b, 3, H, W]` in `[0, 1]` and their labels, `b * H * W` classes in
+/// row-major order.
+pub type Frame = (Tensor, Vec<u32>);
+
+/// IoU per class after each of `steps` CA steps of `model` on `samples`
+/// samples, `batch` at a time: chunk `k` (samples `k * batch ..`) runs a
+/// fresh [`Colony`] seeded by [`chunk_seed`]`(seed, k)` from `N(0, I)`
+/// states, with detached steps. `frames(indices, t)` gives the chunk's
+/// input from step `t` on, or `None` to keep the previous one; it is
+/// called for every `t` in `1..=max(steps)` and must give a frame at
+/// `t = 1` (image switching and shifts give new frames later).
+pub fn iou_over_time<M: CellModel>(
     model: &M,
-    data: &dyn TrainData,
-    steps: &[usize],
+    samples: usize,
     batch: usize,
     seed: u64,
+    steps: &[usize],
+    mut frames: impl FnMut(&[usize], usize) -> Result<Option<Frame>>,
 ) -> Result<IouTable> {
     let mut steps = steps.to_vec();
     steps.sort_unstable();
     steps.dedup();
+    if steps.first() == Some(&0) {
+        return Err(SchedError::Data("evaluation steps start at 1".into()));
+    }
     let Some(&last) = steps.last() else {
         return Err(SchedError::Data("no evaluation steps given".into()));
     };
-    if batch == 0 || data.is_empty() {
+    if batch == 0 || samples == 0 {
         return Err(SchedError::Data(format!(
-            "cannot evaluate {} samples in batches of {batch}",
-            data.len()
+            "cannot evaluate {samples} samples in batches of {batch}"
         )));
     }
-    let rule = model.rule();
-    let classes = rule.config().num_classes;
-    let device = rule.device();
+    let classes = model.rule().config().num_classes;
     let mut inter = vec![vec![0u64; classes]; steps.len()];
     let mut union = vec![vec![0u64; classes]; steps.len()];
-    let indices: Vec<usize> = (0..data.len()).collect();
+    let indices: Vec<usize> = (0..samples).collect();
     for (chunk_id, chunk) in indices.chunks(batch).enumerate() {
-        let items: Vec<(usize, u64)> = chunk.iter().map(|&i| (i, 0)).collect();
-        let (images, labels) = data.batch(&items, device)?;
-        let (_, lh, lw) = labels.dims3()?;
-        let labels = labels
-            .to_dtype(DType::U32)?
-            .flatten_all()?
-            .to_vec1::<u32>()?;
-        let env = model.environment(&images)?.detach();
-        let (_, _, ih, iw) = images.dims4()?;
-        let (h, w) = model.state_size((ih, iw));
-        let s = rule.config().state_channels;
-        let stream = chunk_id as u64 * (last as u64 + 1);
-        let mut rng = step_rng(seed ^ EVAL_SALT, stream);
-        let mut state = normal_state((chunk.len(), s, h, w), &mut rng, device)?;
+        let Some((images, mut labels)) = frames(chunk, 1)? else {
+            return Err(SchedError::Data("no input at step 1".into()));
+        };
+        let (b, _, h, w) = images.dims4()?;
+        let mut colony = Colony::new(model, b, h, w, chunk_seed(seed, chunk_id))?;
+        let mut env = colony.environment(&images)?;
         let mut k = 0;
         for t in 1..=last {
-            let mut rng = step_rng(seed ^ EVAL_SALT, stream + t as u64);
-            let draws = StepDraws::sample(rule.config(), (chunk.len(), h, w), &mut rng, device)?;
-            state = rule.step_detached(&state, &env, &draws)?;
+            if t > 1 {
+                if let Some((images, l)) = frames(chunk, t)? {
+                    env = colony.environment(&images)?;
+                    labels = l;
+                }
+            }
+            colony.step(&env)?;
             if t == steps[k] {
-                let pred = predict(&model.logits(&state, (lh, lw))?)?;
+                let pred = predict(&colony.logits()?)?;
+                if pred.len() != labels.len() {
+                    return Err(SchedError::Data(format!(
+                        "{} labels for {} predicted pixels",
+                        labels.len(),
+                        pred.len()
+                    )));
+                }
                 accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
                 k += 1;
             }
@@ -103,6 +121,30 @@ pub fn evaluate_iou<M: SegModel>(
         })
         .collect();
     Ok(IouTable { steps, iou })
+}
+
+/// [`iou_over_time`] on every sample of `data` (augmentation seed 0, the
+/// image fixed): the IoU per class after each of `steps`.
+pub fn evaluate_iou<M: CellModel>(
+    model: &M,
+    data: &dyn TrainData,
+    steps: &[usize],
+    batch: usize,
+    seed: u64,
+) -> Result<IouTable> {
+    let device = model.rule().device().clone();
+    iou_over_time(model, data.len(), batch, seed, steps, |chunk, t| {
+        if t > 1 {
+            return Ok(None);
+        }
+        let items: Vec<(usize, u64)> = chunk.iter().map(|&i| (i, 0)).collect();
+        let (images, labels) = data.batch(&items, &device)?;
+        let labels = labels
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
+        Ok(Some((images, labels)))
+    })
 }
 
 /// The argmax class of every pixel of `logits` `[B, C, H, W]`, flattened.

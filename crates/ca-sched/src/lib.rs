@@ -9,8 +9,11 @@
 //! state with probabilities chosen so that, within the target `T`, each is
 //! reset at least once with probability `p_i` (resp. `p_s`).
 //!
-//! The model and the data come in through the [`SegModel`] and
-//! [`TrainData`] traits; [`ca_core::CellRule`] is a [`SegModel`].
+//! The model and the data come in through the [`Trainable`] (a
+//! [`ca_core::CellModel`] with tensors to train and metadata to save) and
+//! [`TrainData`] traits; [`ca_core::CellRule`] and
+//! [`ca_hires::HiresModel`] are [`Trainable`]. [`load_model`] reads a
+//! model file of either kind.
 
 mod adam;
 mod checkpoint;
@@ -22,6 +25,7 @@ mod loss;
 mod metrics;
 mod model;
 mod pool;
+mod saved;
 mod trainer;
 
 pub use adam::Adam;
@@ -29,9 +33,13 @@ pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
 pub use config::{reset_probability, GradNorm, LrSchedule, TrainConfig};
 pub use ema::Ema;
 pub use error::{Result, SchedError};
-pub use eval::{accumulate, evaluate_iou, predict, IouTable};
+pub use eval::{accumulate, chunk_seed, evaluate_iou, iou_over_time, predict, Frame, IouTable};
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
 pub use metrics::MetricsLog;
-pub use model::{SegModel, TrainData};
+pub use model::{TrainData, Trainable};
 pub use pool::{Pool, ResetCounts, Slot};
+pub use saved::{
+    load_model, model_from_metadata, save_model, AnyModel, DEFAULT_STATE_SIZE, IMAGE_SIZE_KEY,
+    LEGACY_IMAGE_SIZE_KEY,
+};
 pub use trainer::{StepReport, Trainer};

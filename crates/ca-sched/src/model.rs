@@ -3,65 +3,74 @@
 //! plug in without changes here.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
-use ca_core::{CellRule, NamedParam};
+use ca_core::{CellModel, CellRule, NamedParam, ParamGroup};
+use ca_hires::HiresModel;
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 
-/// A segmentation model built around one cell rule.
-pub trait SegModel {
-    /// The cell rule that evolves the state.
-    fn rule(&self) -> &CellRule;
-
-    /// The environment `[B, E, h, w]` the cells see, from images
-    /// `[B, 3, H, W]` (the identity for a plain CA, an encoder for high
-    /// resolution).
-    fn environment(&self, images: &Tensor) -> Result<Tensor>;
-
-    /// Class logits `[B, classes, H', W']` from the state `[B, S, h, w]`,
-    /// where `out_size = (H', W')` is the label resolution. It is passed in
-    /// because the state grid alone does not fix it: behind a stride-2
-    /// encoder, images of 95 and 96 pixels both give a 48-cell state.
-    fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor>;
-
-    /// The state grid `(h, w)` for images of `(H, W)` pixels.
-    fn state_size(&self, image_size: (usize, usize)) -> (usize, usize);
-
+/// A [`CellModel`] that can be trained and saved: its tensors, and the
+/// metadata a loader needs to rebuild it ([`crate::load_model`]).
+pub trait Trainable: CellModel + std::fmt::Debug {
     /// Every tensor of the model with its name and trainability; the
     /// optimizer updates the trainable ones, checkpoints store them all.
     fn named_params(&self) -> Vec<NamedParam>;
 
-    /// Metadata that lets a loader rebuild the model (e.g. its config).
+    /// Metadata that lets a loader rebuild the model (its config, its
+    /// kind); every key starts with `ca.`.
     fn metadata(&self) -> HashMap<String, String>;
+
+    /// Stride-2 levels between image and state: 0 for one cell per pixel,
+    /// `k` when the state grid is `2^k` times smaller than the image.
+    fn levels(&self) -> usize {
+        let side = 1 << 12;
+        let (h, _) = self.state_size((side, side));
+        (side / h.max(1)).trailing_zeros() as usize
+    }
+
+    /// Number of parameters the optimizer updates.
+    fn trainable_params(&self) -> usize {
+        self.named_params()
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.var.elem_count())
+            .sum()
+    }
+
+    /// One line on the parts' parameter counts, e.g. `rule 8350, reset gate
+    /// 33, classifier 99` (with `encoder` and `decoder` parts for a
+    /// high-resolution model).
+    fn describe_params(&self) -> String {
+        let mut parts: Vec<(&str, usize)> = Vec::new();
+        for p in self.named_params() {
+            let part = if p.name.starts_with("encoder.") {
+                "encoder"
+            } else if p.name.starts_with("decoder.") {
+                "decoder"
+            } else {
+                match p.group {
+                    ParamGroup::Rule => "rule",
+                    ParamGroup::ResetGate => "reset gate",
+                    ParamGroup::Classifier => "classifier",
+                }
+            };
+            match parts.iter_mut().find(|(name, _)| *name == part) {
+                Some((_, n)) => *n += p.var.elem_count(),
+                None => parts.push((part, p.var.elem_count())),
+            }
+        }
+        let mut line: Vec<String> = parts.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        if self.levels() > 0 {
+            line.push(format!("levels {}", self.levels()));
+        }
+        line.join(", ")
+    }
 }
 
-impl SegModel for CellRule {
-    fn rule(&self) -> &CellRule {
-        self
-    }
-
-    fn environment(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(images.clone())
-    }
-
-    fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor> {
-        let (_, _, h, w) = state.dims4()?;
-        if (h, w) != out_size {
-            return Err(ca_core::CoreError::Shape {
-                what: "labels of a plain CA (one cell per pixel)",
-                expected: format!("[{h}, {w}] (the state grid)"),
-                got: vec![out_size.0, out_size.1],
-            }
-            .into());
-        }
-        Ok(CellRule::logits(self, state)?)
-    }
-
-    fn state_size(&self, image_size: (usize, usize)) -> (usize, usize) {
-        image_size
-    }
-
+impl Trainable for CellRule {
     fn named_params(&self) -> Vec<NamedParam> {
         self.params().named()
     }
@@ -69,7 +78,44 @@ impl SegModel for CellRule {
     fn metadata(&self) -> HashMap<String, String> {
         self.to_safetensors_parts().1
     }
+
+    fn levels(&self) -> usize {
+        0
+    }
 }
+
+impl Trainable for HiresModel {
+    fn named_params(&self) -> Vec<NamedParam> {
+        HiresModel::named_params(self)
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        HiresModel::metadata(self)
+    }
+
+    fn levels(&self) -> usize {
+        HiresModel::levels(self)
+    }
+}
+
+macro_rules! forward_trainable {
+    ($($ptr:ty),*) => {$(
+        /// Forwards to the model pointed to.
+        impl<M: Trainable + ?Sized> Trainable for $ptr {
+            fn named_params(&self) -> Vec<NamedParam> {
+                (**self).named_params()
+            }
+            fn metadata(&self) -> HashMap<String, String> {
+                (**self).metadata()
+            }
+            fn levels(&self) -> usize {
+                (**self).levels()
+            }
+        }
+    )*};
+}
+
+forward_trainable!(&M, Box<M>, Rc<M>, Arc<M>);
 
 /// A source of labelled images, addressed by sample index.
 pub trait TrainData {
@@ -81,9 +127,9 @@ pub trait TrainData {
         self.len() == 0
     }
 
-    /// Images `[B, 3, H, W]` f32 and labels `[B, H', W']` u32 for the
-    /// `(sample index, augmentation seed)` pairs of `items`, on `device`. The
-    /// same pair must always give the same image (a slot keeps its image
-    /// across mini-unrolls).
+    /// Images `[B, 3, H, W]` f32 in `[0, 1]` and labels `[B, H', W']` u32
+    /// for the `(sample index, augmentation seed)` pairs of `items`, on
+    /// `device`. The same pair must always give the same image (a slot
+    /// keeps its image across mini-unrolls).
     fn batch(&self, items: &[(usize, u64)], device: &Device) -> Result<(Tensor, Tensor)>;
 }

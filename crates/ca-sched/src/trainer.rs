@@ -12,7 +12,7 @@ use crate::config::TrainConfig;
 use crate::ema::Ema;
 use crate::error::{Result, SchedError};
 use crate::loss::LossTargets;
-use crate::model::{SegModel, TrainData};
+use crate::model::{TrainData, Trainable};
 use crate::pool::{Pool, ResetCounts};
 
 /// Salt of the generator of slot choices and resets (distinct from the CA
@@ -40,8 +40,8 @@ pub struct StepReport {
     pub resets: ResetCounts,
 }
 
-/// Trains a [`SegModel`] with the schedule of a [`TrainConfig`].
-pub struct Trainer<M: SegModel> {
+/// Trains a [`Trainable`] with the schedule of a [`TrainConfig`].
+pub struct Trainer<M: Trainable> {
     model: M,
     config: TrainConfig,
     adam: Adam,
@@ -53,7 +53,7 @@ pub struct Trainer<M: SegModel> {
     device: Device,
 }
 
-impl<M: SegModel> Trainer<M> {
+impl<M: Trainable> Trainer<M> {
     /// A trainer at step 0 with a fresh pool over `num_samples` samples.
     /// Applies the config's initialisation to the model first: the update
     /// layer set to zero (`zero_update_init`), the reset-gate bias set to

@@ -216,7 +216,7 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     }
     // The checkpoint on disk is a good one: it loads and its weights are finite.
     let resumed = Trainer::resume(small_rule(5), &path, data.len()).unwrap();
-    for p in ca_sched::SegModel::named_params(resumed.model()) {
+    for p in ca_sched::Trainable::named_params(resumed.model()) {
         let v = p.var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(v.iter().all(|x| x.is_finite()), "{}", p.name);
     }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use ca_sched::AnyModel;
 use candle_core::Device;
-use cellseg::model::Model;
 
 use crate::error::{ApiError, ServeError};
 
@@ -58,7 +58,7 @@ pub struct LoadedModel {
     /// Its name (the file stem).
     pub name: String,
     /// The model, on the CPU.
-    pub model: Model,
+    pub model: AnyModel,
     /// The square image size in pixels it was trained at: the colony's grid.
     pub image_size: usize,
 }
@@ -160,7 +160,7 @@ impl ModelRegistry {
                 return Ok(model.clone());
             }
         }
-        let (model, image_size) = Model::load_trained(&path, &Device::Cpu)
+        let (model, image_size) = ca_sched::load_model(&path, &Device::Cpu)
             .map_err(|e| ApiError::internal(format!("model '{name}' could not be loaded: {e}")))?;
         let model = Arc::new(LoadedModel {
             name: name.to_string(),

@@ -406,7 +406,7 @@ async fn live(
         "model": model.name,
         "grid": model.image_size,
         "models": app.models.names(),
-        "legend": session::legend(model.model.config().num_classes),
+        "legend": session::legend(model.model.rule().config().num_classes),
         "views": views::VIEWS,
         "view": app.config.view_size,
         "steps": session::INITIAL_STEPS.min(app.config.max_steps),

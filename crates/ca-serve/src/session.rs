@@ -8,10 +8,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ca_core::Colony;
+use ca_sched::AnyModel;
 use candle_core::{DType, Tensor};
-use cellseg::colony::ModelColony;
 use cellseg::error::Result;
-use cellseg::model::Model;
 use cellseg::render::{self, StateProjection};
 use image::RgbImage;
 use serde::Deserialize;
@@ -181,7 +181,7 @@ struct Closed;
 
 /// A colony on a photo.
 struct Live<'m> {
-    colony: ModelColony<'m, Model>,
+    colony: Colony<&'m AnyModel>,
     env: Tensor,
 }
 
@@ -251,7 +251,7 @@ impl Session {
 
     /// Runs `model` until the page switches model (the new one) or leaves.
     fn run_model(&mut self, model: &LoadedModel) -> std::result::Result<Arc<LoadedModel>, Closed> {
-        let projection = StateProjection::new(model.model.config().state_channels);
+        let projection = StateProjection::new(model.model.rule().config().state_channels);
         let mut live = match self.restart(model) {
             Ok(live) => live,
             Err(e) => {
@@ -353,7 +353,7 @@ impl Session {
         };
         let size = model.image_size;
         let batch = self.batch();
-        let colony = ModelColony::new(&model.model, batch, (size, size), self.seed)?;
+        let colony = Colony::new(&model.model, batch, size, size, self.seed)?;
         let env = environment(&colony, photo, size, batch)?;
         Ok(Some(Live { colony, env }))
     }
@@ -466,7 +466,7 @@ impl Session {
         );
         let png = views::encode_png(&strip)
             .map_err(|e| cellseg::error::ToolError::invalid("frame", "PNG", e.message))?;
-        let num_classes = model.model.config().num_classes;
+        let num_classes = model.model.rule().config().num_classes;
         let header = serde_json::json!({
             "type": "frame",
             "model": model.name,
@@ -492,7 +492,7 @@ impl Session {
 
 /// The environment of `photo` resized to `size x size`, `batch` times.
 fn environment(
-    colony: &ModelColony<'_, Model>,
+    colony: &Colony<&AnyModel>,
     photo: &RgbImage,
     size: usize,
     batch: usize,
@@ -500,13 +500,13 @@ fn environment(
     let chw = ca_data::resize::image_to_chw(photo, size);
     let device = colony.state().device().clone();
     let image = Tensor::from_vec(chw, (1, 3, size, size), &device)?.repeat((batch, 1, 1, 1))?;
-    colony.environment(&image)
+    Ok(colony.environment(&image)?)
 }
 
 /// Resets the state of every run to `N(0, 1)` noise in the disc
 /// `(x, y, radius)` (fractions of the grid's width, height and side).
 fn damage(
-    colony: &mut ModelColony<'_, Model>,
+    colony: &mut Colony<&AnyModel>,
     (x, y, radius): (f32, f32, f32),
     seed: u64,
 ) -> Result<()> {
@@ -531,7 +531,7 @@ fn damage(
     let noise = Tensor::from_vec(noise, (b, s, h, w), device)?;
     let keep = mask.affine(-1.0, 1.0)?;
     let damaged = (state.broadcast_mul(&keep)? + noise.broadcast_mul(&mask)?)?;
-    colony.set_state(damaged)
+    Ok(colony.set_state(damaged)?)
 }
 
 /// The render palette colour of class `c`, for the page's legend.

@@ -1,0 +1,181 @@
+//! Model files of either kind: one function loads whatever model a file
+//! holds (a plain cell rule or a high-resolution model), keyed by its
+//! metadata, and one writes any [`Trainable`] with the image size it was
+//! trained at.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use ca_core::{
+    config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic, CellRule,
+};
+use ca_hires::{hires_levels, HiresModel};
+use candle_core::Device;
+
+use crate::error::{Result, SchedError};
+use crate::model::Trainable;
+
+/// A model of either kind behind one shared pointer: what
+/// [`load_model`] returns. Cloning shares the weights.
+pub type AnyModel = Arc<dyn Trainable + Send + Sync>;
+
+/// Metadata key of a model file: the square image size in pixels it was
+/// trained at (files without it are read as trained at
+/// [`DEFAULT_STATE_SIZE`] cells times `2^levels`).
+pub const IMAGE_SIZE_KEY: &str = "ca.image_size";
+
+/// The key [`IMAGE_SIZE_KEY`] had in files written before every key took
+/// the `ca.` prefix; still read.
+pub const LEGACY_IMAGE_SIZE_KEY: &str = "cellseg.image_size";
+
+/// The state grid side assumed for model files that do not record their
+/// training size: the paper's 48.
+pub const DEFAULT_STATE_SIZE: usize = 48;
+
+/// A fresh model of the architecture described by `meta` (a model file's
+/// or a training checkpoint's metadata), with weights drawn from `seed`:
+/// high-resolution when `meta` has [`ca_hires::HIRES_KEY`], a plain rule
+/// otherwise. `path` names the source in errors.
+pub fn model_from_metadata(
+    meta: &HashMap<String, String>,
+    path: &Path,
+    seed: u64,
+    device: &Device,
+) -> Result<AnyModel> {
+    let config = config_from_metadata(meta, path)?;
+    Ok(match hires_levels(meta, path)? {
+        Some(levels) => Arc::new(HiresModel::new(config, levels, seed, device)?),
+        None => Arc::new(CellRule::new(config, seed, device)?),
+    })
+}
+
+/// Reads a model file of either kind (written by [`save_model`],
+/// [`CellRule::save`] or [`HiresModel::save`]) onto `device`, and the
+/// square image size in pixels it was trained at: the file's
+/// [`IMAGE_SIZE_KEY`] (or [`LEGACY_IMAGE_SIZE_KEY`]), else
+/// [`DEFAULT_STATE_SIZE`] `* 2^levels`.
+pub fn load_model(path: &Path, device: &Device) -> Result<(AnyModel, usize)> {
+    let bytes = read_file(path)?;
+    let (_, meta) = parse_safetensors(&bytes, path)?;
+    let model: AnyModel = match hires_levels(&meta, path)? {
+        Some(_) => Arc::new(HiresModel::from_safetensors_bytes(&bytes, path, device)?),
+        None => Arc::new(CellRule::from_safetensors_bytes(&bytes, path, device)?),
+    };
+    let factor = 1 << model.levels();
+    let key = [IMAGE_SIZE_KEY, LEGACY_IMAGE_SIZE_KEY]
+        .into_iter()
+        .find(|k| meta.contains_key(*k));
+    let size = match key {
+        None => DEFAULT_STATE_SIZE * factor,
+        Some(key) => {
+            let v = &meta[key];
+            v.parse::<usize>()
+                .ok()
+                .filter(|&s| s > 0 && s % factor == 0)
+                .ok_or_else(|| SchedError::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "metadata '{key}' = '{v}' is not a positive multiple of {factor}"
+                    ),
+                })?
+        }
+    };
+    Ok((model, size))
+}
+
+/// Writes `model` to `path` atomically, with the square image size in
+/// pixels it was trained at (metadata [`IMAGE_SIZE_KEY`]), so that
+/// [`load_model`] needs no size from the user.
+pub fn save_model<M: Trainable + ?Sized>(model: &M, path: &Path, image_size: usize) -> Result<()> {
+    let tensors = model
+        .named_params()
+        .into_iter()
+        .map(|p| (p.name, p.var.as_tensor().clone()))
+        .collect();
+    let mut meta = model.metadata();
+    meta.insert(IMAGE_SIZE_KEY.into(), image_size.to_string());
+    Ok(write_safetensors_atomic(path, tensors, meta)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ca_core::CellConfig;
+
+    #[test]
+    fn the_kind_follows_the_metadata() {
+        let dir = std::env::temp_dir().join(format!("ca-sched-saved-{}", std::process::id()));
+        let path = dir.join("m.safetensors");
+        let config = CellConfig {
+            state_channels: 8,
+            hidden_channels: 16,
+            env_channels: 8,
+            ..CellConfig::default()
+        };
+        let hires = HiresModel::new(config.clone(), 2, 0, &Device::Cpu).unwrap();
+        hires.save(&path).unwrap();
+        let (loaded, size) = load_model(&path, &Device::Cpu).unwrap();
+        assert_eq!(loaded.levels(), 2);
+        assert_eq!(size, DEFAULT_STATE_SIZE * 4, "no size recorded");
+        assert_eq!(loaded.trainable_params(), hires.trainable_params());
+        assert!(
+            loaded.describe_params().contains("encoder")
+                && loaded.describe_params().ends_with("levels 2"),
+            "{}",
+            loaded.describe_params()
+        );
+        save_model(&hires, &path, 96).unwrap();
+        let (loaded, size) = load_model(&path, &Device::Cpu).unwrap();
+        assert_eq!((loaded.levels(), size), (2, 96));
+        let rebuilt = model_from_metadata(&hires.metadata(), &path, 1, &Device::Cpu).unwrap();
+        assert_eq!(rebuilt.levels(), 2);
+        assert_eq!(rebuilt.trainable_params(), hires.trainable_params());
+
+        let plain = CellRule::new(
+            CellConfig {
+                env_channels: 3,
+                ..config
+            },
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        plain.save(&path).unwrap();
+        let (loaded, _) = load_model(&path, &Device::Cpu).unwrap();
+        assert_eq!(loaded.levels(), 0);
+        assert_eq!(loaded.rule().config().env_channels, 3);
+        save_model(&plain, &path, 32).unwrap();
+        let (_, size) = load_model(&path, &Device::Cpu).unwrap();
+        assert_eq!(size, 32);
+        assert!(
+            CellRule::load(&path, &Device::Cpu).is_ok(),
+            "extra metadata is ignored"
+        );
+
+        // Files written before the `ca.` prefix keep their size.
+        let (tensors, mut meta) = plain.to_safetensors_parts();
+        meta.insert(LEGACY_IMAGE_SIZE_KEY.into(), "40".into());
+        write_safetensors_atomic(&path, tensors, meta).unwrap();
+        assert_eq!(load_model(&path, &Device::Cpu).unwrap().1, 40);
+
+        let (tensors, mut meta) = hires.to_safetensors_parts();
+        meta.insert(IMAGE_SIZE_KEY.into(), "95".into());
+        write_safetensors_atomic(&path, tensors, meta).unwrap();
+        let err = load_model(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            err.contains(IMAGE_SIZE_KEY) && err.contains("'95'") && err.contains("m.safetensors"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_committed_models_still_load() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        for name in ["pets48.safetensors", "pets48-small.safetensors"] {
+            let (model, size) = load_model(&root.join(name), &Device::Cpu).unwrap();
+            assert_eq!((model.levels(), size), (0, 48), "{name}");
+        }
+    }
+}
