@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::forward::{depthwise, with_scratch, Saved, Scratch, TILE};
-use super::layout::{gather3x3, nchw_to_nhwc, neighbours, nhwc_to_nchw, Dims, First};
+use super::layout::{gather3x3, neighbours, transpose, Dims, First};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
@@ -40,7 +40,7 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     // Split the incoming gradient by the mask: `gs` flows to the old state
     // directly, `g` (one row per firing cell) through the normalized
     // candidate.
-    let mut gs = nchw_to_nhwc(gout, d.b, s, d.hw());
+    let mut gs = transpose(gout, d.b, (s, d.hw()));
     let mut g = vec![0.0; rows * s];
     g.par_chunks_mut(s)
         .zip(firing.cells.par_iter().zip(&firing.mask))
@@ -126,7 +126,7 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         }
     };
     Grads {
-        x: nhwc_to_nchw(&gx, d.b, ci, d.hw()),
+        x: transpose(&gx, d.b, (d.hw(), ci)),
         params: w.to_packed(&gp),
     }
 }

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, nchw_to_nhwc, neighbours, Dims, Firing, First, Weights};
+use super::layout::{gather3x3, neighbours, transpose, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -99,7 +99,7 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     let (s, ci, hw) = (d.s, d.ci(), d.hw());
     let weights = Weights::new(d, packed);
     let x_nchw = x;
-    let x = nchw_to_nhwc(x_nchw, d.b, ci, hw);
+    let x = transpose(x_nchw, d.b, (ci, hw));
     let firing = Firing::new(d, draws);
     let z = if d.reset {
         firing.noise(d, draws)

@@ -351,46 +351,29 @@ impl Firing {
     }
 }
 
-/// Cells per block when transposing; keeps a block of the NHWC side in L1.
+/// Side of a block when transposing; keeps a block of either side in L1.
 const TRANSPOSE_BLOCK: usize = 64;
 
-/// `[B, C, HW]` to `[B, HW, C]`.
-pub(crate) fn nchw_to_nhwc(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
-    let mut dst = vec![0.0; b * c * hw];
+/// Each of the `b` row-major `[rows, cols]` matrices of `src`, transposed to
+/// `[cols, rows]`: NCHW to NHWC with `(rows, cols) = (C, HW)`, NHWC to NCHW
+/// with `(HW, C)`.
+pub(crate) fn transpose(src: &[f32], b: usize, (rows, cols): (usize, usize)) -> Vec<f32> {
+    let len = rows * cols;
+    let mut dst = vec![0.0; b * len];
     if dst.is_empty() {
         return dst;
     }
-    dst.par_chunks_mut(hw * c)
-        .zip(src.par_chunks(hw * c))
+    dst.par_chunks_mut(len)
+        .zip(src.par_chunks(len))
         .for_each(|(d, s)| {
-            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
-                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
-                for ch in 0..c {
-                    let row = &s[ch * hw..(ch + 1) * hw];
-                    for p in p0..p1 {
-                        d[p * c + ch] = row[p];
-                    }
-                }
-            }
-        });
-    dst
-}
-
-/// `[B, HW, C]` to `[B, C, HW]`.
-pub(crate) fn nhwc_to_nchw(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
-    let mut dst = vec![0.0; b * c * hw];
-    if dst.is_empty() {
-        return dst;
-    }
-    dst.par_chunks_mut(hw * c)
-        .zip(src.par_chunks(hw * c))
-        .for_each(|(d, s)| {
-            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
-                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
-                for ch in 0..c {
-                    let row = &mut d[ch * hw..(ch + 1) * hw];
-                    for p in p0..p1 {
-                        row[p] = s[p * c + ch];
+            for i0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
+                let i1 = (i0 + TRANSPOSE_BLOCK).min(rows);
+                for j0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
+                    let j1 = (j0 + TRANSPOSE_BLOCK).min(cols);
+                    for i in i0..i1 {
+                        for j in j0..j1 {
+                            d[j * rows + i] = s[i * cols + j];
+                        }
                     }
                 }
             }
@@ -481,10 +464,12 @@ mod tests {
 
     #[test]
     fn transposes_round_trip() {
+        // 70 > TRANSPOSE_BLOCK: a full and a partial block.
         let x: Vec<f32> = (0..2 * 3 * 70).map(|i| i as f32).collect();
-        let y = nchw_to_nhwc(&x, 2, 3, 70);
+        let y = transpose(&x, 2, (3, 70));
         assert_eq!(y[3], 1.0);
-        assert_eq!(nhwc_to_nchw(&y, 2, 3, 70), x);
+        assert_eq!(y[3 * 70 + 3], (3 * 70 + 1) as f32);
+        assert_eq!(transpose(&y, 2, (70, 3)), x);
     }
 
     #[test]
