@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, neighbours, transpose, Dims, Firing, First, Weights};
+use super::layout::{gather3x3, taps, transpose, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -190,16 +190,28 @@ pub(crate) fn depthwise(
     (wdw, bias): (&[f32], &[f32]),
     out: &mut [f32],
 ) {
-    let ci = d.ci();
-    for (row, &n) in out.chunks_exact_mut(ci).zip(cells) {
+    for (row, &n) in out.chunks_exact_mut(d.ci()).zip(cells) {
         row.copy_from_slice(bias);
-        for (t, j) in neighbours(d, n as usize, false).into_iter().enumerate() {
-            if let Some(j) = j {
-                let (xs, ws) = (&x[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
-                for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
-                    *o += xv * wv;
-                }
-            }
+        add_depthwise(d, x, wdw, (n as usize, false), row);
+    }
+}
+
+/// Adds to `row` (`[ci]`) the depthwise 3x3 filter `wdw` (`[9, ci]`, zero
+/// padding) of `src` (`[N, ci]`) at cell `n`; with `flip` the filter is
+/// flipped (its transpose, which gives the input gradient).
+#[inline(always)]
+pub(crate) fn add_depthwise(
+    d: &Dims,
+    src: &[f32],
+    wdw: &[f32],
+    (n, flip): (usize, bool),
+    row: &mut [f32],
+) {
+    let ci = d.ci();
+    for (t, j) in taps(d, n, flip) {
+        let (xs, ws) = (&src[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
+        for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
+            *o += xv * wv;
         }
     }
 }

@@ -405,6 +405,18 @@ pub(crate) fn neighbours(d: &Dims, n: usize, flip: bool) -> [Option<usize>; 9] {
     })
 }
 
+/// The taps of cell `n`'s 3x3 neighbourhood that lie inside the grid, as
+/// `(tap, neighbour)` pairs in tap order (see [`neighbours`]): the loop of
+/// the depthwise filter, its weight gradient, its input gradient (`flip`)
+/// and the 3x3 scatter.
+#[inline]
+pub(crate) fn taps(d: &Dims, n: usize, flip: bool) -> impl Iterator<Item = (usize, usize)> {
+    neighbours(d, n, flip)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(t, j)| Some((t, j?)))
+}
+
 /// The 3x3 neighbourhoods of the cells `cells` of `src` (`[N, c]`) into
 /// `dst` (`[m, 9 * c]`, tap-major, `m = cells.len()`): row `i`, columns
 /// `t * c .. (t + 1) * c` hold the neighbour of `cells[i]` at tap `t` (see
@@ -412,8 +424,8 @@ pub(crate) fn neighbours(d: &Dims, n: usize, flip: bool) -> [Option<usize>; 9] {
 pub(crate) fn gather3x3(d: &Dims, src: &[f32], c: usize, cells: &[u32], dst: &mut [f32]) {
     let m = cells.len();
     for (row, &n) in dst[..m * 9 * c].chunks_exact_mut(9 * c).zip(cells) {
-        let taps = neighbours(d, n as usize, false);
-        for (tap, j) in row.chunks_exact_mut(c).zip(taps) {
+        let nb = neighbours(d, n as usize, false);
+        for (tap, j) in row.chunks_exact_mut(c).zip(nb) {
             match j {
                 Some(j) => tap.copy_from_slice(&src[j * c..(j + 1) * c]),
                 None => tap.fill(0.0),
@@ -490,5 +502,10 @@ mod tests {
         assert_eq!(all, [0, 1, 2, 4, 5, 6, 8, 9, 10]);
         let flipped: Vec<usize> = neighbours(&d, 5, true).iter().map(|j| j.unwrap()).collect();
         assert_eq!(flipped, [10, 9, 8, 6, 5, 4, 2, 1, 0]);
+        // A corner has four taps, the flipped ones at the opposite taps.
+        let corner: Vec<(usize, usize)> = taps(&d, 12, false).collect();
+        assert_eq!(corner, [(4, 12), (5, 13), (7, 16), (8, 17)]);
+        let flipped: Vec<(usize, usize)> = taps(&d, 12, true).collect();
+        assert_eq!(flipped, [(0, 17), (1, 16), (3, 13), (4, 12)]);
     }
 }
