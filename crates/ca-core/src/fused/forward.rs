@@ -4,6 +4,7 @@
 //! then the normalization over the firing cells and the masked update.
 //! Cells that do not fire are never evaluated: they keep their state.
 
+use rayon::iter::Either;
 use rayon::prelude::*;
 
 use super::layout::{gather3x3, taps, transpose, Dims, Firing, First, Weights};
@@ -109,32 +110,26 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     let rows = firing.rows();
     let zs = if d.reset { s } else { 0 };
     let mut y = vec![0.0; rows * s];
-    let record = d.record(TILE);
-    let run = |t: usize, cells: &[u32], r: &mut [f32], yt: &mut [f32], scr: &mut Scratch| {
-        let zt = &z[(t * TILE * zs).min(z.len())..((t * TILE + cells.len()) * zs).min(z.len())];
-        tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
-    };
-    let rec = if save {
-        let mut rec = vec![0.0; rows.div_ceil(TILE) * record.len()];
-        rec.par_chunks_mut(record.len())
-            .zip(y.par_chunks_mut(TILE * s))
-            .zip(firing.cells.par_chunks(TILE))
-            .enumerate()
-            .for_each(|(t, ((r, yt), cells))| with_scratch(d, |scr| run(t, cells, r, yt, scr)));
-        rec
+    let (tiles, record) = (rows.div_ceil(TILE), d.record(TILE));
+    // Where each tile writes its activations, decided once: its part of
+    // `rec` when they are kept, else (`None`) its thread's scratch.
+    let mut rec = vec![0.0; if save { tiles * record.len() } else { 0 }];
+    let places = if save {
+        Either::Left(rec.par_chunks_mut(record.len()).map(Some))
     } else {
-        y.par_chunks_mut(TILE * s)
-            .zip(firing.cells.par_chunks(TILE))
-            .enumerate()
-            .for_each(|(t, (yt, cells))| {
-                with_scratch(d, |scr| {
-                    let mut r = std::mem::take(&mut scr.rec);
-                    run(t, cells, &mut r[..record.len()], yt, scr);
-                    scr.rec = r;
-                })
-            });
-        Vec::new()
+        Either::Right(rayon::iter::repeat_n((), tiles).map(|()| None))
     };
+    y.par_chunks_mut(TILE * s)
+        .zip(firing.cells.par_chunks(TILE))
+        .zip(places)
+        .enumerate()
+        .for_each(|(t, ((yt, cells), kept))| {
+            with_scratch(d, |scr| {
+                let r = kept.unwrap_or(&mut scr.rec[..record.len()]);
+                let zt = &z[t * TILE * zs..(t * TILE + cells.len()) * zs];
+                tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
+            })
+        });
     let stats = norm::normalize(d, &firing.starts, &mut y);
     // The new state, NCHW: the old state, then the firing cells' mix.
     let mut out = Vec::with_capacity(d.cells() * s);
