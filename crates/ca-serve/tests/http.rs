@@ -485,9 +485,11 @@ async fn a_live_colony_streams_frames_and_answers_bad_commands() {
         h["uncertainty"] == true && h["step"].as_u64() >= Some(5)
     })
     .await;
+    // Four stochastic runs from their own random states disagree somewhere:
+    // a zero spread would mean one run shown four times.
     assert_eq!(spread["runs"], 4);
     assert!(
-        spread["mean_variance"].as_f64().is_some_and(|v| v >= 0.0),
+        spread["mean_variance"].as_f64().is_some_and(|v| v > 0.0),
         "{spread}"
     );
     // A video frame keeps the colony (the step counter goes on).

@@ -7,8 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::forward::{depthwise, with_scratch, Saved, Scratch, TILE};
-use super::layout::{gather3x3, nchw_to_nhwc, neighbours, nhwc_to_nchw, Dims, First};
+use super::forward::{add_depthwise, depthwise, with_scratch, Saved, Scratch, TILE};
+use super::layout::{gather3x3, taps, transpose, Dims, First};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
@@ -40,7 +40,7 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
     // Split the incoming gradient by the mask: `gs` flows to the old state
     // directly, `g` (one row per firing cell) through the normalized
     // candidate.
-    let mut gs = nchw_to_nhwc(gout, d.b, s, d.hw());
+    let mut gs = transpose(gout, d.b, (s, d.hw()));
     let mut g = vec![0.0; rows * s];
     g.par_chunks_mut(s)
         .zip(firing.cells.par_iter().zip(&firing.mask))
@@ -126,7 +126,7 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         }
     };
     Grads {
-        x: nhwc_to_nchw(&gx, d.b, ci, d.hw()),
+        x: transpose(&gx, d.b, (d.hw(), ci)),
         params: w.to_packed(&gp),
     }
 }
@@ -240,12 +240,10 @@ fn scatter3x3_impl(
     let q = &mut q[..m * 9 * ci];
     matmul((m, 9 * ci, hd), q, 9 * ci, false, (ga, hd, 1), (wc, 1, hd));
     for (row, &n) in q.chunks_exact(9 * ci).zip(cells) {
-        for (tap, j) in row.chunks_exact(ci).zip(neighbours(d, n as usize, false)) {
-            if let Some(j) = j {
-                let o = &mut out[(j - lo) * ci..(j - lo + 1) * ci];
-                for (a, v) in o.iter_mut().zip(tap) {
-                    *a += v;
-                }
+        for (t, j) in taps(d, n as usize, false) {
+            let o = &mut out[(j - lo) * ci..(j - lo + 1) * ci];
+            for (a, v) in o.iter_mut().zip(&row[t * ci..(t + 1) * ci]) {
+                *a += v;
             }
         }
     }
@@ -398,12 +396,10 @@ fn tile_backward_impl(
             matmul((m, ci, hd), gd, ci, false, (ghm, hd, 1), (wp, 1, hd));
             add_colsum(&mut acc[db..db + ci], gd, ci, m);
             for (gdr, &n) in gd.chunks_exact(ci).zip(cells) {
-                for (t, j) in neighbours(d, n as usize, false).into_iter().enumerate() {
-                    if let Some(j) = j {
-                        let gwt = &mut acc[dw + t * ci..dw + (t + 1) * ci];
-                        for ((a, gv), xv) in gwt.iter_mut().zip(gdr).zip(&x[j * ci..]) {
-                            *a += gv * xv;
-                        }
+                for (t, j) in taps(d, n as usize, false) {
+                    let gwt = &mut acc[dw + t * ci..dw + (t + 1) * ci];
+                    for ((a, gv), xv) in gwt.iter_mut().zip(gdr).zip(&x[j * ci..]) {
+                        *a += gv * xv;
                     }
                 }
             }
@@ -443,14 +439,7 @@ fn depthwise_input_grad(
     let wdw = &saved.weights.v[dw..dw + 9 * ci];
     for (i, (row, gsr)) in gx.chunks_exact_mut(ci).zip(gs.chunks_exact(s)).enumerate() {
         row.fill(0.0);
-        for (t, j) in neighbours(d, n0 + i, true).into_iter().enumerate() {
-            if let Some(j) = j {
-                let (gd, wt) = (&ga[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
-                for ((o, gv), wv) in row.iter_mut().zip(gd).zip(wt) {
-                    *o += gv * wv;
-                }
-            }
-        }
+        add_depthwise(d, ga, wdw, (n0 + i, true), row);
         for (o, gv) in row.iter_mut().zip(gsr) {
             *o += gv;
         }

@@ -4,9 +4,10 @@
 //! then the normalization over the firing cells and the masked update.
 //! Cells that do not fire are never evaluated: they keep their state.
 
+use rayon::iter::Either;
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, nchw_to_nhwc, neighbours, Dims, Firing, First, Weights};
+use super::layout::{gather3x3, taps, transpose, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -99,7 +100,7 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     let (s, ci, hw) = (d.s, d.ci(), d.hw());
     let weights = Weights::new(d, packed);
     let x_nchw = x;
-    let x = nchw_to_nhwc(x_nchw, d.b, ci, hw);
+    let x = transpose(x_nchw, d.b, (ci, hw));
     let firing = Firing::new(d, draws);
     let z = if d.reset {
         firing.noise(d, draws)
@@ -109,32 +110,26 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
     let rows = firing.rows();
     let zs = if d.reset { s } else { 0 };
     let mut y = vec![0.0; rows * s];
-    let record = d.record(TILE);
-    let run = |t: usize, cells: &[u32], r: &mut [f32], yt: &mut [f32], scr: &mut Scratch| {
-        let zt = &z[(t * TILE * zs).min(z.len())..((t * TILE + cells.len()) * zs).min(z.len())];
-        tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
-    };
-    let rec = if save {
-        let mut rec = vec![0.0; rows.div_ceil(TILE) * record.len()];
-        rec.par_chunks_mut(record.len())
-            .zip(y.par_chunks_mut(TILE * s))
-            .zip(firing.cells.par_chunks(TILE))
-            .enumerate()
-            .for_each(|(t, ((r, yt), cells))| with_scratch(d, |scr| run(t, cells, r, yt, scr)));
-        rec
+    let (tiles, record) = (rows.div_ceil(TILE), d.record(TILE));
+    // Where each tile writes its activations, decided once: its part of
+    // `rec` when they are kept, else (`None`) its thread's scratch.
+    let mut rec = vec![0.0; if save { tiles * record.len() } else { 0 }];
+    let places = if save {
+        Either::Left(rec.par_chunks_mut(record.len()).map(Some))
     } else {
-        y.par_chunks_mut(TILE * s)
-            .zip(firing.cells.par_chunks(TILE))
-            .enumerate()
-            .for_each(|(t, (yt, cells))| {
-                with_scratch(d, |scr| {
-                    let mut r = std::mem::take(&mut scr.rec);
-                    run(t, cells, &mut r[..record.len()], yt, scr);
-                    scr.rec = r;
-                })
-            });
-        Vec::new()
+        Either::Right(rayon::iter::repeat_n((), tiles).map(|()| None))
     };
+    y.par_chunks_mut(TILE * s)
+        .zip(firing.cells.par_chunks(TILE))
+        .zip(places)
+        .enumerate()
+        .for_each(|(t, ((yt, cells), kept))| {
+            with_scratch(d, |scr| {
+                let r = kept.unwrap_or(&mut scr.rec[..record.len()]);
+                let zt = &z[t * TILE * zs..(t * TILE + cells.len()) * zs];
+                tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
+            })
+        });
     let stats = norm::normalize(d, &firing.starts, &mut y);
     // The new state, NCHW: the old state, then the firing cells' mix.
     let mut out = Vec::with_capacity(d.cells() * s);
@@ -190,16 +185,28 @@ pub(crate) fn depthwise(
     (wdw, bias): (&[f32], &[f32]),
     out: &mut [f32],
 ) {
-    let ci = d.ci();
-    for (row, &n) in out.chunks_exact_mut(ci).zip(cells) {
+    for (row, &n) in out.chunks_exact_mut(d.ci()).zip(cells) {
         row.copy_from_slice(bias);
-        for (t, j) in neighbours(d, n as usize, false).into_iter().enumerate() {
-            if let Some(j) = j {
-                let (xs, ws) = (&x[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
-                for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
-                    *o += xv * wv;
-                }
-            }
+        add_depthwise(d, x, wdw, (n as usize, false), row);
+    }
+}
+
+/// Adds to `row` (`[ci]`) the depthwise 3x3 filter `wdw` (`[9, ci]`, zero
+/// padding) of `src` (`[N, ci]`) at cell `n`; with `flip` the filter is
+/// flipped (its transpose, which gives the input gradient).
+#[inline(always)]
+pub(crate) fn add_depthwise(
+    d: &Dims,
+    src: &[f32],
+    wdw: &[f32],
+    (n, flip): (usize, bool),
+    row: &mut [f32],
+) {
+    let ci = d.ci();
+    for (t, j) in taps(d, n, flip) {
+        let (xs, ws) = (&src[j * ci..(j + 1) * ci], &wdw[t * ci..(t + 1) * ci]);
+        for ((o, xv), wv) in row.iter_mut().zip(xs).zip(ws) {
+            *o += xv * wv;
         }
     }
 }

@@ -351,46 +351,29 @@ impl Firing {
     }
 }
 
-/// Cells per block when transposing; keeps a block of the NHWC side in L1.
+/// Side of a block when transposing; keeps a block of either side in L1.
 const TRANSPOSE_BLOCK: usize = 64;
 
-/// `[B, C, HW]` to `[B, HW, C]`.
-pub(crate) fn nchw_to_nhwc(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
-    let mut dst = vec![0.0; b * c * hw];
+/// Each of the `b` row-major `[rows, cols]` matrices of `src`, transposed to
+/// `[cols, rows]`: NCHW to NHWC with `(rows, cols) = (C, HW)`, NHWC to NCHW
+/// with `(HW, C)`.
+pub(crate) fn transpose(src: &[f32], b: usize, (rows, cols): (usize, usize)) -> Vec<f32> {
+    let len = rows * cols;
+    let mut dst = vec![0.0; b * len];
     if dst.is_empty() {
         return dst;
     }
-    dst.par_chunks_mut(hw * c)
-        .zip(src.par_chunks(hw * c))
+    dst.par_chunks_mut(len)
+        .zip(src.par_chunks(len))
         .for_each(|(d, s)| {
-            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
-                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
-                for ch in 0..c {
-                    let row = &s[ch * hw..(ch + 1) * hw];
-                    for p in p0..p1 {
-                        d[p * c + ch] = row[p];
-                    }
-                }
-            }
-        });
-    dst
-}
-
-/// `[B, HW, C]` to `[B, C, HW]`.
-pub(crate) fn nhwc_to_nchw(src: &[f32], b: usize, c: usize, hw: usize) -> Vec<f32> {
-    let mut dst = vec![0.0; b * c * hw];
-    if dst.is_empty() {
-        return dst;
-    }
-    dst.par_chunks_mut(hw * c)
-        .zip(src.par_chunks(hw * c))
-        .for_each(|(d, s)| {
-            for p0 in (0..hw).step_by(TRANSPOSE_BLOCK) {
-                let p1 = (p0 + TRANSPOSE_BLOCK).min(hw);
-                for ch in 0..c {
-                    let row = &mut d[ch * hw..(ch + 1) * hw];
-                    for p in p0..p1 {
-                        row[p] = s[p * c + ch];
+            for i0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
+                let i1 = (i0 + TRANSPOSE_BLOCK).min(rows);
+                for j0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
+                    let j1 = (j0 + TRANSPOSE_BLOCK).min(cols);
+                    for i in i0..i1 {
+                        for j in j0..j1 {
+                            d[j * rows + i] = s[i * cols + j];
+                        }
                     }
                 }
             }
@@ -422,6 +405,18 @@ pub(crate) fn neighbours(d: &Dims, n: usize, flip: bool) -> [Option<usize>; 9] {
     })
 }
 
+/// The taps of cell `n`'s 3x3 neighbourhood that lie inside the grid, as
+/// `(tap, neighbour)` pairs in tap order (see [`neighbours`]): the loop of
+/// the depthwise filter, its weight gradient, its input gradient (`flip`)
+/// and the 3x3 scatter.
+#[inline]
+pub(crate) fn taps(d: &Dims, n: usize, flip: bool) -> impl Iterator<Item = (usize, usize)> {
+    neighbours(d, n, flip)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(t, j)| Some((t, j?)))
+}
+
 /// The 3x3 neighbourhoods of the cells `cells` of `src` (`[N, c]`) into
 /// `dst` (`[m, 9 * c]`, tap-major, `m = cells.len()`): row `i`, columns
 /// `t * c .. (t + 1) * c` hold the neighbour of `cells[i]` at tap `t` (see
@@ -429,8 +424,8 @@ pub(crate) fn neighbours(d: &Dims, n: usize, flip: bool) -> [Option<usize>; 9] {
 pub(crate) fn gather3x3(d: &Dims, src: &[f32], c: usize, cells: &[u32], dst: &mut [f32]) {
     let m = cells.len();
     for (row, &n) in dst[..m * 9 * c].chunks_exact_mut(9 * c).zip(cells) {
-        let taps = neighbours(d, n as usize, false);
-        for (tap, j) in row.chunks_exact_mut(c).zip(taps) {
+        let nb = neighbours(d, n as usize, false);
+        for (tap, j) in row.chunks_exact_mut(c).zip(nb) {
             match j {
                 Some(j) => tap.copy_from_slice(&src[j * c..(j + 1) * c]),
                 None => tap.fill(0.0),
@@ -481,10 +476,12 @@ mod tests {
 
     #[test]
     fn transposes_round_trip() {
+        // 70 > TRANSPOSE_BLOCK: a full and a partial block.
         let x: Vec<f32> = (0..2 * 3 * 70).map(|i| i as f32).collect();
-        let y = nchw_to_nhwc(&x, 2, 3, 70);
+        let y = transpose(&x, 2, (3, 70));
         assert_eq!(y[3], 1.0);
-        assert_eq!(nhwc_to_nchw(&y, 2, 3, 70), x);
+        assert_eq!(y[3 * 70 + 3], (3 * 70 + 1) as f32);
+        assert_eq!(transpose(&y, 2, (70, 3)), x);
     }
 
     #[test]
@@ -505,5 +502,10 @@ mod tests {
         assert_eq!(all, [0, 1, 2, 4, 5, 6, 8, 9, 10]);
         let flipped: Vec<usize> = neighbours(&d, 5, true).iter().map(|j| j.unwrap()).collect();
         assert_eq!(flipped, [10, 9, 8, 6, 5, 4, 2, 1, 0]);
+        // A corner has four taps, the flipped ones at the opposite taps.
+        let corner: Vec<(usize, usize)> = taps(&d, 12, false).collect();
+        assert_eq!(corner, [(4, 12), (5, 13), (7, 16), (8, 17)]);
+        let flipped: Vec<(usize, usize)> = taps(&d, 12, true).collect();
+        assert_eq!(flipped, [(0, 17), (1, 16), (3, 13), (4, 12)]);
     }
 }
