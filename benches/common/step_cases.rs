@@ -95,7 +95,6 @@ impl Forward {
 pub struct Train {
     rule: CellRule,
     opt: Adam,
-    config: TrainConfig,
     state: Tensor,
     env: Tensor,
     draws: Vec<StepDraws>,
@@ -113,7 +112,11 @@ impl Train {
         let rule = CellRule::new(config.clone(), 0, dev)
             .expect("valid config")
             .with_backend(backend);
-        let opt = Adam::new(rule.params().trainable_vars()).expect("optimizer");
+        let opt = Adam::new(
+            rule.params().trainable_vars(),
+            TrainConfig::default().adam(),
+        )
+        .expect("optimizer");
         let mut rng = step_rng(2, 0);
         let state = normal_state((b, config.state_channels, h, w), &mut rng, dev).expect("state");
         let env = normal_state((b, config.env_channels, h, w), &mut rng, dev).expect("env");
@@ -125,7 +128,6 @@ impl Train {
         Train {
             rule,
             opt,
-            config: TrainConfig::default(),
             state,
             env,
             draws,
@@ -155,7 +157,7 @@ impl Train {
             .iter()
             .map(|v| grads.get(v.as_tensor()).cloned())
             .collect();
-        self.opt.step(&per_var, &self.config).expect("Adam step");
+        self.opt.step_grads(&per_var).expect("Adam step");
         loss.to_dtype(DType::F32)
             .and_then(|l| l.to_scalar::<f32>())
             .expect("scalar loss")

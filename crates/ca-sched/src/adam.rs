@@ -1,15 +1,69 @@
 //! Adam (Kingma & Ba) with its moments exposed, so that a checkpoint can
 //! store them and a resumed run continues exactly.
 
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use crate::config::{GradNorm, TrainConfig};
-use crate::error::Result;
+use crate::error::{Result, SchedError};
+
+/// Adam's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Step size (the trainer changes it every step by its schedule).
+    pub learning_rate: f64,
+    /// Decay of the first moment, in [0, 1).
+    pub beta1: f64,
+    /// Decay of the second moment, in [0, 1).
+    pub beta2: f64,
+    /// Added to the root of the second moment, > 0.
+    pub epsilon: f64,
+    /// What is done to each gradient before the update (the paper
+    /// normalizes each tensor's gradient to unit L2 norm).
+    pub grad_norm: GradNorm,
+}
+
+impl Default for AdamConfig {
+    /// The trainer's defaults: learning rate 3e-4, betas 0.9 / 0.999,
+    /// epsilon 1e-8, per-tensor gradient normalization.
+    fn default() -> Self {
+        let t = TrainConfig::default();
+        t.adam()
+    }
+}
+
+impl AdamConfig {
+    /// Checks every field; the error names it and its value.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &'static str, value: f64, reason: &str| SchedError::InvalidConfig {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        };
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(invalid(
+                "learning_rate",
+                self.learning_rate,
+                "must be positive and finite",
+            ));
+        }
+        for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(invalid(field, b, "must be in [0, 1)"));
+            }
+        }
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            return Err(invalid("epsilon", self.epsilon, "must be positive"));
+        }
+        Ok(())
+    }
+}
 
 /// Adam over a fixed list of variables.
 #[derive(Debug, Clone)]
 pub struct Adam {
     vars: Vec<Var>,
+    config: AdamConfig,
     /// First moments, one per var.
     m: Vec<Tensor>,
     /// Second moments, one per var.
@@ -19,8 +73,9 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Fresh moments (zeros) for `vars`.
-    pub fn new(vars: Vec<Var>) -> Result<Self> {
+    /// Fresh moments (zeros) for `vars`, settings `config` (checked).
+    pub fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
+        config.validate()?;
         let m = vars
             .iter()
             .map(|v| v.as_tensor().zeros_like())
@@ -29,6 +84,7 @@ impl Adam {
             v: m.clone(),
             m,
             vars,
+            config,
             t: 0,
         })
     }
@@ -36,6 +92,11 @@ impl Adam {
     /// The variables it updates, in the order given to [`Adam::new`].
     pub fn vars(&self) -> &[Var] {
         &self.vars
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
     }
 
     /// Updates applied so far.
@@ -57,23 +118,56 @@ impl Adam {
 
     /// One update from `grads` (one optional gradient per var, same order);
     /// vars without a gradient are left alone.
-    pub fn step(&mut self, grads: &[Option<Tensor>], config: &TrainConfig) -> Result<()> {
+    pub fn step_grads(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
         self.t += 1;
-        let (b1, b2) = (config.beta1, config.beta2);
+        let AdamConfig {
+            learning_rate,
+            beta1: b1,
+            beta2: b2,
+            epsilon,
+            grad_norm,
+        } = self.config;
         let bias1 = 1.0 - b1.powi(self.t as i32);
         let bias2 = 1.0 - b2.powi(self.t as i32);
         for (i, grad) in grads.iter().enumerate() {
             let Some(g) = grad else { continue };
-            let g = treat(&g.detach(), config.grad_norm)?;
+            let g = treat(&g.detach(), grad_norm)?;
             self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
             self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let m_hat = (&self.m[i] / bias1)?;
             let v_hat = (&self.v[i] / bias2)?;
-            let update = (m_hat / (v_hat.sqrt()? + config.epsilon)?)?;
+            let update = (m_hat / (v_hat.sqrt()? + epsilon)?)?;
             let var = &self.vars[i];
-            var.set(&(var.as_tensor() - (update * config.learning_rate)?)?)?;
+            var.set(&(var.as_tensor() - (update * learning_rate)?)?)?;
         }
         Ok(())
+    }
+}
+
+/// Adam as a candle optimizer, so that code written against
+/// [`candle_nn::Optimizer`] (`backward_step`, `set_learning_rate`) drives it.
+impl candle_nn::Optimizer for Adam {
+    type Config = AdamConfig;
+
+    fn new(vars: Vec<Var>, config: AdamConfig) -> candle_core::Result<Self> {
+        Adam::new(vars, config).map_err(candle_core::Error::wrap)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        let per_var: Vec<Option<Tensor>> = self
+            .vars
+            .iter()
+            .map(|v| grads.get(v.as_tensor()).cloned())
+            .collect();
+        self.step_grads(&per_var).map_err(candle_core::Error::wrap)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.learning_rate = lr;
     }
 }
 
@@ -101,19 +195,45 @@ mod tests {
     #[test]
     fn first_step_moves_each_weight_by_the_learning_rate() {
         let var = Var::new(&[1f32, -2.0], &Device::Cpu).unwrap();
-        let mut adam = Adam::new(vec![var.clone()]).unwrap();
-        let cfg = TrainConfig {
+        let cfg = AdamConfig {
             grad_norm: GradNorm::None,
             learning_rate: 0.1,
-            ..TrainConfig::default()
+            ..AdamConfig::default()
         };
+        let mut adam = Adam::new(vec![var.clone()], cfg).unwrap();
         let g = Tensor::new(&[0.5f32, -3.0], &Device::Cpu).unwrap();
-        adam.step(&[Some(g)], &cfg).unwrap();
+        adam.step_grads(&[Some(g)]).unwrap();
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         assert!(
             (w[0] - 0.9).abs() < 1e-5 && (w[1] + 1.9).abs() < 1e-5,
             "{w:?}"
         );
         assert_eq!(adam.steps(), 1);
+    }
+
+    #[test]
+    fn as_a_candle_optimizer_it_minimises_a_quadratic() {
+        use candle_nn::Optimizer;
+        let var = Var::new(&[3f32, -4.0], &Device::Cpu).unwrap();
+        let cfg = AdamConfig {
+            grad_norm: GradNorm::None,
+            learning_rate: 0.05,
+            ..AdamConfig::default()
+        };
+        let mut adam = <Adam as Optimizer>::new(vec![var.clone()], cfg).unwrap();
+        for _ in 0..400 {
+            let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
+            adam.backward_step(&loss).unwrap();
+        }
+        let w = var.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(w.iter().all(|x| x.abs() < 0.05), "{w:?}");
+        adam.set_learning_rate(0.5);
+        assert_eq!(adam.learning_rate(), 0.5);
+        let bad = AdamConfig {
+            beta1: 1.0,
+            ..AdamConfig::default()
+        };
+        let err = Adam::new(vec![], bad).unwrap_err().to_string();
+        assert!(err.contains("beta1"), "{err}");
     }
 }

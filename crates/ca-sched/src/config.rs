@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::adam::AdamConfig;
 use crate::error::{Result, SchedError};
 
 /// Optional treatment of each gradient before the Adam update.
@@ -150,6 +151,18 @@ fn invalid(field: &'static str, value: impl ToString, reason: &str) -> SchedErro
 }
 
 impl TrainConfig {
+    /// The optimizer's settings: the learning rate before its schedule, the
+    /// betas, epsilon and the gradient treatment.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            learning_rate: self.learning_rate,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            epsilon: self.epsilon,
+            grad_norm: self.grad_norm,
+        }
+    }
+
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
@@ -177,21 +190,7 @@ impl TrainConfig {
                 return Err(invalid(field, p, "must lie in [0, 1]"));
             }
         }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(invalid(
-                "learning_rate",
-                self.learning_rate,
-                "must be positive and finite",
-            ));
-        }
-        for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(invalid(field, b, "must lie in [0, 1)"));
-            }
-        }
-        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
-            return Err(invalid("epsilon", self.epsilon, "must be positive"));
-        }
+        self.adam().validate()?;
         if let GradNorm::Clip(c) = self.grad_norm {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(invalid("grad_norm", c, "the clip norm must be positive"));

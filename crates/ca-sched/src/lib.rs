@@ -28,7 +28,7 @@ mod pool;
 mod saved;
 mod trainer;
 
-pub use adam::Adam;
+pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
 pub use config::{reset_probability, GradNorm, LrSchedule, TrainConfig};
 pub use ema::Ema;

@@ -80,7 +80,7 @@ impl<M: Trainable> Trainer<M> {
             .map(|p| p.var)
             .collect();
         let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
-        let adam = Adam::new(vars)?;
+        let adam = Adam::new(vars, config.adam())?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
         let pool = Pool::new(config.pool_size, num_samples, &mut rng);
         let device = model.rule().device().clone();
@@ -278,11 +278,8 @@ impl<M: Trainable> Trainer<M> {
                     .map(|p| grads.get(p.var.as_tensor()).cloned())
                     .collect();
                 if all_finite(&per_var)? {
-                    let stepped = TrainConfig {
-                        learning_rate,
-                        ..cfg.clone()
-                    };
-                    self.adam.step(&per_var, &stepped)?;
+                    candle_nn::Optimizer::set_learning_rate(&mut self.adam, learning_rate);
+                    self.adam.step_grads(&per_var)?;
                     if let Some(ema) = &mut self.ema {
                         ema.update(self.adam.vars())?;
                     }
