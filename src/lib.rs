@@ -6,7 +6,6 @@ pub use ca_hires;
 pub use ca_sched;
 
 pub mod adversarial;
-pub mod cpu_time;
 pub mod curves;
 pub mod device;
 pub mod error;
@@ -17,3 +16,4 @@ pub mod protocols;
 pub mod render;
 pub mod segment;
 pub mod sweep;
+pub mod train_cli;

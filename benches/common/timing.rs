@@ -37,7 +37,7 @@ impl Timing {
 
 /// CPU seconds this process has used so far (NaN where unknown).
 pub fn cpu_seconds() -> f64 {
-    cellseg::cpu_time::process_cpu_seconds().unwrap_or(f64::NAN)
+    cellseg::ca_sched::process_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 /// Runs `f` `warmup` times untimed, then `reps` (at least 1) times timed;

@@ -1,0 +1,424 @@
+//! [`Learner`]: the training loop around a [`Trainer`], in the spirit of
+//! burn-train's: stop conditions (optimizer steps, wall time, CPU time),
+//! the checkpoint and model-file cadence, periodic evaluation on a
+//! validation set, a metrics sink and a per-step callback. A program that
+//! trains (`train_pets`) builds one and prints what the callback reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use serde_json::json;
+
+use crate::config::TrainConfig;
+use crate::cpu_time::process_cpu_seconds;
+use crate::error::{Result, SchedError};
+use crate::eval::{evaluate_iou, IouTable};
+use crate::metrics::MetricsLog;
+use crate::model::{TrainData, Trainable};
+use crate::saved::save_model;
+use crate::trainer::{StepReport, Trainer};
+
+/// How long to train, and what to do along the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerConfig {
+    /// Stop after this many optimizer steps in all (a resumed run counts
+    /// the steps it had).
+    pub max_steps: u64,
+    /// Stop once this much wall-clock time (minutes) has passed in this
+    /// process.
+    pub max_minutes: Option<f64>,
+    /// Stop once this process has used this much CPU time (minutes, all
+    /// threads): the fair budget on a shared machine.
+    pub max_cpu_minutes: Option<f64>,
+    /// Write the checkpoint and the model file every this many steps (and
+    /// at the end); a skipped (non-finite) step writes nothing.
+    pub checkpoint_every: u64,
+    /// Evaluate on the validation data every this many steps (0: never).
+    pub eval_every: u64,
+    /// The CA steps the periodic evaluation reports.
+    pub eval_steps: Vec<usize>,
+    /// Samples of the validation data the periodic evaluation reads (the
+    /// first ones).
+    pub eval_samples: usize,
+    /// Colonies per evaluation batch.
+    pub eval_batch: usize,
+    /// Seed of the evaluation's colonies.
+    pub eval_seed: u64,
+    /// Record the mean reset-gate value every this many steps (0: never).
+    pub gate_every: u64,
+    /// Class names, the keys of the IoU records (in class order).
+    pub class_names: Vec<String>,
+}
+
+impl Default for LearnerConfig {
+    /// 3,000 steps, no time limits, a checkpoint every 100 steps, an
+    /// evaluation of 64 validation samples at CA steps 10, 20 and 40 every
+    /// 500 steps (batch 32, seed 1), the reset gate every 25 steps, and the
+    /// paper's three classes.
+    fn default() -> Self {
+        LearnerConfig {
+            max_steps: 3000,
+            max_minutes: None,
+            max_cpu_minutes: None,
+            checkpoint_every: 100,
+            eval_every: 500,
+            eval_steps: vec![10, 20, 40],
+            eval_samples: 64,
+            eval_batch: 32,
+            eval_seed: 1,
+            gate_every: 25,
+            class_names: ["background", "object", "boundary"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl LearnerConfig {
+    /// Checks every field; the error names it and its value.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &'static str, value: String, reason: &str| {
+            Err(SchedError::InvalidConfig {
+                field,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.max_steps == 0 {
+            return invalid("max_steps", "0".into(), "must be at least 1");
+        }
+        for (field, m) in [
+            ("max_minutes", self.max_minutes),
+            ("max_cpu_minutes", self.max_cpu_minutes),
+        ] {
+            if let Some(m) = m {
+                if !(m > 0.0 && m.is_finite()) {
+                    return invalid(field, m.to_string(), "must be positive and finite");
+                }
+            }
+        }
+        if self.max_cpu_minutes.is_some() && process_cpu_seconds().is_none() {
+            return invalid(
+                "max_cpu_minutes",
+                format!("{:?}", self.max_cpu_minutes),
+                "this system does not report the process's CPU time (/proc/self/stat)",
+            );
+        }
+        if self.checkpoint_every == 0 {
+            return invalid("checkpoint_every", "0".into(), "must be at least 1");
+        }
+        if self.eval_every > 0 {
+            if self.eval_steps.is_empty() || self.eval_steps.contains(&0) {
+                return invalid(
+                    "eval_steps",
+                    format!("{:?}", self.eval_steps),
+                    "give CA steps of at least 1",
+                );
+            }
+            if self.eval_samples == 0 || self.eval_batch == 0 {
+                return invalid(
+                    "eval_samples",
+                    format!("{} (batch {})", self.eval_samples, self.eval_batch),
+                    "samples and batch must be at least 1",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Learner::fit`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// [`LearnerConfig::max_steps`] optimizer steps were reached.
+    Steps,
+    /// The wall-clock budget ([`LearnerConfig::max_minutes`]) was spent.
+    WallTime,
+    /// The CPU budget ([`LearnerConfig::max_cpu_minutes`]) was spent.
+    CpuTime,
+}
+
+/// What the per-step callback of [`Learner::fit`] sees.
+#[derive(Debug)]
+pub struct StepEvent<'a> {
+    /// The trainer's report of the step.
+    pub report: &'a StepReport,
+    /// Wall-clock seconds the step took.
+    pub seconds: f64,
+    /// The validation IoU, when this step evaluated.
+    pub validation: Option<&'a IouTable>,
+    /// Whether this step wrote the checkpoint and the model file.
+    pub checkpointed: bool,
+}
+
+/// What [`Learner::fit`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSummary {
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Optimizer steps in all (a resumed run's earlier ones included).
+    pub steps: u64,
+    /// Wall-clock seconds this call trained.
+    pub seconds: f64,
+    /// CPU seconds this process used while training (`NaN` where the
+    /// system does not report it).
+    pub cpu_seconds: f64,
+}
+
+/// The first `n` samples of a data set.
+struct Prefix<'a>(&'a dyn TrainData, usize);
+
+impl TrainData for Prefix<'_> {
+    fn len(&self) -> usize {
+        self.1.min(self.0.len())
+    }
+
+    fn batch(&self, items: &[(usize, u64)], device: &Device) -> Result<(Tensor, Tensor)> {
+        self.0.batch(items, device)
+    }
+}
+
+/// Trains a [`Trainable`] on a [`TrainData`] until a stop condition, with
+/// checkpoints, a model file, periodic validation and metrics.
+///
+/// ```
+/// # use ca_core::{CellConfig, CellRule};
+/// # use ca_sched::{Learner, LearnerConfig, TrainConfig, TrainData};
+/// # use candle_core::{Device, Tensor};
+/// # struct Flat;
+/// # impl TrainData for Flat {
+/// #     fn len(&self) -> usize { 4 }
+/// #     fn batch(&self, items: &[(usize, u64)], d: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
+/// #         let n = items.len();
+/// #         Ok((Tensor::zeros((n, 3, 8, 8), candle_core::DType::F32, d)?,
+/// #             Tensor::zeros((n, 8, 8), candle_core::DType::U32, d)?))
+/// #     }
+/// # }
+/// # fn main() -> ca_sched::Result<()> {
+/// let config = CellConfig { state_channels: 8, hidden_channels: 8, ..CellConfig::default() };
+/// let rule = CellRule::new(config, 0, &Device::Cpu)?;
+/// let schedule = TrainConfig { batch: 2, pool_size: 4, target: 4, mini_unroll: 2, ..TrainConfig::default() };
+/// let settings = LearnerConfig { max_steps: 3, eval_every: 0, ..LearnerConfig::default() };
+/// let mut learner = Learner::new(rule, schedule, &Flat, settings)?;
+/// let summary = learner.fit(|_| {})?;
+/// assert_eq!(summary.steps, 3);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Learner<'d, M: Trainable> {
+    trainer: Trainer<M>,
+    train: &'d dyn TrainData,
+    validation: Option<&'d dyn TrainData>,
+    config: LearnerConfig,
+    checkpoint: Option<PathBuf>,
+    model_file: Option<(PathBuf, usize)>,
+    metrics: Option<MetricsLog>,
+}
+
+impl<'d, M: Trainable> Learner<'d, M> {
+    /// A fresh run of `model` under `schedule` on `train`.
+    pub fn new(
+        model: M,
+        schedule: TrainConfig,
+        train: &'d dyn TrainData,
+        config: LearnerConfig,
+    ) -> Result<Self> {
+        let trainer = Trainer::new(model, schedule, train.len())?;
+        Self::from_trainer(trainer, train, config)
+    }
+
+    /// The run saved in the training checkpoint at `checkpoint`, continued:
+    /// `model` must have the saved model's architecture (e.g. from
+    /// [`crate::model_from_metadata`] of [`crate::checkpoint_metadata`]).
+    /// Later checkpoints go to the same file.
+    pub fn resume(
+        model: M,
+        checkpoint: &Path,
+        train: &'d dyn TrainData,
+        config: LearnerConfig,
+    ) -> Result<Self> {
+        let trainer = Trainer::resume(model, checkpoint, train.len())?;
+        Ok(Self::from_trainer(trainer, train, config)?.with_checkpoint(checkpoint))
+    }
+
+    /// Around an existing trainer.
+    pub fn from_trainer(
+        trainer: Trainer<M>,
+        train: &'d dyn TrainData,
+        config: LearnerConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        Ok(Learner {
+            trainer,
+            train,
+            validation: None,
+            config,
+            checkpoint: None,
+            model_file: None,
+            metrics: None,
+        })
+    }
+
+    /// Evaluates on `data` every [`LearnerConfig::eval_every`] steps.
+    pub fn with_validation(mut self, data: &'d dyn TrainData) -> Self {
+        self.validation = (!data.is_empty()).then_some(data);
+        self
+    }
+
+    /// Writes the resumable training checkpoint to `path`.
+    pub fn with_checkpoint(mut self, path: &Path) -> Self {
+        self.checkpoint = Some(path.to_path_buf());
+        self
+    }
+
+    /// Writes the model (the moving average of the weights when the run
+    /// keeps one) to `path` with its training image size in pixels, for
+    /// [`crate::load_model`].
+    pub fn with_model_file(mut self, path: &Path, image_size: usize) -> Self {
+        self.model_file = Some((path.to_path_buf(), image_size));
+        self
+    }
+
+    /// Appends one JSON record per step to `metrics` (keys `step`, `loss`,
+    /// `seconds`, `elapsed`, `cpu_seconds`, `lr`, `full_unroll`, and
+    /// `reset_gate_mean`, `val`, `val_samples` when measured).
+    pub fn with_metrics(mut self, metrics: MetricsLog) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The trainer (model, schedule, step count).
+    pub fn trainer(&self) -> &Trainer<M> {
+        &self.trainer
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &LearnerConfig {
+        &self.config
+    }
+
+    /// The IoU of the evaluation weights on every sample of `data` after
+    /// each of `steps` CA steps (batch and seed of the config).
+    pub fn evaluate(&self, data: &dyn TrainData, steps: &[usize]) -> Result<IouTable> {
+        let (batch, seed) = (self.config.eval_batch, self.config.eval_seed);
+        self.trainer
+            .with_eval_weights(|m| evaluate_iou(m, data, steps, batch, seed))
+    }
+
+    /// An IoU table as JSON: `{"STEP": {"CLASS": IoU, ...}, ...}`.
+    pub fn iou_json(&self, table: &IouTable) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (s, v) in table.steps.iter().zip(&table.iou) {
+            let per: serde_json::Map<_, _> = self
+                .config
+                .class_names
+                .iter()
+                .zip(v)
+                .map(|(n, x)| (n.clone(), json!(x)))
+                .collect();
+            m.insert(s.to_string(), per.into());
+        }
+        m.into()
+    }
+
+    /// Appends `record` to the metrics sink, if there is one.
+    pub fn log(&mut self, record: &serde_json::Value) -> Result<()> {
+        match &mut self.metrics {
+            Some(m) => m.write(record),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the checkpoint and the model file, where configured.
+    pub fn save(&self) -> Result<()> {
+        if let Some(path) = &self.checkpoint {
+            self.trainer.save_checkpoint(path)?;
+        }
+        if let Some((path, size)) = &self.model_file {
+            self.trainer
+                .with_eval_weights(|m| save_model(m, path, *size))?;
+        }
+        Ok(())
+    }
+
+    /// Trains until a stop condition, calling `on_step` after every step;
+    /// writes the checkpoint and the model file at the end. The learning
+    /// rate schedule runs over the budget: its progress is the furthest
+    /// of steps, wall time and CPU time (time budgets count afresh in a
+    /// resumed run).
+    pub fn fit(&mut self, mut on_step: impl FnMut(&StepEvent)) -> Result<FitSummary> {
+        let started = Instant::now();
+        let cpu_at_start = process_cpu_seconds();
+        let cpu_used = || match (cpu_at_start, process_cpu_seconds()) {
+            (Some(c0), Some(c)) => c - c0,
+            _ => f64::NAN,
+        };
+        let cfg = self.config.clone();
+        let stop = loop {
+            let step = self.trainer.step_count();
+            let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_used());
+            if step >= cfg.max_steps {
+                break Stop::Steps;
+            }
+            if cfg.max_minutes.is_some_and(|m| wall > m * 60.0) {
+                break Stop::WallTime;
+            }
+            if cfg.max_cpu_minutes.is_some_and(|m| cpu > m * 60.0) {
+                break Stop::CpuTime;
+            }
+            let mut progress = step as f64 / cfg.max_steps as f64;
+            if let Some(m) = cfg.max_minutes {
+                progress = progress.max(wall / (m * 60.0));
+            }
+            if let Some(m) = cfg.max_cpu_minutes {
+                progress = progress.max(cpu / (m * 60.0));
+            }
+            self.trainer.set_progress(progress);
+
+            let step_start = Instant::now();
+            let report = self.trainer.train_step(self.train)?;
+            let seconds = step_start.elapsed().as_secs_f64();
+            let step = self.trainer.step_count();
+            let mut record = json!({
+                "step": step, "loss": report.loss, "seconds": seconds,
+                "elapsed": started.elapsed().as_secs_f64(), "cpu_seconds": cpu_used(),
+                "lr": report.learning_rate, "full_unroll": report.full_unroll,
+            });
+            if cfg.gate_every > 0 && step.is_multiple_of(cfg.gate_every) {
+                record["reset_gate_mean"] = json!(self.trainer.reset_gate_mean(self.train)?);
+            }
+            let mut validation = None;
+            if let Some(val) = self.validation {
+                if cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every) && step < cfg.max_steps
+                {
+                    let subset = Prefix(val, cfg.eval_samples);
+                    let table = self.evaluate(&subset, &cfg.eval_steps)?;
+                    record["val"] = self.iou_json(&table);
+                    record["val_samples"] = json!(subset.len());
+                    validation = Some(table);
+                }
+            }
+            self.log(&record)?;
+            // A skipped (non-finite) step changes no weight; not writing it
+            // keeps the last good checkpoint as it was.
+            let checkpointed = step.is_multiple_of(cfg.checkpoint_every) && !report.non_finite;
+            if checkpointed {
+                self.save()?;
+            }
+            on_step(&StepEvent {
+                report: &report,
+                seconds,
+                validation: validation.as_ref(),
+                checkpointed,
+            });
+        };
+        self.save()?;
+        Ok(FitSummary {
+            stop,
+            steps: self.trainer.step_count(),
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: cpu_used(),
+        })
+    }
+}

@@ -1,0 +1,486 @@
+//! The command line of `train_pets`: every flag, its default and its
+//! parser, and the settings they resolve to (cell config, training
+//! schedule, learner settings, augmentation). CLI glue: the example parses
+//! [`TrainArgs`] and runs a [`ca_sched::Learner`].
+
+use std::path::PathBuf;
+
+use ca_core::{CellConfig, Norm, Perception};
+use std::collections::HashMap;
+use std::path::Path;
+
+use ca_data::{Augment, LoadOptions, LoadPolicy, CLASS_NAMES};
+use ca_sched::{GradNorm, IouTable, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
+use clap::Parser;
+
+use crate::device::parse_device;
+use crate::flags::{levels_for, FlagError, TrainFlags};
+
+#[derive(Parser, Debug)]
+#[command(about = "Train a segmentation cellular automaton on Oxford-IIIT Pet data")]
+pub struct TrainArgs {
+    /// Dataset root in the official layout (else $CA_PETS_DIR, else
+    /// data/oxford-iiit-pet, else the bundled synthetic fixture).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Skip samples that cannot be read (and bad split lines), printing a
+    /// summary, instead of stopping at the first one.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Square image (and state grid) size in pixels [default: 48; 32 on the fixture].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// High resolution: image (and label) size in pixels, with
+    /// `--state-size`; it must be the state size times 2, 4 or 8.
+    #[arg(long, requires = "state_size", conflicts_with = "size")]
+    pub image_size: Option<usize>,
+    /// High resolution: state grid size in cells, with `--image-size`.
+    #[arg(long, requires = "image_size")]
+    pub state_size: Option<usize>,
+    /// State channels [default: 48; 16 on the fixture].
+    #[arg(long)]
+    pub state: Option<usize>,
+    /// Hidden channels [default: 72; 32 on the fixture].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Hidden 1x1 layers.
+    #[arg(long, default_value_t = 2)]
+    pub hidden_layers: usize,
+    /// Perception: conv3x3, depthwise or random_depthwise.
+    #[arg(long, default_value = "conv3x3")]
+    pub perception: Perception,
+    /// State normalization: none, batch, instance or channel.
+    #[arg(long, default_value = "instance")]
+    pub norm: Norm,
+    /// Reset gate on or off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub reset_gate: bool,
+    /// Residual update on or off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub residual: bool,
+    /// Optimizer steps in total (a resumed run stops at the same total)
+    /// [default: 3000; 200 on the fixture].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Stop after this many minutes of training, whatever `--steps` says.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Stop after this many minutes of CPU time (all threads of this
+    /// process, Linux only; counted from the first step, periodic
+    /// evaluations included), whatever `--steps` says: an equal budget for
+    /// runs that share a machine with other jobs.
+    #[arg(long)]
+    pub cpu_minutes: Option<f64>,
+    /// Slots per optimizer step [default: 8; 32 with --paper].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Slots in the pool [default: the batch size].
+    #[arg(long)]
+    pub pool: Option<usize>,
+    /// K: CA steps per optimizer step.
+    #[arg(long, default_value_t = 10)]
+    pub mini_unroll: usize,
+    /// T: the target number of CA steps.
+    #[arg(long, default_value_t = 40)]
+    pub target: usize,
+    /// The full-unroll baseline (fresh states and images every step, unroll T).
+    #[arg(long)]
+    pub full_unroll: bool,
+    /// Probability of an image reset within T steps.
+    #[arg(long, default_value_t = 0.5)]
+    pub p_image: f64,
+    /// Probability of a state reset within T steps.
+    #[arg(long, default_value_t = 0.5)]
+    pub p_state: f64,
+    /// Adam learning rate [default: 2e-3; 3e-4 with --paper].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Gradient treatment: none, per-tensor, or clip:MAX.
+    #[arg(long, default_value = "per-tensor", value_parser = parse_grad_norm)]
+    pub grad_norm: GradNorm,
+    /// Random horizontal flips of training images.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub flip: bool,
+    /// Random 90-degree rotations of training images.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub rotate90: bool,
+    /// Colour jitter strength in [0, 1] (brightness, contrast, saturation); 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    pub jitter: f32,
+    /// Random scale and crop: smallest crop side as a fraction of the image,
+    /// in (0, 1]; 1: off.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_crop: f32,
+    /// Fraction of trainval held out for validation (stratified by breed,
+    /// fixed by the names); 0: none (the periodic evaluation is then skipped).
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    /// Also evaluate the test split at the end (for final figures only;
+    /// recipes are chosen on the validation split).
+    #[arg(long)]
+    pub final_test: bool,
+    /// Class weights of the cross-entropy, `BACKGROUND,OBJECT,BOUNDARY`, or `none`.
+    #[arg(long, default_value = "0.7,1,3", value_parser = parse_class_weights)]
+    pub class_weights: ClassWeights,
+    /// Weight of the soft Dice term added to the cross-entropy; 0: off.
+    #[arg(long, default_value_t = 1.0)]
+    pub dice_weight: f64,
+    /// Start the update layer at zero ("no change").
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub zero_update_init: bool,
+    /// Initial bias of the reset gate [default: the rule's own, -2].
+    #[arg(long, allow_hyphen_values = true)]
+    pub reset_bias: Option<f64>,
+    /// Learning-rate schedule over the budget: constant, cosine or step:N.
+    #[arg(long, default_value = "cosine", value_parser = parse_lr_schedule)]
+    pub lr_schedule: LrSchedule,
+    /// Optimizer steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 20)]
+    pub warmup_steps: u64,
+    /// The scheduled learning rate at the end of the budget, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr_floor: f64,
+    /// Decay of the moving average of the weights used for evaluation and
+    /// the saved model, or `none`.
+    #[arg(long, default_value = "0.99", value_parser = parse_ema)]
+    pub ema: Ema,
+    /// Curriculum: fraction of the budget trained with full unrolls
+    /// (fresh states, unroll T) before the pool phase.
+    #[arg(long, default_value_t = 0.0)]
+    pub curriculum: f64,
+    /// The paper's recipe instead of the default one (chosen on the
+    /// validation split, see docs/RESULTS.md): batch 32, lr 3e-4 constant,
+    /// plain cross-entropy, the default initialisation, no weight average
+    /// (the flags of those levers cannot be combined with it).
+    #[arg(long, conflicts_with_all = [
+        "class_weights", "dice_weight", "zero_update_init", "lr_schedule",
+        "warmup_steps", "ema",
+    ])]
+    pub paper: bool,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory [default: runs/pets<size>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: candle_core::Device,
+    /// Continue the run in OUT/checkpoint.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// Evaluate on the validation split every N steps (0: only at the end)
+    /// [default: 500; 100 on the fixture].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Validation samples used by the periodic evaluation (the final one
+    /// uses all).
+    #[arg(long, default_value_t = 64)]
+    pub eval_samples: usize,
+    /// Write a checkpoint every N steps.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: u64,
+}
+
+pub fn parse_grad_norm(s: &str) -> Result<GradNorm, String> {
+    match s {
+        "none" => Ok(GradNorm::None),
+        "per-tensor" => Ok(GradNorm::PerTensor),
+        _ => match s.strip_prefix("clip:").map(str::parse::<f64>) {
+            Some(Ok(c)) if c > 0.0 => Ok(GradNorm::Clip(c)),
+            _ => Err(format!(
+                "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
+            )),
+        },
+    }
+}
+
+/// `--class-weights`: one weight per class, or none.
+#[derive(Debug, Clone)]
+pub struct ClassWeights(pub Option<Vec<f64>>);
+
+pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
+    if s == "none" {
+        return Ok(ClassWeights(None));
+    }
+    let w: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not 'none' or three comma-separated numbers"))?;
+    if w.len() != CLASS_NAMES.len() || w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(format!(
+            "'{s}': give {} non-negative weights ({})",
+            CLASS_NAMES.len(),
+            CLASS_NAMES.join(", ")
+        ));
+    }
+    Ok(ClassWeights(Some(w)))
+}
+
+/// `--ema`: a decay, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Ema(pub Option<f64>);
+
+pub fn parse_ema(s: &str) -> Result<Ema, String> {
+    if s == "none" {
+        return Ok(Ema(None));
+    }
+    match s.parse::<f64>() {
+        Ok(d) if (0.0..1.0).contains(&d) => Ok(Ema(Some(d))),
+        _ => Err(format!("'{s}' is not 'none' or a decay in [0, 1)")),
+    }
+}
+
+pub fn parse_lr_schedule(s: &str) -> Result<LrSchedule, String> {
+    match s {
+        "constant" => Ok(LrSchedule::Constant),
+        "cosine" => Ok(LrSchedule::Cosine),
+        _ => match s.strip_prefix("step:").map(str::parse::<u32>) {
+            Some(Ok(drops)) if drops > 0 => Ok(LrSchedule::Step { drops }),
+            _ => Err(format!(
+                "unknown schedule '{s}' (constant, cosine or step:N with N >= 1)"
+            )),
+        },
+    }
+}
+
+/// What the flags resolve to, defaults applied and every value checked.
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    /// Stride-2 levels between image and state (0: one cell per pixel).
+    pub levels: usize,
+    /// The square image (and label) size in pixels.
+    pub size: usize,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The cell rule of a fresh run (`env_channels` already that of the
+    /// encoder for a high-resolution model).
+    pub cell: CellConfig,
+    /// The training schedule of a fresh run.
+    pub schedule: TrainConfig,
+    /// Budgets, cadences and evaluation of the run.
+    pub learner: LearnerConfig,
+    /// The augmentation of the training batches.
+    pub augment: Augment,
+    /// How the splits are read: size, and strict or lenient (`--lenient`).
+    pub load: LoadOptions,
+}
+
+impl TrainArgs {
+    /// The settings these flags ask for; `fixture` selects the smaller
+    /// defaults of the bundled synthetic set. Errors name the flag.
+    pub fn plan(&self, fixture: bool) -> Result<TrainPlan, Box<dyn std::error::Error>> {
+        let pick = |v: Option<usize>, real: usize, small: usize| {
+            v.unwrap_or(if fixture { small } else { real })
+        };
+        let levels = match (self.image_size, self.state_size) {
+            (Some(image), Some(state)) => levels_for(image, state)?,
+            _ => 0,
+        };
+        let size = self.image_size.unwrap_or(pick(self.size, 48, 32));
+        let batch = self.batch.unwrap_or(if self.paper { 32 } else { 8 });
+        let (state, hidden) = (pick(self.state, 48, 16), pick(self.hidden, 72, 32));
+        TrainFlags {
+            size,
+            state,
+            hidden,
+            batch,
+            pool: self.pool.unwrap_or(batch),
+            mini_unroll: self.mini_unroll,
+            target: self.target,
+            full_unroll: self.full_unroll,
+            checkpoint_every: self.checkpoint_every,
+            eval_samples: self.eval_samples,
+            minutes: self.minutes,
+            cpu_minutes: self.cpu_minutes,
+        }
+        .validate()?;
+        let augment = Augment {
+            flip: self.flip,
+            rotate90: self.rotate90,
+            jitter: self.jitter,
+            min_crop: self.min_crop,
+        };
+        augment.validate()?;
+        let schedule = TrainConfig {
+            batch,
+            pool_size: self.pool.unwrap_or(batch),
+            mini_unroll: self.mini_unroll,
+            target: self.target,
+            full_unroll: self.full_unroll,
+            p_image: self.p_image,
+            p_state: self.p_state,
+            learning_rate: self.lr.unwrap_or(if self.paper { 3e-4 } else { 2e-3 }),
+            grad_norm: self.grad_norm,
+            seed: self.seed,
+            class_weights: self.class_weights.0.clone(),
+            dice_weight: self.dice_weight,
+            zero_update_init: self.zero_update_init,
+            reset_bias_init: self.reset_bias,
+            lr_schedule: self.lr_schedule,
+            warmup_steps: self.warmup_steps,
+            lr_floor: self.lr_floor,
+            ema_decay: self.ema.0,
+            full_unroll_fraction: self.curriculum,
+            ..TrainConfig::default()
+        };
+        let schedule = if self.paper {
+            TrainConfig {
+                class_weights: None,
+                dice_weight: 0.0,
+                zero_update_init: false,
+                lr_schedule: LrSchedule::Constant,
+                warmup_steps: 0,
+                ema_decay: None,
+                ..schedule
+            }
+        } else {
+            schedule
+        };
+        schedule.validate()?;
+        let learner = LearnerConfig {
+            max_steps: self.steps.unwrap_or(if fixture { 200 } else { 3000 }),
+            max_minutes: self.minutes,
+            max_cpu_minutes: self.cpu_minutes,
+            checkpoint_every: self.checkpoint_every,
+            eval_every: self.eval_every.unwrap_or(if fixture { 100 } else { 500 }),
+            eval_steps: vec![10, 20, self.target],
+            eval_samples: self.eval_samples,
+            // No gradients: larger batches amortize the per-step cost.
+            eval_batch: batch.max(32),
+            eval_seed: 1,
+            gate_every: 25,
+            class_names: CLASS_NAMES.iter().map(|n| n.to_string()).collect(),
+        };
+        learner.validate().map_err(|e| match self.cpu_minutes {
+            Some(_) if e.to_string().contains("max_cpu_minutes") => FlagError {
+                flag: "--cpu-minutes",
+                value: self.cpu_minutes.unwrap_or_default().to_string(),
+                reason: "this system does not report the process's CPU time (/proc/self/stat)"
+                    .into(),
+            }
+            .into(),
+            _ => Box::<dyn std::error::Error>::from(e),
+        })?;
+        let cell = CellConfig {
+            state_channels: state,
+            hidden_channels: hidden,
+            hidden_layers: self.hidden_layers,
+            perception: self.perception,
+            norm: self.norm,
+            reset_gate: self.reset_gate,
+            residual: self.residual,
+            env_channels: if levels > 0 {
+                ca_hires::ENV_CHANNELS
+            } else {
+                CellConfig::default().env_channels
+            },
+            ..CellConfig::default()
+        };
+        let out = self.out.clone().unwrap_or_else(|| match levels {
+            0 => PathBuf::from(format!("runs/pets{size}")),
+            _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
+        });
+        Ok(TrainPlan {
+            levels,
+            size,
+            out,
+            cell,
+            schedule,
+            learner,
+            augment,
+            load: LoadOptions {
+                policy: match self.lenient {
+                    true => LoadPolicy::Lenient,
+                    false => LoadPolicy::Strict,
+                },
+                ..LoadOptions::square(size)
+            },
+        })
+    }
+}
+
+/// The IoU of each class after `step` CA steps, on one line
+/// (`background 0.61, object 0.44, boundary 0.13`), or `-`.
+pub fn iou_line(table: &IouTable, step: usize) -> String {
+    match table.at(step) {
+        Some(v) => CLASS_NAMES
+            .iter()
+            .zip(v)
+            .map(|(n, x)| format!("{n} {x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "-".into(),
+    }
+}
+
+/// The lines `train_pets` prints before training: the model, its
+/// parameters, the grid sizes, the schedule and the recipe.
+pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec<String> {
+    let (model, sched) = (trainer.model(), trainer.config());
+    let cell = model.rule().config();
+    let mut lines = vec![
+        format!(
+            "model: {} state {} hidden {} norm {} reset_gate {} residual {} ({} trainable parameters)",
+            cell.perception.name(),
+            cell.state_channels,
+            cell.hidden_channels,
+            cell.norm.name(),
+            cell.reset_gate,
+            cell.residual,
+            model.trainable_params()
+        ),
+        format!("parameters: {}", model.describe_params()),
+    ];
+    if plan.levels > 0 {
+        let (size, state) = (plan.size, plan.size >> plan.levels);
+        lines.push(format!(
+            "high resolution: {size}x{size} images and labels, {state}x{state} state"
+        ));
+    }
+    lines.push(format!(
+        "schedule: batch {} pool {} K {} T {} full_unroll {} lr {} p_i {} p_s {} seed {} -> {} steps, out {}",
+        sched.batch, sched.pool_size, sched.unroll(), sched.target, sched.full_unroll,
+        sched.learning_rate, sched.p_image, sched.p_state, sched.seed,
+        plan.learner.max_steps, plan.out.display()
+    ));
+    lines.push(format!(
+        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} augment {:?}",
+        sched.class_weights, sched.dice_weight, sched.zero_update_init, sched.reset_bias_init,
+        sched.lr_schedule, sched.warmup_steps, sched.lr_floor, sched.ema_decay,
+        sched.full_unroll_fraction, plan.augment
+    ));
+    lines
+}
+
+/// What `train_pets` says when no data were given and it trains on the
+/// bundled synthetic set at `root`.
+pub fn fixture_note(root: &Path) -> String {
+    format!(
+        "note: no data given, training on the bundled synthetic set {}.\n      \
+         For the real Oxford-IIIT Pet set pass --data DIR (or set $CA_PETS_DIR); \
+         it is available from https://www.robots.ox.ac.uk/~vgg/data/pets/",
+        root.display()
+    )
+}
+
+/// Checks that the training checkpoint at `path` (metadata `meta`) holds a
+/// model with the `levels` stride-2 levels the flags ask for; the error
+/// says which flags to resume with.
+pub fn check_resume_levels(
+    meta: &HashMap<String, String>,
+    path: &Path,
+    levels: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let stored = ca_hires::hires_levels(meta, path)?.unwrap_or(0);
+    if stored != levels {
+        return Err(format!(
+            "{} holds a model with {stored} stride-2 levels (0: plain), the flags ask for {levels}; \
+             resume with the --image-size/--state-size (or --size) of that run",
+            path.display()
+        )
+        .into());
+    }
+    Ok(())
+}
