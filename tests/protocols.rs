@@ -351,12 +351,9 @@ fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
 /// the same figures for the same model, samples, seed and steps.
 #[test]
 fn training_and_evaluate_report_the_same_iou() {
-    let ds = ca_data::PetsDataset::open(
-        &fixture(),
-        Split::Test,
-        &ca_data::LoadOptions::square(SIZE),
-    )
-    .unwrap();
+    let ds =
+        ca_data::PetsDataset::open(&fixture(), Split::Test, &ca_data::LoadOptions::square(SIZE))
+            .unwrap();
     let set = EvalSet::from_dataset(&ds, None).unwrap();
     let data = cellseg::pets::PetsTrainData {
         dataset: ds,

@@ -30,15 +30,12 @@ mod config;
 mod draws;
 mod error;
 mod fused;
+pub mod io;
 mod model;
 mod norm;
 mod params;
 mod rule;
 
-pub use checkpoint::{
-    check_tensor, config_from_metadata, parse_safetensors, read_file, read_tensors,
-    write_bytes_atomic, write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
-};
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
