@@ -15,6 +15,9 @@ use crate::io::{
 use crate::params::{param_shapes, CellParams};
 use crate::rule::CellRule;
 
+/// How [`CellRule::from_safetensors_slice`] names its source in errors.
+const BYTES_SOURCE: &str = "<bytes>";
+
 impl CellRule {
     /// The tensors of the rule with their safetensors names, and the
     /// metadata that describes them.
@@ -45,6 +48,13 @@ impl CellRule {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes = read_file(path)?;
         Self::from_safetensors_bytes(&bytes, path, device)
+    }
+
+    /// Parses a rule from the bytes of a safetensors file written by
+    /// [`CellRule::save`] (e.g. embedded with `include_bytes!` or received
+    /// over the network), onto `device`; errors name the source `<bytes>`.
+    pub fn from_safetensors_slice(bytes: &[u8], device: &Device) -> Result<Self> {
+        Self::from_safetensors_bytes(bytes, Path::new(BYTES_SOURCE), device)
     }
 
     /// Parses a rule from the bytes of a safetensors file; `path` only names
@@ -89,6 +99,6 @@ impl CellRule {
             ));
         }
         let params = CellParams::from_tensors(&config, ordered)?;
-        Ok(CellRule::from_params(config, params, device))
+        CellRule::from_params(config, params, device)
     }
 }

@@ -35,6 +35,7 @@ mod model;
 mod norm;
 mod params;
 mod rule;
+mod var_builder;
 
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};

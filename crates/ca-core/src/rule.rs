@@ -54,15 +54,24 @@ impl CellRule {
         })
     }
 
-    /// A rule from existing parameters; `params` must have been built for
-    /// `config`.
-    pub fn from_params(config: CellConfig, params: CellParams, device: &Device) -> Self {
-        CellRule {
+    /// A rule from existing parameters, which must be those `config` needs
+    /// on `device`: the tensors of [`crate::param_shapes`], each of its
+    /// shape, f32.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for a config that does not validate;
+    /// [`CoreError::Param`] naming the first tensor that is missing, extra,
+    /// of another shape (both shapes given), dtype or device.
+    pub fn from_params(config: CellConfig, params: CellParams, device: &Device) -> Result<Self> {
+        config.validate()?;
+        params.check(&config, device)?;
+        Ok(CellRule {
             config,
             params,
             device: device.clone(),
             backend: StepBackend::default_for(device),
-        }
+        })
     }
 
     /// The same rule (sharing its parameters) running `backend`.
