@@ -35,6 +35,7 @@ mod model;
 mod norm;
 mod params;
 mod rule;
+mod segmenter;
 mod var_builder;
 
 pub use colony::Colony;
@@ -47,3 +48,6 @@ pub use params::{
     param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
 };
 pub use rule::{CellRule, StepBackend};
+#[cfg(feature = "image")]
+pub use segmenter::rgb_to_chw;
+pub use segmenter::{Segmenter, DEFAULT_STEPS};

@@ -4,9 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ca_core::io::{config_from_metadata, parse_safetensors, read_file};
-use ca_core::{param_shapes, CellConfig, CellRule, Colony, CoreError, RESET_BIAS_INIT};
+use ca_core::{
+    param_shapes, CellConfig, CellRule, Colony, CoreError, Segmenter, DEFAULT_STEPS,
+    RESET_BIAS_INIT,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -279,4 +283,101 @@ fn from_params_names_the_mismatched_tensor_and_both_shapes() {
         param_err(CellRule::from_params(no_gate, params, &Device::Cpu).unwrap_err());
     assert_eq!(name, "reset.weight");
     assert!(reason.contains("not part of"), "{reason}");
+}
+
+/// The class map of a colony of `rule` evolved by hand, `[B, H, W]`.
+fn by_hand(rule: &CellRule, images: &Tensor, steps: usize, seed: u64) -> Vec<u32> {
+    let (b, _, h, w) = images.dims4().unwrap();
+    let mut colony = Colony::new(rule, b, h, w, seed).unwrap();
+    colony.evolve(images, steps).unwrap();
+    colony
+        .predict()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn classes(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn segmenter_is_a_colony_evolved_by_hand() {
+    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let seg = Segmenter::new(Arc::new(rule.clone()));
+    assert_eq!((seg.steps, seg.seed), (DEFAULT_STEPS, 0));
+    assert_eq!(DEFAULT_STEPS, 40);
+
+    let one = image(20, 24);
+    let map = seg.segment(&one.squeeze(0).unwrap()).unwrap();
+    assert_eq!(map.dims(), [20, 24]);
+    assert_eq!(map.dtype(), DType::U32);
+    assert_eq!(classes(&map), by_hand(&rule, &one, 40, 0));
+    assert!(classes(&map).iter().all(|&c| c < 3));
+
+    let batch = Tensor::cat(&[&one, &one.affine(0.5, 0.25).unwrap()], 0).unwrap();
+    let seg = Segmenter::new(&rule).with_steps(12).with_seed(3);
+    let maps = seg.segment_batch(&batch).unwrap();
+    assert_eq!(maps.dims(), [2, 20, 24]);
+    assert_eq!(classes(&maps), by_hand(&rule, &batch, 12, 3));
+}
+
+#[test]
+fn segmenter_rejects_bad_shapes_naming_the_argument() {
+    let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu).unwrap();
+    let seg = Segmenter::new(rule).with_steps(1);
+    let zeros = |dims: &[usize], dtype| Tensor::zeros(dims, dtype, &Device::Cpu).unwrap();
+    let what = |r: ca_core::Result<Tensor>| match r.unwrap_err() {
+        CoreError::Shape { what, got, .. } => (what, got),
+        e => panic!("expected a CoreError::Shape, got {e}"),
+    };
+    assert_eq!(
+        what(seg.segment(&zeros(&[4, 8, 8], DType::F32))),
+        ("image", vec![4, 8, 8])
+    );
+    assert_eq!(
+        what(seg.segment(&zeros(&[1, 3, 8, 8], DType::F32))).0,
+        "image"
+    );
+    assert_eq!(what(seg.segment(&zeros(&[3, 0, 8], DType::F32))).0, "image");
+    assert_eq!(what(seg.segment(&zeros(&[3, 8, 8], DType::F64))).0, "image");
+    assert_eq!(
+        what(seg.segment_batch(&zeros(&[3, 8, 8], DType::F32))),
+        ("images", vec![3, 8, 8])
+    );
+    assert_eq!(
+        what(seg.segment_batch(&zeros(&[0, 3, 8, 8], DType::F32))).0,
+        "images"
+    );
+    assert_eq!(
+        what(seg.segment_batch(&zeros(&[2, 1, 8, 8], DType::F32))).0,
+        "images"
+    );
+}
+
+#[cfg(feature = "image")]
+#[test]
+fn segment_rgb_scales_bytes_to_the_unit_range() {
+    let rgb = image::RgbImage::from_fn(5, 4, |x, y| {
+        image::Rgb([(x * 50) as u8, (y * 60) as u8, 255])
+    });
+    let chw = ca_core::rgb_to_chw(&rgb);
+    assert_eq!(chw.len(), 3 * 4 * 5);
+    assert_eq!(chw[1], 50.0 / 255.0, "red of (x 1, y 0)");
+    assert_eq!(chw[20 + 2 * 5], 120.0 / 255.0, "green of (x 0, y 2)");
+    assert!(chw[40..].iter().all(|&v| v == 1.0), "blue");
+
+    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let seg = Segmenter::new(&rule).with_steps(10);
+    let tensor = Tensor::from_vec(chw, (3, 4, 5), &Device::Cpu).unwrap();
+    let map = seg.segment_rgb(&rgb).unwrap();
+    assert_eq!(map.dims(), [4, 5]);
+    assert_eq!(classes(&map), classes(&seg.segment(&tensor).unwrap()));
+    let empty = seg.segment_rgb(&image::RgbImage::new(0, 3)).unwrap_err();
+    assert!(
+        matches!(empty, CoreError::Shape { what: "image", .. }),
+        "{empty}"
+    );
 }
