@@ -22,6 +22,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 pub mod alloc;
 mod checkpoint;
