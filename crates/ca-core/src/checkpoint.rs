@@ -21,6 +21,10 @@ const BYTES_SOURCE: &str = "<bytes>";
 impl CellRule {
     /// The tensors of the rule with their safetensors names, and the
     /// metadata that describes them.
+    ///
+    /// # Shapes
+    ///
+    /// Those of [`crate::param_shapes`], in its order, f32.
     pub fn to_safetensors_parts(&self) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
         let tensors = self
             .params()

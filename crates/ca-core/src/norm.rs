@@ -8,8 +8,12 @@ use crate::error::Result;
 /// Added to the variance before the square root.
 pub const NORM_EPS: f64 = 1e-5;
 
-/// Normalizes `x` `[B, C, H, W]` to zero mean and unit (biased) variance
-/// over the dimensions `norm` names; no learned scale or shift.
+/// Normalizes `x` to zero mean and unit (biased) variance over the
+/// dimensions `norm` names; no learned scale or shift.
+///
+/// # Shapes
+///
+/// `x` `[B, C, H, W]` -> `[B, C, H, W]`.
 pub fn normalize(x: &Tensor, norm: Norm) -> Result<Tensor> {
     let dims: &[usize] = match norm {
         Norm::None => return Ok(x.clone()),
@@ -24,12 +28,16 @@ pub fn normalize(x: &Tensor, norm: Norm) -> Result<Tensor> {
     Ok(centered.broadcast_mul(&inv_std)?)
 }
 
-/// Normalizes `x` `[B, C, H, W]` as [`normalize`] does, but with the
+/// Normalizes `x` as [`normalize`] does, but with the
 /// statistics of batch and instance norm taken over the firing cells only:
 /// those where `mask` (`[B, 1, H, W]`) is nonzero. The other cells are
 /// normalized with the same statistics (the step discards them). A group
 /// with no firing cell gets mean 0 and variance 0. Channel norm is per cell
 /// and none is the identity, as in [`normalize`]. See `docs/FIRING.md`.
+///
+/// # Shapes
+///
+/// `x` `[B, C, H, W]`, `mask` `[B, 1, H, W]` -> `[B, C, H, W]`.
 pub fn normalize_firing(x: &Tensor, norm: Norm, mask: &Tensor) -> Result<Tensor> {
     let dims: &[usize] = match norm {
         Norm::None | Norm::Channel => return normalize(x, norm),
