@@ -209,7 +209,7 @@ impl<'a> LayerEntry<'a> {
 impl CellParams {
     /// Fresh parameters drawn from `seed`: every weight and bias uniform in
     /// `(-1/sqrt(fan_in), 1/sqrt(fan_in))` (PyTorch's default), the reset
-    /// bias set to [`RESET_BIAS_INIT`] (see [`param_inits`]).
+    /// bias set to [`RESET_BIAS_INIT`].
     pub fn init(config: &CellConfig, seed: u64, device: &Device) -> Result<Self> {
         config.validate()?;
         let mut rng = StdRng::seed_from_u64(seed);
