@@ -78,16 +78,7 @@ pub fn overlay(photo: &RgbImage, classes: &[u32], grid: (usize, usize), alpha: f
 
 /// An RGB image as `[3, H, W]` f32 values in [0, 1] at its own size (the
 /// `--native` path; [`ca_data::resize::image_to_chw`] resizes to a square).
-pub fn rgb_to_chw(image: &RgbImage) -> Vec<f32> {
-    let plane = (image.width() * image.height()) as usize;
-    let mut out = vec![0f32; 3 * plane];
-    for (i, p) in image.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = f32::from(p.0[c]) / 255.0;
-        }
-    }
-    out
-}
+pub use ca_core::rgb_to_chw;
 
 /// `[3, H, W]` values in [0, 1] as an RGB image.
 pub fn chw_to_rgb(chw: &[f32], width: usize, height: usize) -> RgbImage {

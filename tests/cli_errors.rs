@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::Load;
 use candle_core::{Device, Tensor};
-use cellseg::ca_core::{CellConfig, CellRule, CONFIG_KEY};
+use cellseg::ca_core::io::CONFIG_KEY;
+use cellseg::ca_core::{CellConfig, CellRule};
 use cellseg::ca_sched::{checkpoint_metadata, Trainer};
 use support::{command, run, text, TempDir};
 
@@ -42,7 +43,7 @@ fn file_name(path: &Path) -> String {
 /// The tensors and metadata of a safetensors file.
 fn read_parts(path: &Path) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
     let bytes = std::fs::read(path).expect("read");
-    let (st, meta) = cellseg::ca_core::parse_safetensors(&bytes, path).expect("parse");
+    let (st, meta) = cellseg::ca_core::io::parse_safetensors(&bytes, path).expect("parse");
     let tensors = st
         .tensors()
         .into_iter()
@@ -79,7 +80,7 @@ fn bad_files(dir: &TempDir, good: &Path) -> Vec<(PathBuf, &'static str)> {
         CONFIG_KEY.to_string(),
         serde_json::to_string(&other_config()).expect("json"),
     );
-    cellseg::ca_core::write_safetensors_atomic(&other, tensors, meta).expect("write");
+    cellseg::ca_core::io::write_safetensors_atomic(&other, tensors, meta).expect("write");
 
     let directory = dir.join("directory.safetensors");
     std::fs::create_dir(&directory).expect("mkdir");
@@ -119,7 +120,7 @@ fn bad_model_and_training_checkpoints_are_clear_library_errors() {
             // The other-config file keeps its training metadata; resuming
             // it must then fail on the tensor shapes.
             Ok(meta) => {
-                let config = cellseg::ca_core::config_from_metadata(&meta, &path)
+                let config = cellseg::ca_core::io::config_from_metadata(&meta, &path)
                     .expect("config in metadata");
                 let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
                 Trainer::resume(rule, &path, 36)

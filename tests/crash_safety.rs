@@ -13,7 +13,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use cellseg::ca_core::{config_from_metadata, CellRule};
+use cellseg::ca_core::io::config_from_metadata;
+use cellseg::ca_core::CellRule;
 use cellseg::ca_sched::{checkpoint_metadata, Trainer};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use support::{checkpoint_step, command, TempDir};

@@ -7,7 +7,8 @@
 mod support;
 
 use candle_core::Device;
-use cellseg::ca_core::{config_from_metadata, CellRule};
+use cellseg::ca_core::io::config_from_metadata;
+use cellseg::ca_core::CellRule;
 use cellseg::ca_sched::{checkpoint_metadata, Trainable, Trainer};
 use support::{checkpoint_step, command, run, text, TempDir};
 

@@ -43,6 +43,15 @@ pub struct Colony<M: CellModel = CellRule> {
 impl<M: CellModel> Colony<M> {
     /// A colony of `batch` grids for images of `height x width` pixels,
     /// state seeded `N(0, I)` from `seed` on the model's state grid.
+    ///
+    /// # Shapes
+    ///
+    /// The state is `[batch, S, h, w]` with
+    /// `(h, w) = model.state_size((height, width))`.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Shape`] naming the colony when a size is 0.
     pub fn new(model: M, batch: usize, height: usize, width: usize, seed: u64) -> Result<Self> {
         if batch == 0 || height == 0 || width == 0 {
             return Err(CoreError::Shape {
@@ -92,6 +101,10 @@ impl<M: CellModel> Colony<M> {
 
     /// Replaces the state (same shape required), e.g. to keep it across an
     /// image switch, to damage a region or to restore a saved state.
+    ///
+    /// # Shapes
+    ///
+    /// `state` `[B, S, h, w]`, the shape of [`Colony::state`].
     pub fn set_state(&mut self, state: Tensor) -> Result<()> {
         if state.dims() != self.state.dims() {
             return Err(CoreError::Shape {
@@ -109,17 +122,25 @@ impl<M: CellModel> Colony<M> {
         self.steps
     }
 
-    /// The environment `[B, E, h, w]` the cells read, from images
-    /// `[B, 3, H, W]` in `[0, 1]`, detached: compute it once per image,
+    /// The environment the cells read, detached: compute it once per image,
     /// step with it many times.
+    ///
+    /// # Shapes
+    ///
+    /// `images` `[B, 3, H, W]` f32 RGB, pixel values in `[0, 1]` ->
+    /// `[B, E, h, w]`.
     pub fn environment(&self, images: &Tensor) -> Result<Tensor> {
         Ok(self.model.environment(images)?.detach())
     }
 
-    /// One step under environment `env` `[B, E, h, w]` (from
-    /// [`Colony::environment`]; for a plain rule, the images `[B, 3, H, W]`
-    /// in `[0, 1]`); the environment may differ from step to step (video,
-    /// image switching).
+    /// One step under environment `env` (from [`Colony::environment`]; for
+    /// a plain rule, the images themselves); the environment may differ
+    /// from step to step (video, image switching).
+    ///
+    /// # Shapes
+    ///
+    /// `env` `[B, E, h, w]` f32; for a plain rule `[B, 3, H, W]` RGB with
+    /// pixel values in `[0, 1]`.
     pub fn step(&mut self, env: &Tensor) -> Result<()> {
         let (b, _, h, w) = self.state.dims4()?;
         let mut rng = step_rng(self.seed, self.steps);
@@ -131,6 +152,11 @@ impl<M: CellModel> Colony<M> {
     }
 
     /// `n` steps under the same environment.
+    ///
+    /// # Shapes
+    ///
+    /// `env` as for [`Colony::step`]: `[B, E, h, w]`, the images
+    /// `[B, 3, H, W]` in `[0, 1]` for a plain rule.
     pub fn evolve(&mut self, env: &Tensor, n: usize) -> Result<()> {
         for _ in 0..n {
             self.step(env)?;
@@ -138,13 +164,20 @@ impl<M: CellModel> Colony<M> {
         Ok(())
     }
 
-    /// Class logits `[B, classes, H, W]` of the current state, at the
-    /// images' resolution.
+    /// Class logits of the current state, at the images' resolution.
+    ///
+    /// # Shapes
+    ///
+    /// `[B, classes, H, W]` f32.
     pub fn logits(&self) -> Result<Tensor> {
         Ok(self.model.logits(&self.state, self.image_size)?.detach())
     }
 
-    /// The most likely class of every pixel, `[B, H, W]` u32.
+    /// The most likely class of every pixel.
+    ///
+    /// # Shapes
+    ///
+    /// `[B, H, W]` u32.
     pub fn predict(&self) -> Result<Tensor> {
         Ok(self.logits()?.argmax(1)?.to_dtype(DType::U32)?)
     }

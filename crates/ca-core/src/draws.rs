@@ -23,6 +23,11 @@ pub struct StepDraws {
 impl StepDraws {
     /// Draws a mask (Bernoulli(`update_prob`) per cell) and, when the config
     /// has a reset gate, `N(0, 1)` noise per cell and channel, from `rng`.
+    ///
+    /// # Shapes
+    ///
+    /// For `(batch, height, width) = (B, H, W)`: mask `[B, 1, H, W]`,
+    /// noise `[B, S, H, W]`, both f32.
     pub fn sample<R: Rng>(
         config: &CellConfig,
         (batch, height, width): (usize, usize, usize),
@@ -47,6 +52,10 @@ impl StepDraws {
 
     /// Draws whose mask is all `value` (0.0 or 1.0) and whose noise is drawn
     /// from `rng`: for tests of the deterministic parts of the rule.
+    ///
+    /// # Shapes
+    ///
+    /// As [`StepDraws::sample`]: mask `[B, 1, H, W]`, noise `[B, S, H, W]`.
     pub fn with_constant_mask<R: Rng>(
         config: &CellConfig,
         shape: (usize, usize, usize),
@@ -77,8 +86,11 @@ pub fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `[B, S, H, W]` f32 standard normal values from `rng`: the initial state
-/// `C_0 ~ N(0, I)`.
+/// Standard normal values from `rng`: the initial state `C_0 ~ N(0, I)`.
+///
+/// # Shapes
+///
+/// `shape` `(B, S, H, W)` -> `[B, S, H, W]` f32.
 pub fn normal_state<R: Rng>(
     shape: (usize, usize, usize, usize),
     rng: &mut R,

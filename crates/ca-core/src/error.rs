@@ -34,6 +34,16 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A tensor of a rule's parameters is missing, has a shape other than
+    /// the config needs, or is not f32 on the rule's device.
+    #[error("rule tensor '{name}': {reason}")]
+    Param {
+        /// The tensor's name (as in a safetensors file, with the prefix of
+        /// the var builder it came from, if any).
+        name: String,
+        /// What is wrong with it, with both shapes for a shape mismatch.
+        reason: String,
+    },
     /// A model built around the rule (e.g. an encoder and decoder) failed
     /// for a reason of its own, in its words.
     #[error("{0}")]

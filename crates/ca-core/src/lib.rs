@@ -7,21 +7,41 @@
 //! A 1x1 classifier reads the class (background, object, boundary) off
 //! each cell's state.
 //!
-//! Layout: tensors are `[B, C, H, W]` f32 on a candle [`candle_core::Device`].
+//! # Shapes and units
+//!
+//! Tensors are `[B, C, H, W]` f32 on a candle [`candle_core::Device`]:
+//! images `[B, 3, H, W]` RGB with pixel values in `[0, 1]`, states
+//! `[B, S, H, W]`, logits `[B, classes, H, W]`, class maps `[B, H, W]` u32.
+//!
+//! # Entry points
+//!
+//! - a rule: [`CellRule::new`] (fresh), [`CellRule::load`] (a file of
+//!   [`CellRule::save`]), [`CellRule::from_safetensors_slice`] (its bytes),
+//!   [`CellRule::from_var_builder`] (a [`candle_nn::VarBuilder`]: inside a
+//!   larger candle model, memory-mapped weights, a `VarMap` for training),
+//!   [`CellRule::from_params`] (checked tensors);
+//! - segmenting in one call: [`Segmenter`], for any [`CellModel`];
+//! - step by step: [`Colony`] (inference), [`CellRule::step`] (training);
+//! - the file helpers behind every model file: [`io`].
 //!
 //! ```
-//! use ca_core::{CellConfig, CellRule, Colony};
-//! use candle_core::{Device, Tensor};
+//! use ca_core::{CellConfig, CellRule, Colony, Segmenter};
+//! use candle_core::{DType, Device, Tensor};
 //!
 //! # fn main() -> Result<(), ca_core::CoreError> {
 //! let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu)?;
-//! let image = Tensor::zeros((1, 3, 24, 24), candle_core::DType::F32, &Device::Cpu)?;
-//! let mut colony = Colony::new(rule, 1, 24, 24, 42)?;
+//! let image = Tensor::zeros((1, 3, 24, 24), DType::F32, &Device::Cpu)?;
+//! let mut colony = Colony::new(&rule, 1, 24, 24, 42)?;
 //! colony.evolve(&image, 5)?;
 //! assert_eq!(colony.predict()?.dims(), [1, 24, 24]);
+//!
+//! // The same in one call.
+//! let classes = Segmenter::new(&rule).with_steps(5).with_seed(42).segment_batch(&image)?;
+//! assert_eq!(classes.to_vec3::<u32>()?, colony.predict()?.to_vec3::<u32>()?);
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 pub mod alloc;
 mod checkpoint;
@@ -30,15 +50,14 @@ mod config;
 mod draws;
 mod error;
 mod fused;
+pub mod io;
 mod model;
 mod norm;
 mod params;
 mod rule;
+mod segmenter;
+mod var_builder;
 
-pub use checkpoint::{
-    check_tensor, config_from_metadata, parse_safetensors, read_file, read_tensors,
-    write_bytes_atomic, write_safetensors_atomic, CONFIG_KEY, FORMAT, FORMAT_KEY,
-};
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
@@ -49,3 +68,6 @@ pub use params::{
     param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
 };
 pub use rule::{CellRule, StepBackend};
+#[cfg(feature = "image")]
+pub use segmenter::rgb_to_chw;
+pub use segmenter::{Segmenter, DEFAULT_STEPS};

@@ -1,11 +1,11 @@
 //! The learned tensors of a cell rule: their names, shapes, initialisation and
 //! counting.
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::config::{CellConfig, Perception};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 /// Which part of the model a parameter belongs to, for counting (Table 1
 /// counts the update rule alone; see `docs/PARAMS.md`).
@@ -135,6 +135,45 @@ pub fn param_shapes(config: &CellConfig) -> Vec<(String, Vec<usize>, ParamGroup,
     out
 }
 
+/// How a fresh rule draws one of its tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ParamInit {
+    /// Uniform in `(-bound, bound)`.
+    Uniform(f32),
+    /// Every element this value.
+    Const(f32),
+}
+
+/// The initialisation of every tensor a config needs, in the order of
+/// [`param_shapes`]: `(name, shape, init)`. Weights and biases are uniform
+/// in `(-1/sqrt(fan_in), 1/sqrt(fan_in))`, with the fan-in of the layer's
+/// weight (its shape past the first dimension); the reset bias is
+/// [`RESET_BIAS_INIT`].
+pub(crate) fn param_inits(config: &CellConfig) -> Vec<(String, Vec<usize>, ParamInit)> {
+    let mut fan_in = 1;
+    param_shapes(config)
+        .into_iter()
+        .map(|(name, shape, _, _)| {
+            if name.ends_with(".weight") {
+                fan_in = shape[1..].iter().product::<usize>().max(1);
+            }
+            let init = if name == "reset.bias" {
+                ParamInit::Const(RESET_BIAS_INIT)
+            } else {
+                ParamInit::Uniform(1.0 / (fan_in as f32).sqrt())
+            };
+            (name, shape, init)
+        })
+        .collect()
+}
+
+fn param_error(name: &str, reason: impl Into<String>) -> CoreError {
+    CoreError::Param {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
 /// Initial bias of the reset gate: `sigmoid(-2) ~ 0.12`, so that a fresh
 /// rule resets few cells and the residual path dominates early training.
 pub const RESET_BIAS_INIT: f32 = -2.0;
@@ -175,17 +214,13 @@ impl CellParams {
         config.validate()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut tensors = Vec::new();
-        let mut pending_fan_in = 1;
-        for (name, shape, _, _) in param_shapes(config) {
+        for (_, shape, init) in param_inits(config) {
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name == "reset.bias" {
-                vec![RESET_BIAS_INIT; n]
-            } else {
-                if name.ends_with(".weight") {
-                    pending_fan_in = shape[1..].iter().product::<usize>().max(1);
+            let values: Vec<f32> = match init {
+                ParamInit::Const(v) => vec![v; n],
+                ParamInit::Uniform(bound) => {
+                    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
                 }
-                let bound = 1.0 / (pending_fan_in as f32).sqrt();
-                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
             };
             tensors.push(Tensor::from_vec(values, shape, device)?);
         }
@@ -233,6 +268,64 @@ impl CellParams {
             classifier,
             frozen_depthwise: config.perception == Perception::RandomDepthwise,
         })
+    }
+
+    /// Checks that these are the tensors a rule with `config` needs on
+    /// `device`: the names of [`param_shapes`] in its order, each of the
+    /// shape listed there, f32. The error ([`CoreError::Param`]) names the
+    /// first tensor that differs and how.
+    pub(crate) fn check(&self, config: &CellConfig, device: &Device) -> Result<()> {
+        let named = self.named();
+        let shapes = param_shapes(config);
+        for (k, (name, shape, ..)) in shapes.iter().enumerate() {
+            let Some(p) = named.get(k) else {
+                return Err(param_error(
+                    name,
+                    format!("is missing (the config needs shape {shape:?})"),
+                ));
+            };
+            if p.name != *name {
+                return Err(if named.iter().any(|q| q.name == *name) {
+                    param_error(
+                        &p.name,
+                        format!("is not part of a rule with this config (expected '{name}' here)"),
+                    )
+                } else {
+                    param_error(
+                        name,
+                        format!("is missing (the config needs shape {shape:?})"),
+                    )
+                });
+            }
+            if p.var.dims() != shape.as_slice() {
+                return Err(param_error(
+                    name,
+                    format!("has shape {:?}, the config needs {shape:?}", p.var.dims()),
+                ));
+            }
+            if p.var.dtype() != DType::F32 {
+                return Err(param_error(
+                    name,
+                    format!("is {:?}, not f32", p.var.dtype()),
+                ));
+            }
+            if !p.var.device().same_device(device) {
+                return Err(param_error(
+                    name,
+                    format!(
+                        "is on {:?}, the rule's device is {device:?}",
+                        p.var.device()
+                    ),
+                ));
+            }
+        }
+        if let Some(extra) = named.get(shapes.len()) {
+            return Err(param_error(
+                &extra.name,
+                "is not part of a rule with this config",
+            ));
+        }
+        Ok(())
     }
 
     /// Every layer with its name, group and trainability, in the order of

@@ -54,15 +54,24 @@ impl CellRule {
         })
     }
 
-    /// A rule from existing parameters; `params` must have been built for
-    /// `config`.
-    pub fn from_params(config: CellConfig, params: CellParams, device: &Device) -> Self {
-        CellRule {
+    /// A rule from existing parameters, which must be those `config` needs
+    /// on `device`: the tensors of [`crate::param_shapes`], each of its
+    /// shape, f32.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for a config that does not validate;
+    /// [`CoreError::Param`] naming the first tensor that is missing, extra,
+    /// of another shape (both shapes given), dtype or device.
+    pub fn from_params(config: CellConfig, params: CellParams, device: &Device) -> Result<Self> {
+        config.validate()?;
+        params.check(&config, device)?;
+        Ok(CellRule {
             config,
             params,
             device: device.clone(),
             backend: StepBackend::default_for(device),
-        }
+        })
     }
 
     /// The same rule (sharing its parameters) running `backend`.
@@ -101,8 +110,8 @@ impl CellRule {
         self.params.count()
     }
 
-    /// One CA step. `state` `[B, S, H, W]`, `env` `[B, E, H, W]`, `draws`
-    /// for the same `B, H, W`; returns the new state `[B, S, H, W]`.
+    /// One CA step: the new state of every cell from its 3x3 neighbourhood
+    /// of states and the environment under it.
     ///
     /// The candidate is `s + U(s)` (or `U(s)` without residual), mixed with
     /// the noise by the reset gate, `r z + (1 - r) cand`, then normalized
@@ -113,6 +122,19 @@ impl CellRule {
     ///
     /// Runs the rule's [`StepBackend`]; the fused one needs f32 tensors on
     /// the CPU.
+    ///
+    /// # Shapes
+    ///
+    /// - `state` `[B, S, H, W]` f32, `S = config().state_channels`;
+    /// - `env` `[B, E, H, W]` f32, `E = config().env_channels`: for a plain
+    ///   rule the images, RGB with pixel values in `[0, 1]`;
+    /// - `draws` for the same `B, H, W` ([`StepDraws::sample`]): mask
+    ///   `[B, 1, H, W]`, noise `[B, S, H, W]` when the rule has a reset gate;
+    /// - returns the new state `[B, S, H, W]`.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Shape`] naming the argument whose shape does not fit.
     pub fn step(&self, state: &Tensor, env: &Tensor, draws: &StepDraws) -> Result<Tensor> {
         self.check_inputs(state, env, Some(draws))?;
         match self.backend {
@@ -126,6 +148,12 @@ impl CellRule {
     /// One CA step for inference: as [`CellRule::step`], but the result is
     /// detached (no autograd graph), and the fused backend keeps no
     /// activations for a backward pass.
+    ///
+    /// # Shapes
+    ///
+    /// As [`CellRule::step`]: `state` `[B, S, H, W]`, `env` `[B, E, H, W]`
+    /// (images in `[0, 1]` for a plain rule), draws for `B, H, W`; returns
+    /// `[B, S, H, W]`.
     pub fn step_detached(&self, state: &Tensor, env: &Tensor, draws: &StepDraws) -> Result<Tensor> {
         self.check_inputs(state, env, Some(draws))?;
         match self.backend {
@@ -138,6 +166,12 @@ impl CellRule {
 
     /// One CA step as plain candle ops, whatever the backend: the reference
     /// semantics of [`CellRule::step`], on any device.
+    ///
+    /// # Shapes
+    ///
+    /// As [`CellRule::step`]: `state` `[B, S, H, W]`, `env` `[B, E, H, W]`
+    /// (images in `[0, 1]` for a plain rule), draws for `B, H, W`; returns
+    /// `[B, S, H, W]`.
     pub fn step_reference(
         &self,
         state: &Tensor,
@@ -166,8 +200,14 @@ impl CellRule {
         Ok((state + draws.mask.broadcast_mul(&delta)?)?)
     }
 
-    /// The reset gate `r = sigmoid(W_R H(s))`, `[B, 1, H, W]`, or `None`
-    /// when the config has no reset gate.
+    /// The reset gate `r = sigmoid(W_R H(s))` of every cell, in `(0, 1)`:
+    /// the weight of the noise in the candidate state; `None` when the
+    /// config has no reset gate.
+    ///
+    /// # Shapes
+    ///
+    /// `state` `[B, S, H, W]`, `env` `[B, E, H, W]` (images in `[0, 1]` for
+    /// a plain rule) -> `[B, 1, H, W]`.
     pub fn reset_gate(&self, state: &Tensor, env: &Tensor) -> Result<Option<Tensor>> {
         let Some(gate) = &self.params.reset else {
             return Ok(None);
@@ -177,7 +217,12 @@ impl CellRule {
         Ok(Some(candle_nn::ops::sigmoid(&pointwise(&hidden, gate)?)?))
     }
 
-    /// Class logits `[B, classes, H, W]` of a state `[B, S, H, W]`.
+    /// Class logits of every cell, by the rule's 1x1 classifier (unscaled;
+    /// the predicted class is the argmax over the channels).
+    ///
+    /// # Shapes
+    ///
+    /// `state` `[B, S, H, W]` -> `[B, classes, H, W]`.
     pub fn logits(&self, state: &Tensor) -> Result<Tensor> {
         let s = self.config.state_channels;
         if state.rank() != 4 || state.dim(1)? != s {

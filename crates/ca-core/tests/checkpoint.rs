@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use ca_core::{CellConfig, CellRule, Norm, Perception, CONFIG_KEY};
+use ca_core::io::{write_safetensors_atomic, CONFIG_KEY};
+use ca_core::{CellConfig, CellRule, Norm, Perception};
 use candle_core::{Device, Tensor};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -107,7 +108,7 @@ fn bad_files_give_clear_errors_naming_the_file() {
         .unwrap()
         .to_safetensors_parts();
     let mismatched = dir.join("mismatched.safetensors");
-    ca_core::write_safetensors_atomic(&mismatched, tensors, meta).unwrap();
+    write_safetensors_atomic(&mismatched, tensors, meta).unwrap();
     let msg = load_err(&mismatched);
     assert!(
         msg.contains("perceive.weight") && msg.contains("shape"),
@@ -121,7 +122,7 @@ fn bad_files_give_clear_errors_naming_the_file() {
         meta[CONFIG_KEY].replace("\"update_prob\":0.5", "\"update_prob\":2.0"),
     );
     let invalid = dir.join("invalid.safetensors");
-    ca_core::write_safetensors_atomic(&invalid, tensors, meta).unwrap();
+    write_safetensors_atomic(&invalid, tensors, meta).unwrap();
     let msg = load_err(&invalid);
     assert!(msg.contains("update_prob"), "{msg}");
 }

@@ -2,18 +2,19 @@
 //!
 //! Tensors: the rule's under their usual names (`perceive.weight`, ...;
 //! no classifier), `encoder.{k}.weight|bias`, `decoder.{k}.weight|bias`.
-//! Metadata: [`ca_core::CONFIG_KEY`] (the cell config, `env_channels = 8`),
-//! [`HIRES_KEY`] (`{"levels": n}`) and [`ca_core::FORMAT_KEY`] =
+//! Metadata: [`ca_core::io::CONFIG_KEY`] (the cell config, `env_channels = 8`),
+//! [`HIRES_KEY`] (`{"levels": n}`) and [`ca_core::io::FORMAT_KEY`] =
 //! [`HIRES_FORMAT`]. The [`HIRES_KEY`] entry is what tells a loader that a
 //! file is a high-resolution model ([`hires_levels`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use ca_core::{
-    config_from_metadata, read_file, read_tensors, write_safetensors_atomic, CellConfig, CellRule,
+use ca_core::io::{
+    check_tensor, config_from_metadata, read_file, read_tensors, write_safetensors_atomic,
     FORMAT_KEY,
 };
+use ca_core::{CellConfig, CellRule};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ use crate::model::HiresModel;
 
 /// Metadata key holding the JSON of the high-resolution settings.
 pub const HIRES_KEY: &str = "ca.hires";
-/// The value of [`ca_core::FORMAT_KEY`] in a high-resolution model file.
+/// The value of [`ca_core::io::FORMAT_KEY`] in a high-resolution model file.
 pub const HIRES_FORMAT: &str = "ca-hires/1";
 
 /// What [`HIRES_KEY`] holds.
@@ -178,7 +179,7 @@ fn take_layers(
                 format!("tensor '{name}' is missing (the config and '{HIRES_KEY}' need it)"),
             )
         })?;
-        ca_core::check_tensor(path, name, &t, shape)?;
+        check_tensor(path, name, &t, shape)?;
         ordered.push(t);
     }
     pair_up(ordered)

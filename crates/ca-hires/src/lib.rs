@@ -40,6 +40,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 mod cell_model;
 mod checkpoint;

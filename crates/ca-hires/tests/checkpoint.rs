@@ -6,7 +6,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use ca_core::{write_safetensors_atomic, CellConfig, CellRule, CONFIG_KEY};
+use ca_core::io::{write_safetensors_atomic, CONFIG_KEY};
+use ca_core::{CellConfig, CellRule};
 use ca_hires::{hires_levels, HiresError, HiresModel, HIRES_KEY};
 use candle_core::{Device, Tensor};
 use common::{max_diff, small_config, small_model, temp_dir, uniform};

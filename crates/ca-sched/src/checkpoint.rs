@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ca_core::{parse_safetensors, read_file, write_safetensors_atomic};
+use ca_core::io::{parse_safetensors, read_file, write_safetensors_atomic};
 use candle_core::safetensors::Load;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,7 @@
 //! [`TrainData`] traits; [`ca_core::CellRule`] and
 //! [`ca_hires::HiresModel`] are [`Trainable`]. [`load_model`] reads a
 //! model file of either kind.
+#![warn(missing_docs)]
 
 mod adam;
 mod checkpoint;

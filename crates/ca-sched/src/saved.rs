@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ca_core::{
-    config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic, CellRule,
-};
+use ca_core::io::{config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic};
+use ca_core::CellRule;
 use ca_hires::{hires_levels, HiresModel};
 use candle_core::Device;
 

@@ -3,7 +3,8 @@
 //! loss falls and the IoU beats predicting the majority class everywhere,
 //! and a training checkpoint resumes into a rebuilt model.
 
-use ca_core::{config_from_metadata, CellConfig, Norm};
+use ca_core::io::config_from_metadata;
+use ca_core::{CellConfig, Norm};
 use ca_hires::{hires_levels, HiresModel};
 use ca_sched::{checkpoint_metadata, evaluate_iou, TrainConfig, TrainData, Trainer};
 use candle_core::{DType, Device, Tensor};

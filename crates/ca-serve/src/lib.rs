@@ -18,6 +18,7 @@
 //! [`ServeConfig::max_colonies`] are in use, 500 for a server failure
 //! (panics included). The server writes no files; it reads models only
 //! from its models folder, by a name the folder listed ([`models`]).
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
