@@ -17,7 +17,11 @@ use crate::device::parse_device;
 use crate::flags::{levels_for, FlagError, TrainFlags};
 
 #[derive(Parser, Debug)]
-#[command(about = "Train a segmentation cellular automaton on Oxford-IIIT Pet data")]
+/// Every flag of `train_pets`, as parsed.
+#[command(
+    about = "Train a segmentation cellular automaton on Oxford-IIIT Pet data",
+    long_about = None
+)]
 pub struct TrainArgs {
     /// Dataset root in the official layout (else $CA_PETS_DIR, else
     /// data/oxford-iiit-pet, else the bundled synthetic fixture).
@@ -182,6 +186,7 @@ pub struct TrainArgs {
     pub checkpoint_every: u64,
 }
 
+/// `--grad-norm`: `none`, `per-tensor` or `clip:MAX`.
 pub fn parse_grad_norm(s: &str) -> Result<GradNorm, String> {
     match s {
         "none" => Ok(GradNorm::None),
@@ -199,6 +204,8 @@ pub fn parse_grad_norm(s: &str) -> Result<GradNorm, String> {
 #[derive(Debug, Clone)]
 pub struct ClassWeights(pub Option<Vec<f64>>);
 
+/// `--class-weights`: `none` or one non-negative weight per class,
+/// comma-separated.
 pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
     if s == "none" {
         return Ok(ClassWeights(None));
@@ -222,6 +229,7 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
 #[derive(Debug, Clone, Copy)]
 pub struct Ema(pub Option<f64>);
 
+/// `--ema`: `none` or a decay in `[0, 1)`.
 pub fn parse_ema(s: &str) -> Result<Ema, String> {
     if s == "none" {
         return Ok(Ema(None));
@@ -232,6 +240,7 @@ pub fn parse_ema(s: &str) -> Result<Ema, String> {
     }
 }
 
+/// `--lr-schedule`: `constant`, `cosine` or `step:N`.
 pub fn parse_lr_schedule(s: &str) -> Result<LrSchedule, String> {
     match s {
         "constant" => Ok(LrSchedule::Constant),

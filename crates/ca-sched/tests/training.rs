@@ -359,3 +359,69 @@ fn the_recipe_initialises_trains_and_resumes_exactly() {
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
     assert_ne!(a, param(straight.model(), "update.weight"));
 }
+
+/// The Learner stops at its step budget, validates on its cadence, writes
+/// the checkpoint, the model file and one metrics line per step, and a
+/// resumed Learner continues to the same total.
+#[test]
+fn a_learner_runs_to_its_budget_and_resumes() {
+    use ca_sched::{Learner, LearnerConfig, MetricsLog, Stop};
+    let (data, val) = (Squares::new(8), Squares::new(4));
+    let dir = temp_path("learner");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ckpt, model, metrics) = (
+        dir.join("checkpoint.safetensors"),
+        dir.join("model.safetensors"),
+        dir.join("metrics.jsonl"),
+    );
+    let settings = LearnerConfig {
+        max_steps: 6,
+        checkpoint_every: 3,
+        eval_every: 2,
+        eval_steps: vec![2, 4],
+        eval_samples: 3,
+        eval_batch: 2,
+        gate_every: 0,
+        ..LearnerConfig::default()
+    };
+    let mut validated = Vec::new();
+    let mut learner = Learner::new(small_rule(1), small_schedule(), &data, settings.clone())
+        .unwrap()
+        .with_validation(&val)
+        .with_checkpoint(&ckpt)
+        .with_model_file(&model, 12)
+        .with_metrics(MetricsLog::append(&metrics).unwrap());
+    let summary = learner
+        .fit(|e| {
+            if e.validation.is_some() {
+                validated.push(e.report.step);
+            }
+        })
+        .unwrap();
+    assert_eq!((summary.stop, summary.steps), (Stop::Steps, 6));
+    assert_eq!(validated, [2, 4], "every 2 steps, not at the last");
+    let lines = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(lines.lines().count(), 6);
+    assert!(lines.lines().nth(1).unwrap().contains("\"val_samples\":3"));
+    let (_, size) = ca_sched::load_model(&model, &Device::Cpu).unwrap();
+    assert_eq!(size, 12);
+
+    let more = LearnerConfig {
+        max_steps: 9,
+        ..settings
+    };
+    let mut resumed = Learner::resume(small_rule(2), &ckpt, &data, more).unwrap();
+    assert_eq!(resumed.trainer().step_count(), 6);
+    let summary = resumed.fit(|_| {}).unwrap();
+    assert_eq!(summary.steps, 9);
+    assert!(LearnerConfig {
+        checkpoint_every: 0,
+        ..LearnerConfig::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string()
+    .contains("checkpoint_every"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
