@@ -6,25 +6,9 @@ use std::path::Path;
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
-use ca_sched::{evaluate_iou, TrainConfig, TrainData, Trainer};
-use candle_core::{DType, Device};
+use ca_sched::{evaluate_iou, majority_mean_iou, TrainConfig, Trainer};
+use candle_core::Device;
 use cellseg::pets::{PetsTrainData, FIXTURE_DIR};
-
-/// The mean over the classes of the IoUs of predicting the majority class
-/// of `data`'s labels everywhere: that class's share of the pixels (every
-/// other class scores 0), over `classes`.
-fn majority_mean_iou(data: &dyn TrainData, classes: usize) -> f64 {
-    let items: Vec<(usize, u64)> = (0..data.len()).map(|i| (i, 0)).collect();
-    let (_, labels) = data.batch(&items, &Device::Cpu).unwrap();
-    let labels = labels.to_dtype(DType::U32).unwrap();
-    let labels = labels.flatten_all().unwrap().to_vec1::<u32>().unwrap();
-    let mut counts = vec![0usize; classes];
-    for &l in &labels {
-        counts[l as usize] += 1;
-    }
-    let majority = counts.iter().max().copied().unwrap_or(0);
-    majority as f64 / labels.len() as f64 / classes as f64
-}
 
 #[test]
 fn training_on_the_fixture_lowers_the_loss_and_beats_the_majority_class() {
@@ -70,7 +54,7 @@ fn training_on_the_fixture_lowers_the_loss_and_beats_the_majority_class() {
     let iou = evaluate_iou(trainer.model(), &test, &[15], 12, 0).unwrap();
     let at = iou.at(15).unwrap();
     let mean_iou = at.iter().sum::<f64>() / at.len() as f64;
-    let baseline = majority_mean_iou(&test, at.len());
+    let baseline = majority_mean_iou(&test, at.len(), &Device::Cpu).unwrap();
     assert!(
         mean_iou > baseline + 0.07,
         "mean IoU {mean_iou:.3} (per class {at:?}), majority class {baseline:.3}"

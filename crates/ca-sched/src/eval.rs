@@ -1,7 +1,7 @@
 //! IoU per class over a whole split, at chosen CA steps.
 
 use ca_core::{splitmix64, CellModel, Colony};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::error::{Result, SchedError};
@@ -145,6 +145,33 @@ pub fn evaluate_iou<M: CellModel>(
             .to_vec1::<u32>()?;
         Ok(Some((images, labels)))
     })
+}
+
+/// The mean IoU over `classes` classes of the trivial rule that predicts
+/// the majority class of `data`'s labels (augmentation seed 0) everywhere:
+/// that class's share of the pixels divided by `classes` (every other class
+/// scores 0). The baseline a trained model has to beat.
+pub fn majority_mean_iou(data: &dyn TrainData, classes: usize, device: &Device) -> Result<f64> {
+    let items: Vec<(usize, u64)> = (0..data.len()).map(|i| (i, 0)).collect();
+    let (_, labels) = data.batch(&items, device)?;
+    let labels = labels
+        .to_dtype(DType::U32)?
+        .flatten_all()?
+        .to_vec1::<u32>()?;
+    if labels.is_empty() || classes == 0 {
+        return Err(SchedError::Data(format!(
+            "no baseline for {} labels of {classes} classes",
+            labels.len()
+        )));
+    }
+    let mut counts = vec![0usize; classes];
+    for &l in &labels {
+        if let Some(c) = counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
+    let majority = counts.iter().max().copied().unwrap_or(0);
+    Ok(majority as f64 / labels.len() as f64 / classes as f64)
 }
 
 /// The argmax class of every pixel of `logits` `[B, C, H, W]`, flattened.

@@ -37,7 +37,10 @@ pub use config::{reset_probability, GradNorm, LrSchedule, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
 pub use error::{Result, SchedError};
-pub use eval::{accumulate, chunk_seed, evaluate_iou, iou_over_time, predict, Frame, IouTable};
+pub use eval::{
+    accumulate, chunk_seed, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame,
+    IouTable,
+};
 pub use learner::{FitSummary, Learner, LearnerConfig, StepEvent, Stop};
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
 pub use metrics::MetricsLog;

@@ -7,7 +7,7 @@ use ca_core::io::config_from_metadata;
 use ca_core::{CellConfig, Norm};
 use ca_hires::{hires_levels, HiresModel};
 use ca_sched::{checkpoint_metadata, evaluate_iou, TrainConfig, TrainData, Trainer};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// A small high-resolution model with `levels` levels (8 state channels).
@@ -96,22 +96,6 @@ fn schedule() -> TrainConfig {
     }
 }
 
-/// The mean over the classes of the IoUs of predicting the majority class
-/// of `data`'s labels everywhere: that class's share of the pixels (every
-/// other class scores 0), over `classes`.
-fn majority_mean_iou(data: &dyn TrainData, classes: usize) -> f64 {
-    let items: Vec<(usize, u64)> = (0..data.len()).map(|i| (i, 0)).collect();
-    let (_, labels) = data.batch(&items, &Device::Cpu).unwrap();
-    let labels = labels.to_dtype(DType::U32).unwrap();
-    let labels = labels.flatten_all().unwrap().to_vec1::<u32>().unwrap();
-    let mut counts = vec![0usize; classes];
-    for &l in &labels {
-        counts[l as usize] += 1;
-    }
-    let majority = counts.iter().max().copied().unwrap_or(0);
-    majority as f64 / labels.len() as f64 / classes as f64
-}
-
 #[test]
 fn training_lowers_the_loss_beats_the_majority_class_and_resumes() {
     let data = Squares::new(8);
@@ -145,7 +129,7 @@ fn training_lowers_the_loss_beats_the_majority_class_and_resumes() {
     let iou = evaluate_iou(trainer.model(), &data, &[6], 4, 0).unwrap();
     let at = iou.at(6).unwrap();
     let mean_iou = at.iter().sum::<f64>() / at.len() as f64;
-    let baseline = majority_mean_iou(&data, at.len());
+    let baseline = ca_sched::majority_mean_iou(&data, at.len(), &Device::Cpu).unwrap();
     assert!(
         mean_iou > baseline + 0.1,
         "mean IoU {mean_iou:.3} (per class {at:?}), majority class {baseline:.3}"

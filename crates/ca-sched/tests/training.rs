@@ -3,7 +3,7 @@
 
 use ca_core::{CellConfig, CellRule, Norm};
 use ca_sched::{evaluate_iou, SchedError, TrainConfig, TrainData, Trainer};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const SIZE: usize = 12;
@@ -97,22 +97,6 @@ fn temp_path(name: &str) -> std::path::PathBuf {
     d.join(name)
 }
 
-/// The mean over the classes of the IoUs of predicting the majority class
-/// of `data`'s labels everywhere: that class's share of the pixels (every
-/// other class scores 0), over `classes`.
-fn majority_mean_iou(data: &dyn TrainData, classes: usize) -> f64 {
-    let items: Vec<(usize, u64)> = (0..data.len()).map(|i| (i, 0)).collect();
-    let (_, labels) = data.batch(&items, &Device::Cpu).unwrap();
-    let labels = labels.to_dtype(DType::U32).unwrap();
-    let labels = labels.flatten_all().unwrap().to_vec1::<u32>().unwrap();
-    let mut counts = vec![0usize; classes];
-    for &l in &labels {
-        counts[l as usize] += 1;
-    }
-    let majority = counts.iter().max().copied().unwrap_or(0);
-    majority as f64 / labels.len() as f64 / classes as f64
-}
-
 #[test]
 fn a_short_training_lowers_the_loss_and_beats_the_majority_class() {
     let data = Squares::new(16);
@@ -132,7 +116,7 @@ fn a_short_training_lowers_the_loss_and_beats_the_majority_class() {
     assert_eq!(iou.steps, [8, 16]);
     let at = iou.at(8).unwrap();
     let mean_iou = at.iter().sum::<f64>() / at.len() as f64;
-    let baseline = majority_mean_iou(&data, at.len());
+    let baseline = ca_sched::majority_mean_iou(&data, at.len(), &Device::Cpu).unwrap();
     assert!(
         mean_iou > baseline + 0.3,
         "mean IoU {mean_iou:.3} (per class {at:?}), majority class {baseline:.3}"
