@@ -12,11 +12,11 @@
 use std::path::PathBuf;
 
 use ca_data::{Split, OBJECT};
-use cellseg::adversarial::{attack, classes_after, region_fraction, AttackOptions};
+use cellseg::ca_eval::adversarial::{attack, classes_after, region_fraction, AttackOptions};
+use cellseg::ca_eval::pets::resolve_data_dir;
+use cellseg::ca_eval::protocols::EvalSet;
+use cellseg::ca_viz::render;
 use cellseg::device::parse_device;
-use cellseg::pets::resolve_data_dir;
-use cellseg::protocols::EvalSet;
-use cellseg::render;
 use clap::Parser;
 
 #[derive(Parser, Debug)]

@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_sched::{AnyModel, Trainable};
+use cellseg::ca_eval::pets::resolve_data_dir;
+use cellseg::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use cellseg::device::parse_device;
-use cellseg::pets::resolve_data_dir;
-use cellseg::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
+use cellseg::report;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -270,15 +271,16 @@ fn setup(
 
 fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let (output, out_dir): (ProtocolOutput, PathBuf) = match &protocol {
+    let (output, set, out_dir): (ProtocolOutput, EvalSet, PathBuf) = match &protocol {
         Protocol::Stability(c) => {
             let (model, set, opts) = setup(c, 10)?;
-            (protocols::stability(&model, &set, &opts)?, c.out.clone())
+            let out = protocols::stability(&model, &set, &opts)?;
+            (out, set, c.out.clone())
         }
         Protocol::Switching { common: c, period } => {
             let (model, set, opts) = setup(c, 10)?;
             let out = protocols::switching(&model, &set, &opts, *period)?;
-            (out, c.out.clone())
+            (out, set, c.out.clone())
         }
         Protocol::Shift {
             common: c,
@@ -287,14 +289,13 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let (model, set, opts) = setup(c, 4)?;
             let at = at.unwrap_or(c.target);
-            (
-                protocols::shift(&model, &set, &opts, at, *shift)?,
-                c.out.clone(),
-            )
+            let out = protocols::shift(&model, &set, &opts, at, *shift)?;
+            (out, set, c.out.clone())
         }
         Protocol::Norms(c) => {
             let (model, set, opts) = setup(c, 10)?;
-            (protocols::norms(&model, &set, &opts)?, c.out.clone())
+            let out = protocols::norms(&model, &set, &opts)?;
+            (out, set, c.out.clone())
         }
         Protocol::Uncertainty {
             common: c,
@@ -303,7 +304,7 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let (model, set, opts) = setup(c, 1)?;
             let out = protocols::uncertainty(&model, &set, &opts, *runs, *maps)?;
-            (out, c.out.clone())
+            (out, set, c.out.clone())
         }
         Protocol::Compare {
             tables,
@@ -313,7 +314,7 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
         } => return compare(tables, column, title, out),
     };
     print_summary(&output);
-    for p in output.write(&out_dir)? {
+    for p in report::write_protocol(&output, &set, &out_dir)? {
         println!("wrote {}", p.display());
     }
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
@@ -330,8 +331,8 @@ fn compare(
     let loaded = tables
         .iter()
         .map(|(name, path)| Ok((name.clone(), Table::read_csv(path)?)))
-        .collect::<Result<Vec<_>, cellseg::error::ToolError>>()?;
-    let plot = protocols::compare(&loaded, column, title.to_string())?;
+        .collect::<Result<Vec<_>, cellseg::ca_eval::EvalError>>()?;
+    let plot = report::compare(&loaded, column, title.to_string())?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }

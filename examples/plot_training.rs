@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use cellseg::curves::{read_metrics, training_plots};
+use cellseg::ca_viz::curves::{read_metrics, training_plots};
 use clap::Parser;
 
 #[derive(Parser, Debug)]

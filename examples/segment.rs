@@ -7,13 +7,13 @@
 //! `OUT/STEM_overlay.png` (the map blended on the photo), both at the
 //! photo's resolution, and with `--gif` an animated GIF of the evolution:
 //! the prediction above, the hidden state projected to RGB below (see
-//! `cellseg::render::StateProjection`).
+//! `cellseg::ca_viz::render::StateProjection`).
 
 use std::path::PathBuf;
 
 use ca_data::CLASS_NAMES;
+use cellseg::ca_viz::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use cellseg::device::parse_device;
-use cellseg::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use clap::Parser;
 
 #[derive(Parser, Debug)]

@@ -11,11 +11,12 @@
 //! arguments after `--` go to every run. Writes `OUT/NAME/seed-S/` per run
 //! (with `log.txt`), `OUT/sweep.md`, `OUT/sweep.csv` and `OUT/curves.png`,
 //! and prints the table. Complete runs are not run again, so the same
-//! command continues an interrupted sweep. See `cellseg::sweep`.
+//! command continues an interrupted sweep. See `ca_eval::sweep`.
 
 use std::path::PathBuf;
 
-use cellseg::sweep::{parse_seeds, read_configs, run_sweep, SweepOptions};
+use cellseg::ca_eval::sweep::{parse_seeds, read_configs, run_sweep, SweepOptions};
+use cellseg::report::sweep_plot;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -77,12 +78,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let configs = read_configs(&args.configs)?;
     let report = run_sweep(&options, &configs)?;
+    let plot_path = options.out.join("curves.png");
+    sweep_plot(&report.curves, options.at).save(&plot_path)?;
     println!("\n{}", report.table);
     println!(
         "wrote {}, {} and {}",
         options.out.join("sweep.md").display(),
         options.out.join("sweep.csv").display(),
-        options.out.join("curves.png").display()
+        plot_path.display()
     );
     Ok(())
 }

@@ -24,8 +24,8 @@ use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
 use ca_sched::{checkpoint_metadata, AnyModel, Learner, MetricsLog, Stop};
-use cellseg::pets::{resolve_data_dir, PetsTrainData};
-use cellseg::train_cli::{check_resume_levels, describe_run, fixture_note, iou_line, TrainArgs};
+use cellseg::ca_eval::pets::{resolve_data_dir, PetsTrainData};
+use cellseg::train_cli::{describe_run, TrainArgs};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -50,7 +50,7 @@ fn reported(dataset: PetsDataset) -> PetsDataset {
 fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let source = resolve_data_dir(args.data.as_deref());
     if source.is_fixture {
-        println!("{}", fixture_note(&source.root));
+        println!("{}", source.fixture_note());
     }
     let plan = args.plan(source.is_fixture)?;
     let (size, levels, out) = (plan.size, plan.levels, &plan.out);
@@ -87,7 +87,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = plan.learner.clone();
     let learner = if args.resume {
         let meta = checkpoint_metadata(&checkpoint)?;
-        check_resume_levels(&meta, &checkpoint, levels)?;
+        ca_hires::expect_levels(&meta, &checkpoint, levels)?;
         let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
         let l = Learner::resume(model, &checkpoint, &train, settings)?;
         println!(
@@ -118,6 +118,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{line}");
     }
     let target = learner.trainer().config().target;
+    let names = plan.learner.class_names.clone();
     let total_steps = plan.learner.max_steps;
     let bar = ProgressBar::new(total_steps);
     bar.set_position(learner.trainer().step_count());
@@ -147,7 +148,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             say(format!(
                 "step {}: validation IoU at step {target}: {}",
                 report.step,
-                iou_line(table, target)
+                table.line(target, &names)
             ));
         }
         bar.set_position(report.step);
@@ -190,7 +191,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         record[count] = json!(data.dataset.len());
         println!("{name} IoU over {} samples:", data.dataset.len());
         for s in eval_steps {
-            println!("  after {s:>3} CA steps: {}", iou_line(&table, s));
+            println!("  after {s:>3} CA steps: {}", table.line(s, &names));
         }
     }
     learner.log(&record)?;

@@ -3,18 +3,14 @@
 
 pub use ca_core;
 pub use ca_data;
+pub use ca_eval;
 pub use ca_hires;
 pub use ca_sched;
+pub use ca_viz;
 
-pub mod adversarial;
-pub mod curves;
 pub mod device;
 pub mod error;
 pub mod flags;
-pub mod pets;
-pub mod plot;
-pub mod protocols;
-pub mod render;
-pub mod segment;
-pub mod sweep;
+pub mod report;
+#[cfg(feature = "cli")]
 pub mod train_cli;

@@ -6,15 +6,13 @@
 use std::path::PathBuf;
 
 use ca_core::{CellConfig, Norm, Perception};
-use std::collections::HashMap;
-use std::path::Path;
 
 use ca_data::{Augment, LoadOptions, LoadPolicy, CLASS_NAMES};
-use ca_sched::{GradNorm, IouTable, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
+use ca_sched::{GradNorm, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
 use clap::Parser;
 
 use crate::device::parse_device;
-use crate::flags::{levels_for, FlagError, TrainFlags};
+use crate::flags::{check_size, flag_error, levels_for};
 
 #[derive(Parser, Debug)]
 /// Every flag of `train_pets`, as parsed.
@@ -100,7 +98,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr: Option<f64>,
     /// Gradient treatment: none, per-tensor, or clip:MAX.
-    #[arg(long, default_value = "per-tensor", value_parser = parse_grad_norm)]
+    #[arg(long, default_value = "per-tensor")]
     pub grad_norm: GradNorm,
     /// Random horizontal flips of training images.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -136,7 +134,7 @@ pub struct TrainArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub reset_bias: Option<f64>,
     /// Learning-rate schedule over the budget: constant, cosine or step:N.
-    #[arg(long, default_value = "cosine", value_parser = parse_lr_schedule)]
+    #[arg(long, default_value = "cosine")]
     pub lr_schedule: LrSchedule,
     /// Optimizer steps of linear learning-rate warm-up.
     #[arg(long, default_value_t = 20)]
@@ -164,7 +162,7 @@ pub struct TrainArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory [default: runs/pets<size>].
+    /// Output directory [default: `runs/pets<size>`].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// cpu, cuda or cuda:N.
@@ -186,26 +184,12 @@ pub struct TrainArgs {
     pub checkpoint_every: u64,
 }
 
-/// `--grad-norm`: `none`, `per-tensor` or `clip:MAX`.
-pub fn parse_grad_norm(s: &str) -> Result<GradNorm, String> {
-    match s {
-        "none" => Ok(GradNorm::None),
-        "per-tensor" => Ok(GradNorm::PerTensor),
-        _ => match s.strip_prefix("clip:").map(str::parse::<f64>) {
-            Some(Ok(c)) if c > 0.0 => Ok(GradNorm::Clip(c)),
-            _ => Err(format!(
-                "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
-            )),
-        },
-    }
-}
-
 /// `--class-weights`: one weight per class, or none.
 #[derive(Debug, Clone)]
 pub struct ClassWeights(pub Option<Vec<f64>>);
 
-/// `--class-weights`: `none` or one non-negative weight per class,
-/// comma-separated.
+/// `--class-weights`: `none` or one weight per class, comma-separated
+/// (their values are checked by `TrainConfig::validate`).
 pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
     if s == "none" {
         return Ok(ClassWeights(None));
@@ -215,9 +199,9 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
         .map(|x| x.trim().parse::<f64>())
         .collect::<Result<_, _>>()
         .map_err(|_| format!("'{s}' is not 'none' or three comma-separated numbers"))?;
-    if w.len() != CLASS_NAMES.len() || w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+    if w.len() != CLASS_NAMES.len() {
         return Err(format!(
-            "'{s}': give {} non-negative weights ({})",
+            "'{s}': give {} weights ({})",
             CLASS_NAMES.len(),
             CLASS_NAMES.join(", ")
         ));
@@ -229,28 +213,12 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
 #[derive(Debug, Clone, Copy)]
 pub struct Ema(pub Option<f64>);
 
-/// `--ema`: `none` or a decay in `[0, 1)`.
+/// `--ema`: `none` or a decay (checked by `TrainConfig::validate`).
 pub fn parse_ema(s: &str) -> Result<Ema, String> {
-    if s == "none" {
-        return Ok(Ema(None));
-    }
-    match s.parse::<f64>() {
-        Ok(d) if (0.0..1.0).contains(&d) => Ok(Ema(Some(d))),
-        _ => Err(format!("'{s}' is not 'none' or a decay in [0, 1)")),
-    }
-}
-
-/// `--lr-schedule`: `constant`, `cosine` or `step:N`.
-pub fn parse_lr_schedule(s: &str) -> Result<LrSchedule, String> {
     match s {
-        "constant" => Ok(LrSchedule::Constant),
-        "cosine" => Ok(LrSchedule::Cosine),
-        _ => match s.strip_prefix("step:").map(str::parse::<u32>) {
-            Some(Ok(drops)) if drops > 0 => Ok(LrSchedule::Step { drops }),
-            _ => Err(format!(
-                "unknown schedule '{s}' (constant, cosine or step:N with N >= 1)"
-            )),
-        },
+        "none" => Ok(Ema(None)),
+        _ => (s.parse().map(|d| Ema(Some(d))))
+            .map_err(|_| format!("'{s}' is not 'none' or a decay in [0, 1)")),
     }
 }
 
@@ -288,23 +256,25 @@ impl TrainArgs {
             _ => 0,
         };
         let size = self.image_size.unwrap_or(pick(self.size, 48, 32));
+        check_size(size)?;
         let batch = self.batch.unwrap_or(if self.paper { 32 } else { 8 });
-        let (state, hidden) = (pick(self.state, 48, 16), pick(self.hidden, 72, 32));
-        TrainFlags {
-            size,
-            state,
-            hidden,
-            batch,
-            pool: self.pool.unwrap_or(batch),
-            mini_unroll: self.mini_unroll,
-            target: self.target,
-            full_unroll: self.full_unroll,
-            checkpoint_every: self.checkpoint_every,
-            eval_samples: self.eval_samples,
-            minutes: self.minutes,
-            cpu_minutes: self.cpu_minutes,
-        }
-        .validate()?;
+        let cell = CellConfig {
+            state_channels: pick(self.state, 48, 16),
+            hidden_channels: pick(self.hidden, 72, 32),
+            hidden_layers: self.hidden_layers,
+            perception: self.perception,
+            norm: self.norm,
+            reset_gate: self.reset_gate,
+            residual: self.residual,
+            env_channels: if levels > 0 {
+                ca_hires::ENV_CHANNELS
+            } else {
+                CellConfig::default().env_channels
+            },
+            ..CellConfig::default()
+        };
+        cell.validate()
+            .map_err(|e| flag_error(e.invalid_field(), e))?;
         let augment = Augment {
             flip: self.flip,
             rotate90: self.rotate90,
@@ -347,7 +317,9 @@ impl TrainArgs {
         } else {
             schedule
         };
-        schedule.validate()?;
+        schedule
+            .validate()
+            .map_err(|e| flag_error(e.invalid_field(), e))?;
         let learner = LearnerConfig {
             max_steps: self.steps.unwrap_or(if fixture { 200 } else { 3000 }),
             max_minutes: self.minutes,
@@ -362,31 +334,9 @@ impl TrainArgs {
             gate_every: 25,
             class_names: CLASS_NAMES.iter().map(|n| n.to_string()).collect(),
         };
-        learner.validate().map_err(|e| match self.cpu_minutes {
-            Some(_) if e.to_string().contains("max_cpu_minutes") => FlagError {
-                flag: "--cpu-minutes",
-                value: self.cpu_minutes.unwrap_or_default().to_string(),
-                reason: "this system does not report the process's CPU time (/proc/self/stat)"
-                    .into(),
-            }
-            .into(),
-            _ => Box::<dyn std::error::Error>::from(e),
-        })?;
-        let cell = CellConfig {
-            state_channels: state,
-            hidden_channels: hidden,
-            hidden_layers: self.hidden_layers,
-            perception: self.perception,
-            norm: self.norm,
-            reset_gate: self.reset_gate,
-            residual: self.residual,
-            env_channels: if levels > 0 {
-                ca_hires::ENV_CHANNELS
-            } else {
-                CellConfig::default().env_channels
-            },
-            ..CellConfig::default()
-        };
+        learner
+            .validate()
+            .map_err(|e| flag_error(e.invalid_field(), e))?;
         let out = self.out.clone().unwrap_or_else(|| match levels {
             0 => PathBuf::from(format!("runs/pets{size}")),
             _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
@@ -407,20 +357,6 @@ impl TrainArgs {
                 ..LoadOptions::square(size)
             },
         })
-    }
-}
-
-/// The IoU of each class after `step` CA steps, on one line
-/// (`background 0.61, object 0.44, boundary 0.13`), or `-`.
-pub fn iou_line(table: &IouTable, step: usize) -> String {
-    match table.at(step) {
-        Some(v) => CLASS_NAMES
-            .iter()
-            .zip(v)
-            .map(|(n, x)| format!("{n} {x:.3}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        None => "-".into(),
     }
 }
 
@@ -461,35 +397,4 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
         sched.full_unroll_fraction, plan.augment
     ));
     lines
-}
-
-/// What `train_pets` says when no data were given and it trains on the
-/// bundled synthetic set at `root`.
-pub fn fixture_note(root: &Path) -> String {
-    format!(
-        "note: no data given, training on the bundled synthetic set {}.\n      \
-         For the real Oxford-IIIT Pet set pass --data DIR (or set $CA_PETS_DIR); \
-         it is available from https://www.robots.ox.ac.uk/~vgg/data/pets/",
-        root.display()
-    )
-}
-
-/// Checks that the training checkpoint at `path` (metadata `meta`) holds a
-/// model with the `levels` stride-2 levels the flags ask for; the error
-/// says which flags to resume with.
-pub fn check_resume_levels(
-    meta: &HashMap<String, String>,
-    path: &Path,
-    levels: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let stored = ca_hires::hires_levels(meta, path)?.unwrap_or(0);
-    if stored != levels {
-        return Err(format!(
-            "{} holds a model with {stored} stride-2 levels (0: plain), the flags ask for {levels}; \
-             resume with the --image-size/--state-size (or --size) of that run",
-            path.display()
-        )
-        .into());
-    }
-    Ok(())
 }

@@ -198,7 +198,7 @@ fn nonsense_flags_are_clear_errors() {
         (&["--batch", "0"], "--batch 0: must be at least 1"),
         (
             &["--mini-unroll", "9"],
-            "--mini-unroll 9: must be at most --target (8)",
+            "--mini-unroll 9: must be between 1 and the target (8)",
         ),
         (
             &["--checkpoint-every", "0"],
@@ -207,32 +207,38 @@ fn nonsense_flags_are_clear_errors() {
         (&["--state", "0"], "--state 0: must be at least 1"),
         (
             &["--cpu-minutes", "0"],
-            "--cpu-minutes 0: must be a positive number of minutes",
+            "--cpu-minutes 0: must be positive and finite",
         ),
-        (&["--pool", "2"], "--pool 2: must be at least --batch (4)"),
-        (&["--lr=-1"], "learning_rate = -1"),
-        (&["--p-image", "2"], "p_image = 2"),
+        (
+            &["--pool", "2"],
+            "--pool 2: must be at least the batch size (4)",
+        ),
+        (&["--lr=-1"], "--lr -1: must be positive and finite"),
+        (&["--p-image", "2"], "--p-image 2: must lie in [0, 1]"),
         (&["--device", "tpu"], "unknown device 'tpu'"),
         (&["--device", "cuda:x"], "unknown device 'cuda:x'"),
-        (&["--grad-norm", "clip:-1"], "clip:-1"),
+        (
+            &["--grad-norm", "clip:-1"],
+            "--grad-norm clip:-1: the clip norm must be positive",
+        ),
         (&["--size=-3"], "-3"),
         (&["--steps", "many"], "many"),
         (&["--perception", "fft"], "fft"),
+        (&["--class-weights", "1,2"], "'1,2': give 3 weights"),
+        (&["--ema", "1.5"], "--ema 1.5: must lie in [0, 1)"),
         (
-            &["--class-weights", "1,2"],
-            "'1,2': give 3 non-negative weights",
+            &["--lr-schedule", "step:0"],
+            "--lr-schedule step:0: needs at least one drop",
         ),
-        (
-            &["--ema", "1.5"],
-            "'1.5' is not 'none' or a decay in [0, 1)",
-        ),
-        (&["--lr-schedule", "step:0"], "unknown schedule 'step:0'"),
         (&["--val-fraction", "1"], "val_fraction"),
         (&["--jitter", "2"], "jitter"),
         (&["--min-crop", "0"], "min_crop"),
-        (&["--curriculum", "2"], "full_unroll_fraction = 2"),
-        (&["--lr-floor", "2"], "lr_floor = 2"),
-        (&["--dice-weight=-1"], "dice_weight = -1"),
+        (&["--curriculum", "2"], "--curriculum 2: must lie in [0, 1]"),
+        (&["--lr-floor", "2"], "--lr-floor 2: must lie in [0, 1]"),
+        (
+            &["--dice-weight=-1"],
+            "--dice-weight -1: must be finite and non-negative",
+        ),
     ];
     for (flags, needle) in cases {
         let mut args = flags.to_vec();
@@ -300,7 +306,7 @@ fn a_broken_image_stops_a_strict_run_and_is_skipped_by_a_lenient_one() {
     let dir = TempDir::new("cli-errors-lenient");
     let data = dir.join("data");
     copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(cellseg::pets::FIXTURE_DIR),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(cellseg::ca_eval::pets::FIXTURE_DIR),
         &data,
     );
     let split = std::fs::read_to_string(data.join("annotations/trainval.txt")).expect("split");

@@ -11,7 +11,7 @@ use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
 use ca_sched::{evaluate_iou, IouTable, TrainConfig, Trainable, Trainer};
 use candle_core::Device;
-use cellseg::pets::{PetsTrainData, FIXTURE_DIR};
+use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 use cellseg::{ca_core, ca_data, ca_sched};
 use support::{command, run, text, TempDir};
 

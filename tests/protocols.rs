@@ -9,10 +9,11 @@ use ca_core::{CellConfig, CellRule};
 use ca_data::Split;
 use ca_hires::HiresModel;
 use candle_core::Device;
-use cellseg::pets::FIXTURE_DIR;
-use cellseg::plot::PLOT_SIZE;
-use cellseg::protocols::{self, EvalSet, RunOptions};
-use cellseg::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
+use cellseg::ca_eval::pets::FIXTURE_DIR;
+use cellseg::ca_eval::protocols::{self, EvalSet, RunOptions};
+use cellseg::ca_viz::plot::PLOT_SIZE;
+use cellseg::ca_viz::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
+use cellseg::report;
 use image::AnimationDecoder;
 
 const SIZE: usize = 16;
@@ -87,7 +88,7 @@ fn iou_protocols_write_csv_and_plot() {
     ];
     let dir = out_dir("iou");
     for out in &outputs {
-        let paths = out.write(&dir).unwrap();
+        let paths = report::write_protocol(out, &set, &dir).unwrap();
         assert_eq!(paths.len(), 2, "{}: {paths:?}", out.name);
         let (header, rows) = read_csv(&dir.join(format!("{}.csv", out.name)));
         assert_eq!(
@@ -127,9 +128,10 @@ fn iou_protocols_write_csv_and_plot() {
 
 #[test]
 fn norms_protocol_writes_csv_and_plot() {
-    let out = protocols::norms(&rule(), &set(), &RunOptions { every: 1, ..opts() }).unwrap();
+    let set = set();
+    let out = protocols::norms(&rule(), &set, &RunOptions { every: 1, ..opts() }).unwrap();
     let dir = out_dir("norms");
-    out.write(&dir).unwrap();
+    report::write_protocol(&out, &set, &dir).unwrap();
     let (header, rows) = read_csv(&dir.join("norms.csv"));
     assert_eq!(
         header,
@@ -154,9 +156,10 @@ fn norms_protocol_writes_csv_and_plot() {
 
 #[test]
 fn uncertainty_protocol_writes_tables_plot_and_maps() {
-    let out = protocols::uncertainty(&rule(), &set(), &opts(), 3, 2).unwrap();
+    let set = set();
+    let out = protocols::uncertainty(&rule(), &set, &opts(), 3, 2).unwrap();
     let dir = out_dir("uncertainty");
-    out.write(&dir).unwrap();
+    report::write_protocol(&out, &set, &dir).unwrap();
     let (header, rows) = read_csv(&dir.join("uncertainty.csv"));
     assert_eq!(header, ["step", "prob_variance", "disagreement"]);
     assert_eq!(first_column(&rows), ["1", "2", "4", "6"]);
@@ -261,17 +264,17 @@ fn written_tables_read_back_and_compare() {
     let (rule, set, opts) = (rule(), set(), opts());
     let dir = out_dir("compare");
     let a = protocols::stability(&rule, &set, &opts).unwrap();
-    a.write(&dir).unwrap();
+    report::write_protocol(&a, &set, &dir).unwrap();
     let back = protocols::Table::read_csv(&dir.join("stability.csv")).unwrap();
     assert_eq!(back.columns, a.table.columns);
     assert_eq!(back.rows.len(), a.table.rows.len());
     let tables = vec![("a".to_string(), back.clone()), ("b".to_string(), back)];
-    let plot = protocols::compare(&tables, "iou_object", "t".into()).unwrap();
+    let plot = report::compare(&tables, "iou_object", "t".into()).unwrap();
     assert_eq!(plot.series.len(), 2);
     let png = dir.join("compare.png");
     plot.save(&png).unwrap();
     assert_eq!(image_size(&png), PLOT_SIZE);
-    let e = protocols::compare(&tables, "nope", "t".into()).unwrap_err();
+    let e = report::compare(&tables, "nope", "t".into()).unwrap_err();
     assert!(e.to_string().contains("'nope'"), "{e}");
     std::fs::write(dir.join("bad.csv"), "step,x\n1,2,3\n").unwrap();
     let e = protocols::Table::read_csv(&dir.join("bad.csv")).unwrap_err();
@@ -307,8 +310,9 @@ fn protocols_run_a_high_resolution_model_at_image_resolution() {
     assert!(norms.table.rows.iter().all(|r| r[1] > 0.0 && r[2] > 0.0));
     let spread = protocols::uncertainty(&model, &set, &opts, 2, 1).unwrap();
     // The maps are at the image's resolution, not the state's.
-    let side = (SIZE * 4) as u32;
-    assert_eq!(spread.images[0].1.dimensions(), (3 * side, side));
+    assert_eq!(spread.maps.len(), 1);
+    assert_eq!(spread.maps[0].majority.len(), SIZE * SIZE);
+    assert_eq!(spread.maps[0].prob_variance.len(), SIZE * SIZE);
     // The plain and the high-resolution models differ on the same data.
     let plain = protocols::stability(&rule(), &set, &opts).unwrap();
     assert_ne!(
@@ -355,7 +359,7 @@ fn training_and_evaluate_report_the_same_iou() {
         ca_data::PetsDataset::open(&fixture(), Split::Test, &ca_data::LoadOptions::square(SIZE))
             .unwrap();
     let set = EvalSet::from_dataset(&ds, None).unwrap();
-    let data = cellseg::pets::PetsTrainData {
+    let data = cellseg::ca_eval::pets::PetsTrainData {
         dataset: ds,
         augment: ca_data::Augment::none(),
     };

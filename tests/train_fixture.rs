@@ -8,7 +8,7 @@ use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
 use ca_sched::{evaluate_iou, majority_mean_iou, TrainConfig, Trainer};
 use candle_core::Device;
-use cellseg::pets::{PetsTrainData, FIXTURE_DIR};
+use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 
 #[test]
 fn training_on_the_fixture_lowers_the_loss_and_beats_the_majority_class() {

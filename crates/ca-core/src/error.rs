@@ -55,3 +55,19 @@ pub enum CoreError {
 
 /// `Result` with [`CoreError`].
 pub type Result<T> = std::result::Result<T, CoreError>;
+
+impl CoreError {
+    /// `(field, value, reason)` when this is an invalid-config error (of a
+    /// [`crate::CellConfig`] field), e.g. for a command line that names
+    /// the flag that set the field; `None` for every other error.
+    pub fn invalid_field(&self) -> Option<(&'static str, String, String)> {
+        match self {
+            CoreError::InvalidConfig {
+                field,
+                value,
+                reason,
+            } => Some((field, value.clone(), reason.to_string())),
+            _ => None,
+        }
+    }
+}

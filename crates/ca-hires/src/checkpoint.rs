@@ -57,6 +57,24 @@ pub fn hires_levels(meta: &HashMap<String, String>, path: &Path) -> Result<Optio
     Ok(Some(parsed.levels))
 }
 
+/// Checks that the file at `path` (metadata `meta`) holds a model with
+/// `levels` stride-2 levels (0: a plain rule), e.g. before resuming a
+/// training checkpoint into a model built from a command line; the error
+/// names the file and both counts.
+pub fn expect_levels(meta: &HashMap<String, String>, path: &Path, levels: usize) -> Result<()> {
+    let stored = hires_levels(meta, path)?.unwrap_or(0);
+    if stored != levels {
+        return Err(bad(
+            path,
+            format!(
+                "holds a model with {stored} stride-2 levels (0: plain), {levels} were asked for; \
+                 resume with the image and state sizes of that run"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl HiresModel {
     /// The metadata of a model file: config, levels and format.
     pub fn metadata(&self) -> HashMap<String, String> {

@@ -48,7 +48,7 @@ mod error;
 mod layers;
 mod model;
 
-pub use checkpoint::{hires_levels, HIRES_FORMAT, HIRES_KEY};
+pub use checkpoint::{expect_levels, hires_levels, HIRES_FORMAT, HIRES_KEY};
 pub use error::{HiresError, Result};
 pub use layers::{
     decoder_shapes, encoder_shapes, reduced_size, Decoder, Encoder, DECODER_CHANNELS, ENV_CHANNELS,

@@ -25,6 +25,24 @@ pub enum GradNorm {
     Clip(f64),
 }
 
+impl std::str::FromStr for GradNorm {
+    type Err = String;
+    /// `none`, `per-tensor` or `clip:MAX` (the norm is checked by
+    /// [`TrainConfig::validate`]).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(GradNorm::None),
+            "per-tensor" => Ok(GradNorm::PerTensor),
+            _ => match s.strip_prefix("clip:").map(str::parse::<f64>) {
+                Some(Ok(c)) => Ok(GradNorm::Clip(c)),
+                _ => Err(format!(
+                    "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
+                )),
+            },
+        }
+    }
+}
+
 /// How the learning rate moves over a run, after the warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +58,24 @@ pub enum LrSchedule {
         /// Number of drops (at least 1).
         drops: u32,
     },
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+    /// `constant`, `cosine` or `step:N` (`N` is checked by
+    /// [`TrainConfig::validate`]).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "constant" => Ok(LrSchedule::Constant),
+            "cosine" => Ok(LrSchedule::Cosine),
+            _ => match s.strip_prefix("step:").map(str::parse::<u32>) {
+                Some(Ok(drops)) => Ok(LrSchedule::Step { drops }),
+                _ => Err(format!(
+                    "unknown schedule '{s}' (constant, cosine or step:N)"
+                )),
+            },
+        }
+    }
 }
 
 /// The training schedule.
@@ -172,7 +208,7 @@ impl TrainConfig {
             return Err(invalid(
                 "pool_size",
                 self.pool_size,
-                "must be at least the batch size",
+                &format!("must be at least the batch size ({})", self.batch),
             ));
         }
         if self.target == 0 {
@@ -193,7 +229,11 @@ impl TrainConfig {
         self.adam().validate()?;
         if let GradNorm::Clip(c) = self.grad_norm {
             if !(c > 0.0 && c.is_finite()) {
-                return Err(invalid("grad_norm", c, "the clip norm must be positive"));
+                return Err(invalid(
+                    "grad_norm",
+                    format!("clip:{c}"),
+                    "the clip norm must be positive",
+                ));
             }
         }
         if self.max_bad_steps == 0 {

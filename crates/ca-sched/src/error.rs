@@ -55,3 +55,19 @@ pub enum SchedError {
 
 /// `Result` with [`SchedError`].
 pub type Result<T> = std::result::Result<T, SchedError>;
+
+impl SchedError {
+    /// `(field, value, reason)` when this is an invalid-config error (of a
+    /// [`crate::TrainConfig`], [`crate::AdamConfig`] or [`crate::LearnerConfig`] field), e.g. for a command line that names
+    /// the flag that set the field; `None` for every other error.
+    pub fn invalid_field(&self) -> Option<(&'static str, String, String)> {
+        match self {
+            SchedError::InvalidConfig {
+                field,
+                value,
+                reason,
+            } => Some((field, value.clone(), reason.clone())),
+            _ => None,
+        }
+    }
+}

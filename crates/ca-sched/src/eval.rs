@@ -26,6 +26,19 @@ impl IouTable {
             .position(|&s| s == step)
             .map(|k| self.iou[k].as_slice())
     }
+
+    /// The IoUs after `step` steps on one line, each after its class name
+    /// (`background 0.610, object 0.440, boundary 0.130`), or `-` when the
+    /// step was not evaluated.
+    pub fn line(&self, step: usize, class_names: &[String]) -> String {
+        match self.at(step) {
+            Some(v) => (class_names.iter().zip(v))
+                .map(|(n, x)| format!("{n} {x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "-".into(),
+        }
+    }
 }
 
 /// The seed of the colony that evaluates chunk `chunk` (0-based) of a run

@@ -101,7 +101,7 @@ impl LearnerConfig {
         if self.max_cpu_minutes.is_some() && process_cpu_seconds().is_none() {
             return invalid(
                 "max_cpu_minutes",
-                format!("{:?}", self.max_cpu_minutes),
+                self.max_cpu_minutes.unwrap_or_default().to_string(),
                 "this system does not report the process's CPU time (/proc/self/stat)",
             );
         }

@@ -63,7 +63,7 @@ fn models_of(args: &Args) -> Result<(PathBuf, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     // Reuse the freed step buffers instead of faulting them in every step.
-    cellseg::ca_core::alloc::retain_freed_memory();
+    ca_core::alloc::retain_freed_memory();
     let args = Args::parse();
     let (models_dir, default_model) = match models_of(&args) {
         Ok(m) => m,

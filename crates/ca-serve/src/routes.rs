@@ -14,8 +14,8 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use cellseg::render;
-use cellseg::segment::{segment as run_segment, SegmentOptions};
+use ca_viz::render;
+use ca_viz::segment::{segment as run_segment, SegmentOptions};
 
 use crate::config::ServeConfig;
 use crate::error::ApiError;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ca_core::Colony;
 use ca_sched::AnyModel;
+use ca_viz::render::{self, StateProjection};
+use ca_viz::Result;
 use candle_core::{DType, Tensor};
-use cellseg::error::Result;
-use cellseg::render::{self, StateProjection};
 use image::RgbImage;
 use serde::Deserialize;
 use tokio::sync::mpsc::error::TrySendError;
@@ -465,7 +465,7 @@ impl Session {
             self.limits.view_size,
         );
         let png = views::encode_png(&strip)
-            .map_err(|e| cellseg::error::ToolError::invalid("frame", "PNG", e.message))?;
+            .map_err(|e| ca_viz::VizError::invalid("frame", "PNG", e.message))?;
         let num_classes = model.model.rule().config().num_classes;
         let header = serde_json::json!({
             "type": "frame",

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
 
-use cellseg::render;
+use ca_viz::render;
 
 use crate::error::ApiError;
 

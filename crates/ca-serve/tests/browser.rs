@@ -199,7 +199,7 @@ async fn screenshot(client: &Client, css: &str) -> RgbImage {
 fn classes_of(map: &RgbImage) -> Vec<Option<usize>> {
     map.pixels()
         .map(|p| {
-            cellseg::render::PALETTE.iter().position(|c| {
+            ca_viz::render::PALETTE.iter().position(|c| {
                 c.iter()
                     .zip(p.0)
                     .all(|(&a, b)| (i16::from(a) - i16::from(b)).abs() <= 12)
@@ -211,7 +211,7 @@ fn classes_of(map: &RgbImage) -> Vec<Option<usize>> {
 /// The classes that cover more than 1% of a class map screenshot.
 fn classes_shown(map: &RgbImage) -> Vec<usize> {
     let classes = classes_of(map);
-    (0..cellseg::render::PALETTE.len())
+    (0..ca_viz::render::PALETTE.len())
         .filter(|&c| classes.iter().filter(|&&k| k == Some(c)).count() * 100 > classes.len())
         .collect()
 }
@@ -271,7 +271,7 @@ fn screenshot_dir() -> PathBuf {
 async fn save_page(client: &Client, css: &str, name: &str) {
     let shot = screenshot(client, css).await;
     let path = screenshot_dir().join(format!("serve-{name}.png"));
-    cellseg::render::save_png(&shot, &path).expect("write the screenshot");
+    ca_viz::render::save_png(&shot, &path).expect("write the screenshot");
     eprintln!("screenshot {}", path.display());
 }
 

@@ -32,8 +32,7 @@ async fn segment_answers_a_png_class_map_or_json_counts() {
         .into_rgb8();
     assert_eq!(map.dimensions(), (48, 48), "the pets48 grid");
     assert!(
-        map.pixels()
-            .all(|p| cellseg::render::PALETTE.contains(&p.0)),
+        map.pixels().all(|p| ca_viz::render::PALETTE.contains(&p.0)),
         "only class colours"
     );
 

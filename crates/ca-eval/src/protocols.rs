@@ -12,8 +12,10 @@
 //! - [`uncertainty`]: per-pixel variance of the prediction over stochastic
 //!   runs with different random draws.
 //!
-//! Each returns a [`ProtocolOutput`]: CSV tables, a line plot and, for some,
-//! pictures, written by [`ProtocolOutput::write`].
+//! Each returns a [`ProtocolOutput`]: its tables (written as CSV by
+//! [`ProtocolOutput::write_tables`]), a [`Chart`] saying which columns a plot
+//! of it shows, and, for [`uncertainty`], the per-pixel maps of the first
+//! images. Drawing them is `ca-viz`'s job (the `evaluate` example does it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,8 @@ use std::path::{Path, PathBuf};
 use ca_core::{CellModel, Colony};
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
 use candle_core::{DType, Device, Tensor};
-use image::RgbImage;
 
-use crate::error::{Result, ToolError};
-use crate::plot::{LinePlot, Series};
-use crate::render;
+use crate::error::{EvalError, Result};
 
 /// Images and labels of a split, resized to the model's square size.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,14 +51,14 @@ impl EvalSet {
     /// images and labels have the same size.
     pub fn from_dataset(ds: &PetsDataset, limit: Option<usize>) -> Result<Self> {
         if ds.image_size() != ds.label_size() {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "label size",
                 ds.label_size(),
                 format!("must equal the image size {}", ds.image_size()),
             ));
         }
         if limit == Some(0) {
-            return Err(ToolError::invalid("limit", 0, "at least one sample"));
+            return Err(EvalError::invalid("limit", 0, "at least one sample"));
         }
         let n = limit.map_or(ds.len(), |l| l.min(ds.len()));
         let samples = &ds.samples()[..n];
@@ -107,7 +106,7 @@ impl RunOptions {
             ("target", self.target),
         ] {
             if v == 0 {
-                return Err(ToolError::invalid(name, v, "must be at least 1"));
+                return Err(EvalError::invalid(name, v, "must be at least 1"));
             }
         }
         Ok(())
@@ -152,19 +151,19 @@ impl Table {
             text.push_str(&cells.join(","));
             text.push('\n');
         }
-        let mut f = std::fs::File::create(path).map_err(|e| ToolError::io(path, e))?;
+        let mut f = std::fs::File::create(path).map_err(|e| EvalError::io(path, e))?;
         f.write_all(text.as_bytes())
-            .map_err(|e| ToolError::io(path, e))
+            .map_err(|e| EvalError::io(path, e))
     }
 
     /// Reads a table written by [`Table::write_csv`] (or any CSV of
     /// numbers with a header line; `nan` reads as NaN).
     pub fn read_csv(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         let columns: Vec<String> = lines
             .next()
-            .ok_or_else(|| ToolError::invalid("CSV", path.display(), "is empty"))?
+            .ok_or_else(|| EvalError::invalid("CSV", path.display(), "is empty"))?
             .split(',')
             .map(|c| c.trim().to_string())
             .collect();
@@ -175,10 +174,10 @@ impl Table {
                 .map(|c| c.trim().parse::<f64>())
                 .collect::<std::result::Result<Vec<f64>, _>>()
                 .map_err(|e| {
-                    ToolError::invalid("CSV", path.display(), format!("data line {}: {e}", n + 1))
+                    EvalError::invalid("CSV", path.display(), format!("data line {}: {e}", n + 1))
                 })?;
             if row.len() != columns.len() {
-                return Err(ToolError::invalid(
+                return Err(EvalError::invalid(
                     "CSV",
                     path.display(),
                     format!(
@@ -193,21 +192,6 @@ impl Table {
         }
         Ok(Table { columns, rows })
     }
-
-    /// A plot series per named column against the first column.
-    fn series(&self, names: &[(&str, &str)]) -> Vec<Series> {
-        names
-            .iter()
-            .filter_map(|&(col, label)| {
-                let ys = self.column(col)?;
-                let pts = self.rows.iter().zip(ys).map(|(r, y)| (r[0], y)).collect();
-                Some(Series {
-                    name: label.to_string(),
-                    points: pts,
-                })
-            })
-            .collect()
-    }
 }
 
 fn format_cell(v: f64) -> String {
@@ -220,6 +204,38 @@ fn format_cell(v: f64) -> String {
     }
 }
 
+/// What a plot of a protocol's main table shows: some of its columns
+/// against its first column (the CA step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// The title.
+    pub title: String,
+    /// The label of the horizontal axis.
+    pub x_label: String,
+    /// The label of the vertical axis.
+    pub y_label: String,
+    /// `(column, legend label)` of each line, in drawing order.
+    pub columns: Vec<(String, String)>,
+    /// Horizontal positions of vertical marks (the training target, image
+    /// switches).
+    pub marks: Vec<f64>,
+    /// A fixed vertical range, `None` to fit the data.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// The per-pixel spread of one image's stochastic runs after the last step
+/// (what [`uncertainty`] keeps for its first images).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpreadMap {
+    /// The image's index in the [`EvalSet`].
+    pub index: usize,
+    /// The majority vote of the runs, `[size * size]` class ids.
+    pub majority: Vec<u32>,
+    /// The softmax variance over the runs summed over classes, `[size *
+    /// size]`.
+    pub prob_variance: Vec<f32>,
+}
+
 /// What a protocol produced.
 #[derive(Debug, Clone)]
 pub struct ProtocolOutput {
@@ -229,17 +245,17 @@ pub struct ProtocolOutput {
     pub table: Table,
     /// Further tables, written to `NAME_SUFFIX.csv`.
     pub extra_tables: Vec<(String, Table)>,
-    /// The plot, written to `NAME.png`.
-    pub plot: LinePlot,
-    /// Pictures, written to `NAME_SUFFIX.png`.
-    pub images: Vec<(String, RgbImage)>,
+    /// What a plot of [`ProtocolOutput::table`] shows.
+    pub chart: Chart,
+    /// Per-pixel maps of the first images ([`uncertainty`] only).
+    pub maps: Vec<SpreadMap>,
 }
 
 impl ProtocolOutput {
-    /// Writes every table, the plot and the pictures into `dir` (created if
-    /// needed); returns the paths written.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
+    /// Writes every table into `dir` (created if needed): `NAME.csv` and
+    /// `NAME_SUFFIX.csv`; returns the paths written.
+    pub fn write_tables(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
         let mut paths = Vec::new();
         let csv = dir.join(format!("{}.csv", self.name));
         self.table.write_csv(&csv)?;
@@ -247,14 +263,6 @@ impl ProtocolOutput {
         for (suffix, t) in &self.extra_tables {
             let p = dir.join(format!("{}_{suffix}.csv", self.name));
             t.write_csv(&p)?;
-            paths.push(p);
-        }
-        let png = dir.join(format!("{}.png", self.name));
-        self.plot.save(&png)?;
-        paths.push(png);
-        for (suffix, img) in &self.images {
-            let p = dir.join(format!("{}_{suffix}.png", self.name));
-            render::save_png(img, &p)?;
             paths.push(p);
         }
         Ok(paths)
@@ -387,7 +395,7 @@ fn iou_curve<M: CellModel>(
 ) -> Result<Table> {
     opts.validate()?;
     if set.is_empty() {
-        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
     let classes = model.rule().config().num_classes;
     let device = model.rule().device().clone();
@@ -447,19 +455,18 @@ fn class_names(classes: usize) -> Vec<String> {
         .collect()
 }
 
-fn iou_plot(table: &Table, title: String, marks: Vec<f64>) -> LinePlot {
+fn iou_chart(table: &Table, title: String, marks: Vec<f64>) -> Chart {
     let names = class_names(table.columns.len().saturating_sub(2));
-    let cols: Vec<(String, String)> = names
+    let columns = names
         .iter()
         .map(|n| (format!("iou_{n}"), n.clone()))
         .chain(std::iter::once(("iou_mean".into(), "mean".into())))
         .collect();
-    let refs: Vec<(&str, &str)> = cols.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    LinePlot {
+    Chart {
         title,
         x_label: "CA step".into(),
         y_label: "IoU".into(),
-        series: table.series(&refs),
+        columns,
         marks,
         y_range: Some((0.0, 1.0)),
     }
@@ -479,13 +486,13 @@ pub fn stability<M: CellModel>(
         set.len(),
         opts.target
     );
-    let plot = iou_plot(&table, title, vec![opts.target as f64]);
+    let chart = iou_chart(&table, title, vec![opts.target as f64]);
     Ok(ProtocolOutput {
         name: "stability",
         table,
         extra_tables: vec![],
-        plot,
-        images: vec![],
+        chart,
+        maps: vec![],
     })
 }
 
@@ -500,7 +507,7 @@ pub fn switching<M: CellModel>(
     period: usize,
 ) -> Result<ProtocolOutput> {
     if period == 0 {
-        return Err(ToolError::invalid("period", 0, "must be at least 1"));
+        return Err(EvalError::invalid("period", 0, "must be at least 1"));
     }
     let schedule = Schedule::Switch { period };
     let table = iou_curve(model, set, opts, schedule)?;
@@ -508,13 +515,13 @@ pub fn switching<M: CellModel>(
         "Image switching every {period} steps ({} images, state kept)",
         set.len()
     );
-    let plot = iou_plot(&table, title, schedule.marks(opts.steps));
+    let chart = iou_chart(&table, title, schedule.marks(opts.steps));
     Ok(ProtocolOutput {
         name: "switching",
         table,
         extra_tables: vec![],
-        plot,
-        images: vec![],
+        chart,
+        maps: vec![],
     })
 }
 
@@ -529,14 +536,14 @@ pub fn shift<M: CellModel>(
     shift: isize,
 ) -> Result<ProtocolOutput> {
     if at == 0 || at >= opts.steps {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "shift step",
             at,
             format!("must be between 1 and steps - 1 = {}", opts.steps - 1),
         ));
     }
     if shift.unsigned_abs() >= set.size {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "shift",
             shift,
             format!("must be smaller than the image size {}", set.size),
@@ -552,51 +559,13 @@ pub fn shift<M: CellModel>(
         "Image shifted by ({shift}, {shift}) px after step {at} ({} images)",
         set.len()
     );
-    let plot = iou_plot(&table, title, schedule.marks(opts.steps));
+    let chart = iou_chart(&table, title, schedule.marks(opts.steps));
     Ok(ProtocolOutput {
         name: "shift",
         table,
         extra_tables: vec![],
-        plot,
-        images: vec![],
-    })
-}
-
-/// One line per named table: column `column` against each table's first
-/// column, e.g. the object IoU of several models under the same protocol
-/// (paper Fig 11 compares resettable, non-resettable and full-unroll
-/// models).
-pub fn compare(tables: &[(String, Table)], column: &str, title: String) -> Result<LinePlot> {
-    let mut series = Vec::with_capacity(tables.len());
-    for (name, table) in tables {
-        let ys = table.column(column).ok_or_else(|| {
-            ToolError::invalid(
-                "column",
-                column,
-                format!(
-                    "not in table '{name}' (columns: {})",
-                    table.columns.join(", ")
-                ),
-            )
-        })?;
-        let points = table.rows.iter().zip(ys).map(|(r, y)| (r[0], y)).collect();
-        series.push(Series {
-            name: name.clone(),
-            points,
-        });
-    }
-    let x_label = tables
-        .first()
-        .and_then(|(_, t)| t.columns.first().cloned())
-        .unwrap_or_default();
-    let y_range = column.starts_with("iou_").then_some((0.0, 1.0));
-    Ok(LinePlot {
-        title,
-        x_label,
-        y_label: column.to_string(),
-        series,
-        marks: vec![],
-        y_range,
+        chart,
+        maps: vec![],
     })
 }
 
@@ -612,7 +581,7 @@ fn mean_abs(t: &Tensor) -> Result<f64> {
 pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
     opts.validate()?;
     if set.is_empty() {
-        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
     let device = model.rule().device();
     let records = opts.record_steps();
@@ -674,21 +643,20 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
         })
         .collect();
     let table = Table { columns, rows };
-    let series = table.series(&[
-        ("state_l1", "state |s|"),
-        ("logits_l1", "logits |l|"),
-        ("state_change_l1", "state change |s_t - s_t-1|"),
-        ("logits_change_l1", "logits change |l_t - l_t-1|"),
-        ("prediction_change", "fraction of pixels changing class"),
-    ]);
-    let plot = LinePlot {
+    let chart = Chart {
         title: format!(
             "Mean absolute values against CA step ({} images)",
             set.len()
         ),
         x_label: "CA step".into(),
         y_label: "mean |value|".into(),
-        series,
+        columns: labelled(&[
+            ("state_l1", "state |s|"),
+            ("logits_l1", "logits |l|"),
+            ("state_change_l1", "state change |s_t - s_t-1|"),
+            ("logits_change_l1", "logits change |l_t - l_t-1|"),
+            ("prediction_change", "fraction of pixels changing class"),
+        ]),
         marks: vec![opts.target as f64],
         y_range: None,
     };
@@ -696,8 +664,8 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
         name: "norms",
         table,
         extra_tables: vec![],
-        plot,
-        images: vec![],
+        chart,
+        maps: vec![],
     })
 }
 
@@ -713,9 +681,9 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
 /// averaged over pixels and images at every recorded step (the table and the
 /// plot). After the last step, a per-image table (`_samples`: index, both
 /// measures, pixel accuracy of the majority vote) and, for the first `maps`
-/// images, a picture `_map_INDEX`: the image, the majority vote and the
-/// probability variance as a heat map (black 0, white at the largest value
-/// among the pictures), each enlarged four times.
+/// images, their majority vote and probability variance per pixel
+/// ([`ProtocolOutput::maps`]; the `evaluate` example draws each as a
+/// picture `_map_INDEX`).
 pub fn uncertainty<M: CellModel>(
     model: &M,
     set: &EvalSet,
@@ -725,14 +693,14 @@ pub fn uncertainty<M: CellModel>(
 ) -> Result<ProtocolOutput> {
     opts.validate()?;
     if runs < 2 {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "runs",
             runs,
             "a variance needs at least 2 runs",
         ));
     }
     if set.is_empty() {
-        return Err(ToolError::invalid("data", 0, "no samples to evaluate"));
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
     let records = opts.record_steps();
     let classes = model.rule().config().num_classes;
@@ -740,7 +708,7 @@ pub fn uncertainty<M: CellModel>(
     let s = set.size;
     let mut sums = vec![[0f64; 2]; records.len()];
     let mut per_sample = Vec::with_capacity(set.len());
-    let mut pictures: Vec<(usize, Vec<u32>, Vec<f32>)> = Vec::new();
+    let mut kept = Vec::new();
     for (i, image) in set.images.iter().enumerate() {
         let mut col = colony(model, runs, s, opts.seed, i)?;
         let env = env_tensor(&col, &vec![image.clone(); runs], s, device)?;
@@ -768,7 +736,11 @@ pub fn uncertainty<M: CellModel>(
                     correct as f64 / (s * s) as f64,
                 ]);
                 if i < maps {
-                    pictures.push((i, spread.majority, spread.prob_variance));
+                    kept.push(SpreadMap {
+                        index: i,
+                        majority: spread.majority,
+                        prob_variance: spread.prob_variance,
+                    });
                 }
             }
         }
@@ -790,30 +762,14 @@ pub fn uncertainty<M: CellModel>(
             .to_vec(),
         rows: per_sample,
     };
-    let vmax = pictures
-        .iter()
-        .flat_map(|p| p.2.iter().copied())
-        .fold(0f32, f32::max);
-    let images = pictures
-        .into_iter()
-        .map(|(i, majority, var)| {
-            let panels = [
-                render::chw_to_rgb(&set.images[i], s, s),
-                render::class_image(&majority, s, s),
-                render::heat_image(&var, s, s, vmax),
-            ]
-            .map(|p| render::upscale(&p, 4));
-            (format!("map_{i}"), render::hstack(&panels))
-        })
-        .collect();
-    let plot = LinePlot {
+    let chart = Chart {
         title: format!(
             "Spread over {runs} stochastic runs against CA step ({} images)",
             set.len()
         ),
         x_label: "CA step".into(),
         y_label: "mean per-pixel spread".into(),
-        series: table.series(&[
+        columns: labelled(&[
             ("prob_variance", "softmax variance (sum over classes)"),
             ("disagreement", "class disagreement 1 - sum f_c^2"),
         ]),
@@ -824,9 +780,17 @@ pub fn uncertainty<M: CellModel>(
         name: "uncertainty",
         table,
         extra_tables: vec![("samples".into(), samples)],
-        plot,
-        images,
+        chart,
+        maps: kept,
     })
+}
+
+/// Owned `(column, label)` pairs.
+fn labelled(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|&(c, l)| (c.to_string(), l.to_string()))
+        .collect()
 }
 
 fn mean(v: &[f32]) -> f64 {

@@ -7,7 +7,7 @@ use ca_core::{normal_state, step_rng, CellRule, StepDraws};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use crate::error::{Result, ToolError};
+use crate::error::{EvalError, Result};
 
 /// The gray the region is filled with (in [0, 1]).
 pub const FILL_GRAY: f32 = 0.5;
@@ -69,14 +69,14 @@ pub fn attack(
     options: &AttackOptions,
 ) -> Result<Attack> {
     if image.len() != 3 * size * size || region.len() != size * size {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "image",
             format!("{} values, region {}", image.len(), region.len()),
             format!("expected [3, {size}, {size}] and [{size}, {size}]"),
         ));
     }
     if options.steps < 2 || options.iterations == 0 {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "steps/iterations",
             format!("{}/{}", options.steps, options.iterations),
             "need at least 2 CA steps and 1 iteration",
@@ -84,7 +84,7 @@ pub fn attack(
     }
     let cells = region.iter().filter(|&&r| r).count();
     if cells == 0 {
-        return Err(ToolError::invalid("region", 0, "has no cells to perturb"));
+        return Err(EvalError::invalid("region", 0, "has no cells to perturb"));
     }
     let device = rule.device();
     let grayed = gray_fill(image, region);
@@ -138,7 +138,7 @@ pub fn attack(
         }
         let counted = (options.steps + 1 - first_counted) as f64;
         let loss = loss_sum
-            .ok_or_else(|| ToolError::invalid("steps", options.steps, "no step counted"))?;
+            .ok_or_else(|| EvalError::invalid("steps", options.steps, "no step counted"))?;
         let loss = (loss / counted)?;
         losses.push(loss.to_scalar::<f32>()?);
         adam.backward_step(&loss)?;

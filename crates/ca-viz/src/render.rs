@@ -11,7 +11,7 @@ use image::{Delay, Frame, Rgb, RgbImage, RgbaImage};
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::error::{Result, ToolError};
+use crate::error::{Result, VizError};
 
 /// Colours of the classes, by class id: background dark blue, object
 /// orange, boundary light yellow.
@@ -171,6 +171,27 @@ pub fn heat_image(values: &[f32], width: usize, height: usize, max: f32) -> RgbI
     })
 }
 
+/// The spread of stochastic runs of one `size x size` image as one picture,
+/// enlarged `scale` times: the image (`[3, size, size]` in [0, 1]), the
+/// majority vote (class ids) and the per-pixel variance as a heat map
+/// (black 0, white at `vmax`), side by side.
+pub fn spread_panel(
+    image: &[f32],
+    majority: &[u32],
+    variance: &[f32],
+    size: usize,
+    vmax: f32,
+    scale: u32,
+) -> RgbImage {
+    let panels = [
+        chw_to_rgb(image, size, size),
+        class_image(majority, size, size),
+        heat_image(variance, size, size, vmax),
+    ]
+    .map(|p| upscale(&p, scale));
+    hstack(&panels)
+}
+
 /// The image enlarged `factor` times by pixel repetition.
 pub fn upscale(image: &RgbImage, factor: u32) -> RgbImage {
     let factor = factor.max(1);
@@ -226,11 +247,11 @@ pub fn evolution_frame(
 pub fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     use image::ImageEncoder;
-    let image_err = |source| ToolError::Image {
+    let image_err = |source| VizError::Image {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::create(path).map_err(|e| ToolError::io(path, e))?;
+    let file = File::create(path).map_err(|e| VizError::io(path, e))?;
     let encoder = PngEncoder::new_with_quality(
         BufWriter::new(file),
         CompressionType::Best,
@@ -250,14 +271,14 @@ pub fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
 /// `delay_ms` milliseconds per frame, the last frame held four times as long.
 pub fn write_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> Result<()> {
     if frames.is_empty() {
-        return Err(ToolError::invalid(
+        return Err(VizError::invalid(
             "GIF frames",
             0,
             format!("{} needs at least one frame", path.display()),
         ));
     }
-    let file = File::create(path).map_err(|e| ToolError::io(path, e))?;
-    let image_err = |source| ToolError::Image {
+    let file = File::create(path).map_err(|e| VizError::io(path, e))?;
+    let image_err = |source| VizError::Image {
         path: path.to_path_buf(),
         source,
     };

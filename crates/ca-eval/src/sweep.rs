@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use crate::error::{Result, ToolError};
-use crate::plot::{LinePlot, Series};
+use crate::error::{EvalError, Result};
 
 /// The flags the sweep sets on every run itself; a configuration line or
 /// the common arguments giving one of them is an error.
@@ -58,14 +57,14 @@ pub fn parse_configs(text: &str, path: &Path) -> Result<Vec<SweepConfig>> {
         let name = tokens.next().unwrap_or_default();
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if !name.chars().all(valid_char) || name.chars().all(|c| c == '.') {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "sweep configuration",
                 at(),
                 format!("name {name:?} must be made of A-Z, a-z, 0-9, '.', '_', '-' (and not only dots)"),
             ));
         }
         if let Some(first) = configs.iter().find(|c| c.name == name) {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "sweep configuration",
                 at(),
                 format!("name {name:?} is already used on line {}", first.line),
@@ -76,7 +75,7 @@ pub fn parse_configs(text: &str, path: &Path) -> Result<Vec<SweepConfig>> {
         configs.push(SweepConfig { name, args, line });
     }
     if configs.is_empty() {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "sweep configuration",
             path.display(),
             "the file lists no configuration",
@@ -87,7 +86,7 @@ pub fn parse_configs(text: &str, path: &Path) -> Result<Vec<SweepConfig>> {
 
 /// Reads and parses a configuration file; see [`parse_configs`].
 pub fn read_configs(path: &Path) -> Result<Vec<SweepConfig>> {
-    let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
     parse_configs(&text, path)
 }
 
@@ -98,7 +97,7 @@ fn check_not_reserved(args: &[String], origin: &str) -> Result<()> {
         .iter()
         .find(|a| RESERVED_FLAGS.contains(&a.split('=').next().unwrap_or_default()))
     {
-        Some(flag) => Err(ToolError::invalid(
+        Some(flag) => Err(EvalError::invalid(
             "sweep configuration",
             origin,
             format!("{flag} is set by the sweep itself (use its own --data, --cpu-minutes, --seeds, --out)"),
@@ -113,10 +112,10 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
     let mut seeds = Vec::new();
     for part in text.split(',') {
         let seed: u64 = part.trim().parse().map_err(|_| {
-            ToolError::invalid("--seeds", text, format!("{part:?} is not a seed (u64)"))
+            EvalError::invalid("--seeds", text, format!("{part:?} is not a seed (u64)"))
         })?;
         if seeds.contains(&seed) {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "--seeds",
                 text,
                 format!("seed {seed} is listed twice"),
@@ -171,20 +170,20 @@ impl SweepOptions {
     /// Checks every field; the error names the option and its value.
     pub fn validate(&self) -> Result<()> {
         if !(self.cpu_minutes.is_finite() && self.cpu_minutes > 0.0) {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "--cpu-minutes",
                 self.cpu_minutes,
                 "must be a positive number of minutes",
             ));
         }
         if self.seeds.is_empty() {
-            return Err(ToolError::invalid("--seeds", "", "at least one seed"));
+            return Err(EvalError::invalid("--seeds", "", "at least one seed"));
         }
         if self.lanes == 0 {
-            return Err(ToolError::invalid("--lanes", 0, "at least one lane"));
+            return Err(EvalError::invalid("--lanes", 0, "at least one lane"));
         }
         if self.at == 0 {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "--at",
                 0,
                 "a CA step of the evaluations (10, 20, 40, ...)",
@@ -192,7 +191,7 @@ impl SweepOptions {
         }
         check_not_reserved(&self.common, "the common arguments after --")?;
         if !self.train_bin.is_file() {
-            return Err(ToolError::invalid(
+            return Err(EvalError::invalid(
                 "--train-bin",
                 self.train_bin.display(),
                 "not found: run `cargo build --release --examples` first",
@@ -301,7 +300,7 @@ fn iou_at(map: &serde_json::Value, at: &str) -> Option<[f64; 3]> {
 /// `path:line`, except a last line without its newline (a run killed while
 /// writing), which is left out.
 fn read_records(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
     let lines: Vec<&str> = text.split('\n').collect();
     let mut records = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -312,7 +311,7 @@ fn read_records(path: &Path) -> Result<Vec<serde_json::Value>> {
             Ok(record) => records.push(record),
             Err(_) if i + 1 == lines.len() => {}
             Err(e) => {
-                return Err(ToolError::invalid(
+                return Err(EvalError::invalid(
                     "metrics line",
                     format!("{}:{}", path.display(), i + 1),
                     e.to_string(),
@@ -575,9 +574,10 @@ pub fn csv_rows(runs: &[RunRecord]) -> String {
 /// One line per configuration: the median over its good seeds of the
 /// periodic validation object IoU against the median CPU-minutes, at the
 /// evaluation steps that every good seed reached, then the final point
-/// (median final CPU-minutes, median final object IoU).
-pub fn curve_plot(configs: &[SweepConfig], runs: &[RunRecord], at: usize) -> LinePlot {
-    let series = configs
+/// (median final CPU-minutes, median final object IoU). Configurations
+/// without a good seed have no curve.
+pub fn validation_curves(configs: &[SweepConfig], runs: &[RunRecord]) -> Vec<ValidationCurve> {
+    configs
         .iter()
         .filter_map(|config| {
             let good: Vec<&RunMetrics> = runs
@@ -608,20 +608,21 @@ pub fn curve_plot(configs: &[SweepConfig], runs: &[RunRecord], at: usize) -> Lin
                 .filter_map(|m| m.final_val.map(|v| v[1]))
                 .collect();
             points.push((median(&final_cpu), median(&final_iou)));
-            Some(Series {
-                name: config.name.clone(),
+            Some(ValidationCurve {
+                config: config.name.clone(),
                 points,
             })
         })
-        .collect();
-    LinePlot {
-        title: format!("validation object IoU at CA step {at}: median over seeds"),
-        x_label: "CPU-minutes of training".into(),
-        y_label: "object IoU".into(),
-        series,
-        marks: Vec::new(),
-        y_range: None,
-    }
+        .collect()
+}
+
+/// The validation object IoU of one configuration against training time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationCurve {
+    /// The configuration's name.
+    pub config: String,
+    /// `(CPU-minutes, object IoU)`, medians over the good seeds.
+    pub points: Vec<(f64, f64)>,
 }
 
 /// Runs `train_pets` once with `args`, `RAYON_NUM_THREADS=1`, stdout and
@@ -674,25 +675,28 @@ pub struct SweepReport {
     pub ranking: Vec<ConfigSummary>,
     /// The ranked table as Markdown (also in `OUT/sweep.md`).
     pub table: String,
+    /// The validation curve of every configuration with a good seed
+    /// ([`validation_curves`]).
+    pub curves: Vec<ValidationCurve>,
 }
 
 /// Runs the sweep: every `(configuration, seed)` not already complete, at
 /// most `options.lanes` at a time, printing a line as each run starts and
-/// ends; then reads every run's metrics and writes `OUT/sweep.md`,
-/// `OUT/sweep.csv` and `OUT/curves.png`. A failed run is reported and the
+/// ends; then reads every run's metrics and writes `OUT/sweep.md` and
+/// `OUT/sweep.csv`. A failed run is reported and the
 /// sweep goes on. Errors: invalid options or configurations, an output that
 /// cannot be written.
 pub fn run_sweep(options: &SweepOptions, configs: &[SweepConfig]) -> Result<SweepReport> {
     options.validate()?;
     let mut names = HashSet::new();
     if let Some(dup) = configs.iter().find(|c| !names.insert(c.name.as_str())) {
-        return Err(ToolError::invalid(
+        return Err(EvalError::invalid(
             "sweep configuration",
             &dup.name,
             "the name is used twice",
         ));
     }
-    std::fs::create_dir_all(&options.out).map_err(|e| ToolError::io(&options.out, e))?;
+    std::fs::create_dir_all(&options.out).map_err(|e| EvalError::io(&options.out, e))?;
     let jobs: Vec<(&SweepConfig, u64)> = configs
         .iter()
         .flat_map(|c| options.seeds.iter().map(move |&s| (c, s)))
@@ -747,12 +751,12 @@ pub fn run_sweep(options: &SweepOptions, configs: &[SweepConfig]) -> Result<Swee
     );
     let write = |name: &str, text: &str| {
         let path = options.out.join(name);
-        std::fs::write(&path, text).map_err(|e| ToolError::io(&path, e))
+        std::fs::write(&path, text).map_err(|e| EvalError::io(&path, e))
     };
     write("sweep.md", &table)?;
     write("sweep.csv", &csv_rows(&runs))?;
-    curve_plot(configs, &runs, options.at).save(&options.out.join("curves.png"))?;
     Ok(SweepReport {
+        curves: validation_curves(configs, &runs),
         runs,
         ranking,
         table,
@@ -1102,13 +1106,12 @@ mod tests {
 
         // The curves: one line per config with a good run, the periodic
         // points every good seed has (steps 2 and 4), then the final point.
-        let plot = curve_plot(&configs, &runs, 40);
-        let names: Vec<&str> = plot.series.iter().map(|s| s.name.as_str()).collect();
+        let curves = validation_curves(&configs, &runs);
+        let names: Vec<&str> = curves.iter().map(|c| c.config.as_str()).collect();
         assert_eq!(names, ["low", "high", "mid"]);
-        let high_points = &plot.series[1].points;
+        let high_points = &curves[1].points;
         assert_eq!(high_points.len(), 3);
         assert!((high_points[2].1 - 0.6).abs() < 1e-12);
-        assert!(plot.title.contains("median over seeds"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

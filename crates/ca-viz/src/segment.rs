@@ -8,7 +8,7 @@ use ca_core::{CellModel, Colony};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use crate::error::{Result, ToolError};
+use crate::error::{Result, VizError};
 use crate::render::{self, StateProjection};
 
 /// Largest side `--native` accepts: the colony holds `S` floats per pixel
@@ -59,19 +59,15 @@ pub fn segment<M: CellModel>(
     options: &SegmentOptions,
 ) -> Result<Segmentation> {
     if options.steps == 0 {
-        return Err(ToolError::invalid("steps", 0, "must be at least 1"));
+        return Err(VizError::invalid("steps", 0, "must be at least 1"));
     }
     if options.frame_every == Some(0) {
-        return Err(ToolError::invalid(
-            "frame interval",
-            0,
-            "must be at least 1",
-        ));
+        return Err(VizError::invalid("frame interval", 0, "must be at least 1"));
     }
     let (pw, ph) = photo.dimensions();
     let (grid, chw) = if options.native {
         if pw.max(ph) > MAX_NATIVE_SIDE {
-            return Err(ToolError::invalid(
+            return Err(VizError::invalid(
                 "image size",
                 format!("{pw}x{ph}"),
                 format!("--native runs at most {MAX_NATIVE_SIDE} pixels a side; resize the image"),
@@ -80,7 +76,7 @@ pub fn segment<M: CellModel>(
         ((pw as usize, ph as usize), render::rgb_to_chw(photo))
     } else {
         if options.size == 0 || options.size > 4096 {
-            return Err(ToolError::invalid(
+            return Err(VizError::invalid(
                 "size",
                 options.size,
                 "must be 1 to 4096 pixels",
@@ -196,7 +192,7 @@ pub fn write_outputs(
         .chain(paths.gif.iter())
     {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| ToolError::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| VizError::io(dir, e))?;
         }
     }
     let (w, h) = photo.dimensions();

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use plotters::prelude::*;
 
-use crate::error::{Result, ToolError};
+use crate::error::{Result, VizError};
 
 /// Where the plots' font is read from.
 pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
@@ -50,6 +50,24 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+impl Series {
+    /// Column `column` of a numeric table against its first column, named
+    /// `name`: `header` holds the column names, each row one value per
+    /// column. `None` when the table has no such column.
+    pub fn from_column(
+        header: &[String],
+        rows: &[Vec<f64>],
+        column: &str,
+        name: &str,
+    ) -> Option<Self> {
+        let k = header.iter().position(|c| c == column)?;
+        Some(Series {
+            name: name.to_string(),
+            points: rows.iter().map(|r| (r[0], r[k])).collect(),
+        })
+    }
+}
+
 /// A line plot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePlot {
@@ -76,7 +94,7 @@ impl LinePlot {
     pub fn save(&self, path: &Path) -> Result<()> {
         let image = self
             .render(font_available())
-            .map_err(|reason| ToolError::Plot {
+            .map_err(|reason| VizError::Plot {
                 path: path.to_path_buf(),
                 reason,
             })?;

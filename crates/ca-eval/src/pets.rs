@@ -48,6 +48,18 @@ pub struct DataSource {
     pub is_fixture: bool,
 }
 
+impl DataSource {
+    /// What a tool says when it falls back to the bundled synthetic set.
+    pub fn fixture_note(&self) -> String {
+        format!(
+            "note: no data given, training on the bundled synthetic set {}.\n      \
+             For the real Oxford-IIIT Pet set pass --data DIR (or set $CA_PETS_DIR); \
+             it is available from https://www.robots.ox.ac.uk/~vgg/data/pets/",
+            self.root.display()
+        )
+    }
+}
+
 /// The bundled synthetic set, relative to the repository root.
 pub const FIXTURE_DIR: &str = "fixtures/pets-synthetic";
 /// The conventional location of the real set, relative to the working directory.
@@ -77,7 +89,13 @@ pub fn resolve_data_dir(explicit: Option<&Path>) -> DataSource {
         };
     }
     DataSource {
-        root: Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_DIR),
+        root: repository_root().join(FIXTURE_DIR),
         is_fixture: true,
     }
+}
+
+/// The workspace's root folder (this crate lives in `crates/ca-eval`).
+fn repository_root() -> &'static Path {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.ancestors().nth(2).unwrap_or(crate_dir)
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::error::{Result, ToolError};
+use crate::error::{Result, VizError};
 use crate::plot::{LinePlot, Series};
 
 /// The records of one run that the curves use.
@@ -22,7 +22,7 @@ pub struct RunCurves {
 /// `ca_step` CA steps (periodic `val` and `final_val` records; `eval` and
 /// `final_eval` in older files, which evaluated the test split).
 pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
-    let text = std::fs::read_to_string(path).map_err(|e| ToolError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| VizError::io(path, e))?;
     let mut out = RunCurves::default();
     let key = ca_step.to_string();
     let fields = if text.contains("\"val\":") || text.contains("\"final_val\":") {
@@ -36,7 +36,7 @@ pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let record: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-            ToolError::invalid(
+            VizError::invalid(
                 "metrics line",
                 format!("{}:{}", path.display(), n + 1),
                 e.to_string(),

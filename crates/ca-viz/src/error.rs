@@ -1,0 +1,71 @@
+//! The error type of `ca-viz`: every variant names the file or the value
+//! that is wrong.
+
+use std::path::PathBuf;
+
+/// What went wrong while drawing or writing a picture, a plot or a curve.
+#[derive(Debug, thiserror::Error)]
+pub enum VizError {
+    /// A file or directory could not be read, written or created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An image could not be encoded or written.
+    #[error("cannot write image {path}: {source}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The underlying error.
+        source: image::ImageError,
+    },
+    /// A plot could not be drawn.
+    #[error("cannot draw plot {path}: {reason}")]
+    Plot {
+        /// The plot file.
+        path: PathBuf,
+        /// What the plotting library said.
+        reason: String,
+    },
+    /// An option or argument has a value the function cannot use.
+    #[error("invalid {name} '{value}': {reason}")]
+    Invalid {
+        /// The option.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The model failed (shapes, device).
+    #[error(transparent)]
+    Core(#[from] ca_core::CoreError),
+    /// A tensor operation failed.
+    #[error("tensor operation: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Results of `ca-viz`.
+pub type Result<T> = std::result::Result<T, VizError>;
+
+impl VizError {
+    /// A [`VizError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        VizError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A [`VizError::Invalid`] for option `name` with `value`.
+    pub fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+        VizError::Invalid {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
