@@ -162,7 +162,7 @@ pub struct TrainArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory [default: `runs/pets<size>`].
+    /// Output directory [default: runs/pets48 for size 48].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// cpu, cuda or cuda:N.

@@ -9,9 +9,10 @@
 //! `OUT/NAME/seed-S/` (`log.txt`, `metrics.jsonl`, the checkpoint and the
 //! model); a run whose `metrics.jsonl` already holds a `final_val` record is
 //! not run again, so an interrupted sweep continues where it stopped. The
-//! sweep writes `OUT/sweep.md` (the ranked table), `OUT/sweep.csv` (one row
-//! per run) and `OUT/curves.png` (validation object IoU against
-//! CPU-minutes, one line per configuration).
+//! sweep writes `OUT/sweep.md` (the ranked table) and `OUT/sweep.csv` (one
+//! row per run), and returns the validation curves (object IoU against
+//! CPU-minutes, one per configuration) that the `sweep` example draws to
+//! `OUT/curves.png`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
