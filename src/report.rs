@@ -40,7 +40,7 @@ pub fn write_protocol(output: &ProtocolOutput, set: &EvalSet, dir: &Path) -> Res
     let maps = &output.maps;
     let vmax = maps
         .iter()
-        .flat_map(|m| m.prob_variance.clone())
+        .flat_map(|m| m.prob_variance.iter().copied())
         .fold(0f32, f32::max);
     for map in maps {
         let image = set.images.get(map.index).ok_or_else(|| {
