@@ -97,14 +97,16 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         l
     } else {
+        let cell = plan.cell_for(&train.dataset)?;
+        if let Some(norm) = &cell.image_norm {
+            println!(
+                "image standardised by the training part: mean {:?} std {:?} gain {}",
+                norm.mean, norm.std, norm.gain
+            );
+        }
         let model: AnyModel = match levels {
-            0 => Arc::new(CellRule::new(plan.cell.clone(), args.seed, &args.device)?),
-            _ => Arc::new(HiresModel::new(
-                plan.cell.clone(),
-                levels,
-                args.seed,
-                &args.device,
-            )?),
+            0 => Arc::new(CellRule::new(cell, args.seed, &args.device)?),
+            _ => Arc::new(HiresModel::new(cell, levels, args.seed, &args.device)?),
         };
         Learner::new(model, plan.schedule.clone(), &train, settings)?.with_checkpoint(&checkpoint)
     };

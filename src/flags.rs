@@ -35,6 +35,7 @@ pub fn flag_of_field(field: &str) -> Option<&'static str> {
         "state_channels" => "--state",
         "hidden_channels" => "--hidden",
         "hidden_layers" => "--hidden-layers",
+        "image_norm.gain" => "--image-gain",
         "batch" => "--batch",
         "pool_size" => "--pool",
         "target" => "--target",

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use ca_core::{CellConfig, Norm, Perception};
+use ca_core::{CellConfig, ImageNorm, Norm, Perception};
 
-use ca_data::{Augment, LoadOptions, LoadPolicy, CLASS_NAMES};
+use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
 use ca_sched::{GradNorm, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
 use clap::Parser;
 
@@ -146,6 +146,15 @@ pub struct TrainArgs {
     /// the saved model, or `none`.
     #[arg(long, default_value = "0.99", value_parser = parse_ema)]
     pub ema: Ema,
+    /// Standardise the image by the training part's per-channel mean and
+    /// standard deviation (recorded in the model file) before the cells
+    /// read it.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub image_norm: bool,
+    /// Factor on the standardised image (with `--image-norm true`): a
+    /// larger share of the perception's input for the image.
+    #[arg(long, default_value_t = 3.0)]
+    pub image_gain: f32,
     /// Curriculum: fraction of the budget trained with full unrolls
     /// (fresh states, unroll T) before the pool phase.
     #[arg(long, default_value_t = 0.0)]
@@ -232,8 +241,12 @@ pub struct TrainPlan {
     /// The output folder.
     pub out: PathBuf,
     /// The cell rule of a fresh run (`env_channels` already that of the
-    /// encoder for a high-resolution model).
+    /// encoder for a high-resolution model), without its image
+    /// standardisation: see [`TrainPlan::cell_for`].
     pub cell: CellConfig,
+    /// The gain of the image standardisation (`--image-norm true`), or
+    /// `None` for the raw image.
+    pub image_gain: Option<f32>,
     /// The training schedule of a fresh run.
     pub schedule: TrainConfig,
     /// Budgets, cadences and evaluation of the run.
@@ -275,6 +288,11 @@ impl TrainArgs {
         };
         cell.validate()
             .map_err(|e| flag_error(e.invalid_field(), e))?;
+        let image_gain = self.image_norm.then_some(self.image_gain);
+        if let Some(gain) = image_gain {
+            ImageNorm::new([0.0; 3], [1.0; 3], gain)
+                .map_err(|e| flag_error(e.invalid_field(), e))?;
+        }
         let augment = Augment {
             flip: self.flip,
             rotate90: self.rotate90,
@@ -346,6 +364,7 @@ impl TrainArgs {
             size,
             out,
             cell,
+            image_gain,
             schedule,
             learner,
             augment,
@@ -356,6 +375,25 @@ impl TrainArgs {
                 },
                 ..LoadOptions::square(size)
             },
+        })
+    }
+}
+
+impl TrainPlan {
+    /// The cell rule of a fresh run on `train`: [`TrainPlan::cell`] with
+    /// the image standardisation of `train`'s per-channel statistics when
+    /// the plan asks for one.
+    pub fn cell_for(&self, train: &PetsDataset) -> Result<CellConfig, ca_core::CoreError> {
+        let image_norm = match self.image_gain {
+            Some(gain) => {
+                let (mean, std) = train.channel_stats();
+                Some(ImageNorm::new(mean, std, gain)?)
+            }
+            None => None,
+        };
+        Ok(CellConfig {
+            image_norm,
+            ..self.cell.clone()
         })
     }
 }

@@ -29,7 +29,8 @@ const INIT_STREAM: u64 = u64::MAX;
 ///
 /// state `[B, S, h, w]`; environment `[B, E, h, w]` (from
 /// [`Colony::environment`] of images `[B, 3, H, W]` in `[0, 1]`; for a
-/// plain rule the images themselves); logits `[B, classes, H, W]`;
+/// plain rule the images, standardised when its config has an
+/// [`crate::ImageNorm`]); logits `[B, classes, H, W]`;
 /// predictions `[B, H, W]` u32.
 #[derive(Debug, Clone)]
 pub struct Colony<M: CellModel = CellRule> {
@@ -134,13 +135,13 @@ impl<M: CellModel> Colony<M> {
     }
 
     /// One step under environment `env` (from [`Colony::environment`]; for
-    /// a plain rule, the images themselves); the environment may differ
-    /// from step to step (video, image switching).
+    /// a plain rule without an [`crate::ImageNorm`], the images
+    /// themselves); the environment may differ from step to step (video,
+    /// image switching).
     ///
     /// # Shapes
     ///
-    /// `env` `[B, E, h, w]` f32; for a plain rule `[B, 3, H, W]` RGB with
-    /// pixel values in `[0, 1]`.
+    /// `env` `[B, E, h, w]` f32; for a plain rule `[B, 3, H, W]`.
     pub fn step(&mut self, env: &Tensor) -> Result<()> {
         let (b, _, h, w) = self.state.dims4()?;
         let mut rng = step_rng(self.seed, self.steps);
@@ -155,8 +156,8 @@ impl<M: CellModel> Colony<M> {
     ///
     /// # Shapes
     ///
-    /// `env` as for [`Colony::step`]: `[B, E, h, w]`, the images
-    /// `[B, 3, H, W]` in `[0, 1]` for a plain rule.
+    /// `env` as for [`Colony::step`]: `[B, E, h, w]`, from
+    /// [`Colony::environment`].
     pub fn evolve(&mut self, env: &Tensor, n: usize) -> Result<()> {
         for _ in 0..n {
             self.step(env)?;

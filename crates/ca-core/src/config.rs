@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::image_norm::ImageNorm;
 
 /// How a cell perceives its 3x3 neighbourhood (the first layer of the rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +122,12 @@ pub struct CellConfig {
     pub reset_gate: bool,
     /// Probability, per cell and step, that a cell takes its new state.
     pub update_prob: f64,
+    /// Standardisation of the RGB image before the model's environment
+    /// reads it (the training set's statistics and a gain); `None` reads
+    /// the image as it is. Absent from files written before it existed,
+    /// which therefore load as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_norm: Option<ImageNorm>,
 }
 
 impl Default for CellConfig {
@@ -136,6 +143,7 @@ impl Default for CellConfig {
             residual: true,
             reset_gate: true,
             update_prob: 0.5,
+            image_norm: None,
         }
     }
 }
@@ -164,6 +172,9 @@ impl CellConfig {
                 value: self.update_prob.to_string(),
                 reason: "must lie in (0, 1]",
             });
+        }
+        if let Some(norm) = &self.image_norm {
+            norm.validate()?;
         }
         if self.hidden_layers > 64 {
             return Err(CoreError::InvalidConfig {

@@ -50,6 +50,7 @@ mod config;
 mod draws;
 mod error;
 mod fused;
+mod image_norm;
 pub mod io;
 mod model;
 mod norm;
@@ -62,6 +63,7 @@ pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
 pub use error::{CoreError, Result};
+pub use image_norm::{standardise, ImageNorm};
 pub use model::CellModel;
 pub use norm::{normalize, normalize_firing, NORM_EPS};
 pub use params::{

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::error::{CoreError, Result};
+use crate::image_norm::standardise;
 use crate::rule::CellRule;
 
 /// A segmentation model around one cell rule: the environment the cells
@@ -28,7 +29,8 @@ pub trait CellModel {
     fn rule(&self) -> &CellRule;
 
     /// The environment `[B, E, h, w]` the cells see, from images
-    /// `[B, 3, H, W]` in `[0, 1]`: the images themselves for a plain rule,
+    /// `[B, 3, H, W]` in `[0, 1]`: the images (standardised when the
+    /// config has an [`crate::ImageNorm`]) for a plain rule,
     /// an encoder's output for a high-resolution model.
     fn environment(&self, images: &Tensor) -> Result<Tensor>;
 
@@ -42,15 +44,16 @@ pub trait CellModel {
     fn state_size(&self, image_size: (usize, usize)) -> (usize, usize);
 }
 
-/// One cell per pixel: the environment is the image, the rule's 1x1
-/// classifier makes the logits.
+/// One cell per pixel: the environment is the image (standardised when
+/// the config has an [`crate::ImageNorm`]), the rule's 1x1 classifier
+/// makes the logits.
 impl CellModel for CellRule {
     fn rule(&self) -> &CellRule {
         self
     }
 
     fn environment(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(images.clone())
+        standardise(self.config().image_norm.as_ref(), images)
     }
 
     fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor> {

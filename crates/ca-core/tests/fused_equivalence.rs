@@ -133,6 +133,7 @@ fn check(config: CellConfig, shape: (usize, usize, usize), seed: u64) {
 #[test]
 fn near_constant_norm_groups() {
     let config = CellConfig {
+        image_norm: None,
         state_channels: 1,
         hidden_channels: 1,
         env_channels: 2,
@@ -156,6 +157,7 @@ const NORMS: [Norm; 4] = [Norm::None, Norm::Batch, Norm::Instance, Norm::Channel
 
 fn small(perception: Perception, norm: Norm, residual: bool, reset_gate: bool) -> CellConfig {
     CellConfig {
+        image_norm: None,
         state_channels: 4,
         hidden_channels: 6,
         env_channels: 3,
@@ -301,6 +303,7 @@ proptest! {
         seed in 0u64..1000,
     ) {
         let config = CellConfig {
+            image_norm: None,
             state_channels: s,
             hidden_channels: hidden,
             env_channels: e,
@@ -371,6 +374,7 @@ fn fused_gradients_match_finite_differences() {
         (Perception::Depthwise, Norm::None),
     ] {
         let config = CellConfig {
+            image_norm: None,
             state_channels: 3,
             hidden_channels: 5,
             env_channels: 2,

@@ -268,6 +268,33 @@ impl PetsDataset {
         }
     }
 
+    /// Per-channel mean and (population) standard deviation of the images,
+    /// `([mean_r, mean_g, mean_b], [std_r, std_g, std_b])` in pixel units,
+    /// over every pixel of every sample, accumulated in f64. An empty
+    /// dataset gives means 0 and deviations 0.
+    pub fn channel_stats(&self) -> ([f32; 3], [f32; 3]) {
+        let (mut sum, mut sq, mut n) = ([0f64; 3], [0f64; 3], 0usize);
+        let plane = self.image_size * self.image_size;
+        for sample in &self.samples {
+            for (c, values) in sample.image.chunks_exact(plane).enumerate() {
+                for &v in values {
+                    sum[c] += f64::from(v);
+                    sq[c] += f64::from(v) * f64::from(v);
+                }
+            }
+            n += plane;
+        }
+        let (mut mean, mut std) = ([0f32; 3], [0f32; 3]);
+        if n > 0 {
+            for c in 0..3 {
+                let m = sum[c] / n as f64;
+                mean[c] = m as f32;
+                std[c] = (sq[c] / n as f64 - m * m).max(0.0).sqrt() as f32;
+            }
+        }
+        (mean, std)
+    }
+
     /// Splits off a fixed validation part: returns (training part,
     /// validation part), both in split-file order, chosen by
     /// [`validation_mask`] (per breed, by a fixed hash of the name, so the
@@ -393,6 +420,28 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.to_string().contains("label_size = 0"), "{err}");
+    }
+
+    #[test]
+    fn channel_stats_are_per_channel() {
+        // Two 1x1 samples: R 0.2 and 0.4, G 0.5 twice, B 0 and 1.
+        let sample = |name: &str, rgb: [f32; 3]| Sample {
+            name: name.into(),
+            image: rgb.to_vec(),
+            label: vec![0],
+        };
+        let samples = vec![sample("a", [0.2, 0.5, 0.0]), sample("b", [0.4, 0.5, 1.0])];
+        let ds = PetsDataset::from_samples(samples, &LoadOptions::square(1)).expect("valid");
+        let (mean, std) = ds.channel_stats();
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-6;
+        assert!(
+            close(mean[0], 0.3) && close(mean[1], 0.5) && close(mean[2], 0.5),
+            "{mean:?}"
+        );
+        assert!(
+            close(std[0], 0.1) && close(std[1], 0.0) && close(std[2], 0.5),
+            "{std:?}"
+        );
     }
 
     #[test]

@@ -153,9 +153,12 @@ impl HiresModel {
         (reduced_size(h, self.levels), reduced_size(w, self.levels))
     }
 
-    /// The environment `[B, 8, h, w]` of images `[B, 3, H, W]`.
+    /// The environment `[B, 8, h, w]` of images `[B, 3, H, W]`: the
+    /// encoder's output of the images, standardised first when the rule's
+    /// config has an [`ca_core::ImageNorm`].
     pub fn environment(&self, images: &Tensor) -> Result<Tensor> {
-        self.encoder.forward(images)
+        let images = ca_core::standardise(self.config().image_norm.as_ref(), images)?;
+        self.encoder.forward(&images)
     }
 
     /// Logits `[B, classes, H, W]` of a state `[B, S, h, w]` for images of
