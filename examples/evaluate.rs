@@ -5,7 +5,12 @@
 //! - `switching`: the image changes every `--period` steps, state kept (Figs 2, 11);
 //! - `shift`: the image is translated by `--shift` pixels after step `--at` (Fig 11b);
 //! - `norms`: mean absolute state, logits and per-step changes (Appendix A.1);
-//! - `uncertainty`: per-pixel spread over `--runs` stochastic runs, with maps.
+//! - `uncertainty`: per-pixel spread over `--runs` stochastic runs, with maps;
+//! - `probe`: does the model read the image? The agreement of its maps of
+//!   each photo with its maps of the photo's pixels shuffled and of a grey
+//!   image (`probe.csv`: near 1 = ignores the image), and a picture of
+//!   class maps and states at `--at` steps for one or two models
+//!   (`probe.png`).
 //!
 //! `cargo run --release --example evaluate -- stability --data DIR`
 
@@ -15,6 +20,7 @@ use std::time::Instant;
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_sched::{AnyModel, Trainable};
 use cellseg::ca_eval::pets::resolve_data_dir;
+use cellseg::ca_eval::probe;
 use cellseg::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use cellseg::device::parse_device;
 use cellseg::report;
@@ -27,7 +33,7 @@ struct Cli {
     protocol: Protocol,
 }
 
-#[derive(ClapArgs, Debug)]
+#[derive(ClapArgs, Debug, Clone)]
 struct Common {
     /// The trained model (plain or high resolution; the file says which).
     #[arg(long, default_value = "models/pets48.safetensors")]
@@ -123,6 +129,22 @@ enum Protocol {
         /// The PNG to write.
         #[arg(long, default_value = "out/evaluate/compare.png")]
         out: PathBuf,
+    },
+    /// Does the model read the image: map agreement with shuffled and grey
+    /// images at step T, and a picture of maps and states (`--other` adds
+    /// a second model beside the first).
+    Probe {
+        #[command(flatten)]
+        common: Common,
+        /// A second model, drawn and measured beside `--model`.
+        #[arg(long)]
+        other: Option<PathBuf>,
+        /// Photos in the picture (the first of the split).
+        #[arg(long, default_value_t = 4)]
+        photos: usize,
+        /// The steps drawn, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,40,400")]
+        at: Vec<usize>,
     },
     /// Per-pixel variance of the prediction over stochastic runs.
     Uncertainty {
@@ -312,6 +334,12 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
             title,
             out,
         } => return compare(tables, column, title, out),
+        Protocol::Probe {
+            common,
+            other,
+            photos,
+            at,
+        } => return probe(common, other.as_deref(), *photos, at),
     };
     print_summary(&output);
     for p in report::write_protocol(&output, &set, &out_dir)? {
@@ -338,6 +366,81 @@ fn compare(
     }
     plot.save(out)?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `evaluate probe`: the image-reading agreement of each model at step T
+/// over the split (`OUT/probe.csv`) and the picture of the first `photos`
+/// photos (`OUT/probe.png`): per row the photo, then per model its class
+/// maps at the `at` steps and its states there.
+fn probe(
+    c: &Common,
+    other: Option<&std::path::Path>,
+    photos: usize,
+    at: &[usize],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use cellseg::ca_viz::render::{
+        chw_to_rgb, class_image, hstack, save_png, upscale, vstack, StateProjection,
+    };
+    let mut models = vec![c.model.clone()];
+    models.extend(other.map(std::path::Path::to_path_buf));
+    std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
+    let mut csv = String::from("model,step,agreement_shuffled,agreement_grey,iou_labels,samples\n");
+    let mut rows: Vec<Vec<image::RgbImage>> = Vec::new();
+    for path in &models {
+        let (model, set, opts) = setup(
+            &Common {
+                model: path.clone(),
+                ..c.clone()
+            },
+            1,
+        )?;
+        let reading = probe::image_reading(&model, &set, opts.target, opts.batch, opts.seed)?;
+        println!(
+            "{}: at step {} map agreement with shuffled pixels {:.3}, with grey {:.3} (1 = ignores the image); IoU with labels {:.3}",
+            path.display(), reading.step, reading.shuffled, reading.grey, reading.labels
+        );
+        csv += &format!(
+            "{},{},{:.4},{:.4},{:.4},{}\n",
+            path.display(),
+            reading.step,
+            reading.shuffled,
+            reading.grey,
+            reading.labels,
+            reading.samples
+        );
+        let head = EvalSet {
+            names: set.names.iter().take(photos).cloned().collect(),
+            images: set.images.iter().take(photos).cloned().collect(),
+            labels: set.labels.iter().take(photos).cloned().collect(),
+            size: set.size,
+        };
+        let frames = probe::probe_frames(&model, &head, at, opts.seed)?;
+        let projection = StateProjection::new(frames.state_channels);
+        let (s, (h, w)) = (frames.image_size, frames.state_size);
+        let scale = |n: usize| (144 / n.max(1)).max(1) as u32;
+        for i in 0..head.len() {
+            if rows.len() <= i {
+                rows.push(vec![upscale(&chw_to_rgb(&head.images[i], s, s), scale(s))]);
+            }
+            let maps = frames.classes[i]
+                .iter()
+                .map(|m| upscale(&class_image(m, s, s), scale(s)));
+            let states = frames.states[i]
+                .iter()
+                .map(|st| upscale(&projection.project(st, w, h), scale(w)));
+            rows[i].push(image::RgbImage::new(8, 1));
+            rows[i].extend(maps.chain(states));
+        }
+    }
+    let csv_path = c.out.join("probe.csv");
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let png = c.out.join("probe.png");
+    save_png(
+        &vstack(&rows.iter().map(|r| hstack(r)).collect::<Vec<_>>()),
+        &png,
+    )?;
+    println!("wrote {} and {} (per row: photo, then per model maps at steps {at:?}, states at those steps)", csv_path.display(), png.display());
     Ok(())
 }
 

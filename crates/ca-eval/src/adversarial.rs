@@ -110,7 +110,8 @@ pub fn attack(
     let max = f64::from(options.max_perturbation);
     let mut losses = Vec::with_capacity(options.iterations);
     for it in 0..options.iterations {
-        let env = adversarial_env(&base, &mask, delta.as_tensor(), max)?;
+        let image = adversarial_image(&base, &mask, delta.as_tensor(), max)?;
+        let env = ca_core::CellModel::environment(rule, &image)?;
         let stream = if options.fixed_draws {
             0
         } else {
@@ -143,7 +144,7 @@ pub fn attack(
         losses.push(loss.to_scalar::<f32>()?);
         adam.backward_step(&loss)?;
     }
-    let env = adversarial_env(&base, &mask, delta.as_tensor(), max)?;
+    let env = adversarial_image(&base, &mask, delta.as_tensor(), max)?;
     let adversarial = env.flatten_all()?.to_vec1::<f32>()?;
     let perturbation = adversarial
         .iter()
@@ -159,7 +160,7 @@ pub fn attack(
 }
 
 /// `clamp(base + mask * clamp(delta, -max, max), 0, 1)`.
-fn adversarial_env(base: &Tensor, mask: &Tensor, delta: &Tensor, max: f64) -> Result<Tensor> {
+fn adversarial_image(base: &Tensor, mask: &Tensor, delta: &Tensor, max: f64) -> Result<Tensor> {
     let d = delta.clamp(-max, max)?.broadcast_mul(mask)?;
     Ok((base + d)?.clamp(0.0, 1.0)?)
 }
@@ -173,8 +174,9 @@ pub fn classes_after(
     steps: usize,
     seed: u64,
 ) -> Result<Vec<u32>> {
-    let env = Tensor::from_vec(image.to_vec(), (1, 3, size, size), rule.device())?;
+    let image = Tensor::from_vec(image.to_vec(), (1, 3, size, size), rule.device())?;
     let mut colony = ca_core::Colony::new(rule.clone(), 1, size, size, seed)?;
+    let env = colony.environment(&image)?;
     colony.evolve(&env, steps)?;
     Ok(colony
         .predict()?

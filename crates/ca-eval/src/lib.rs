@@ -11,6 +11,9 @@
 //!   `ca-sched`'s one evaluator, [`ca_sched::iou_over_time`];
 //! - [`adversarial`]: the paper's Appendix A.2 procedure, a perturbation of
 //!   a grayed-out region optimised through the unrolled steps;
+//! - [`probe`]: whether a model reads the image (its maps of a photo
+//!   against those of the photo shuffled and of a grey image), and the
+//!   frames of a probe picture;
 //! - [`pets`]: the Oxford-IIIT Pet loader (`ca-data`) as `ca-sched`
 //!   training data, and where the data live by default;
 //! - [`sweep`]: equal-CPU-budget recipe sweeps over `train_pets` in
@@ -23,6 +26,7 @@
 pub mod adversarial;
 pub mod error;
 pub mod pets;
+pub mod probe;
 pub mod protocols;
 pub mod sweep;
 
