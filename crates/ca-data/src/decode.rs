@@ -13,19 +13,22 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::error::DataError;
 use crate::labels::trimap_to_class;
+use crate::limits::ImageLimits;
 
 /// Reads one image file of any size and format that the `image` crate
 /// decodes (JPEG, PNG, GIF), chosen by content, and returns it as 8-bit RGB.
 ///
 /// A zero-byte file, a truncated JPEG (no end-of-image marker after its last
-/// scan) or an unknown format is a [`DataError::Decode`] naming the file.
+/// scan) or an unknown format is a [`DataError::Decode`] naming the file;
+/// a header over the default [`ImageLimits`] is a [`DataError::TooLarge`],
+/// before any pixel is decoded.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_rgb(&bytes, path)
+    decode_rgb(&bytes, path, &ImageLimits::default())
 }
 
 /// Reads a trimap file and returns its pixels as model class ids
@@ -94,14 +97,43 @@ fn sniff<'a>(bytes: &'a [u8], path: &Path) -> Result<ImageReader<Cursor<&'a [u8]
     }
 }
 
-fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, DataError> {
-    let image = sniff(bytes, path)?
-        .decode()
-        .map_err(|e| decode_error(path, e))?;
+/// Decodes image bytes (any format [`load_rgb`] reads) to 8-bit RGB after
+/// checking the dimensions in the header against `limits`; the decoder
+/// itself is held to those dimensions and to
+/// [`ImageLimits::max_decode_bytes`]. `path` names the source in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<RgbImage, DataError> {
+    let (width, height) = check_header(bytes, path, limits)?;
+    let mut reader = sniff(bytes, path)?;
+    let mut decode_limits = Limits::default();
+    decode_limits.max_image_width = Some(width);
+    decode_limits.max_image_height = Some(height);
+    decode_limits.max_alloc = Some(limits.max_decode_bytes());
+    reader.limits(decode_limits);
+    let image = reader.decode().map_err(|e| decode_error(path, e))?;
     Ok(match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
+}
+
+/// The `(width, height)` in the header of image bytes, checked against
+/// `limits`: [`DataError::TooLarge`] over a limit, [`DataError::Decode`]
+/// for an image without pixels or an unreadable header.
+fn check_header(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<(u32, u32), DataError> {
+    let (width, height) = sniff(bytes, path)?
+        .into_dimensions()
+        .map_err(|e| decode_error(path, e))?;
+    limits.check(width, height).map_err(|source| {
+        if source.too_large {
+            DataError::TooLarge {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            decode_error(path, source)
+        }
+    })?;
+    Ok((width, height))
 }
 
 /// Whether a JPEG byte stream has an end-of-image marker (`FF D9`) after its
@@ -118,6 +150,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 }
 
 fn decode_trimap_raw(bytes: &[u8], path: &Path) -> Result<RawTrimap, DataError> {
+    check_header(bytes, path, &ImageLimits::default())?;
     let reader = sniff(bytes, path)?;
     if reader.format() == Some(ImageFormat::Png) {
         return decode_png_raw(bytes, path);
@@ -252,14 +285,46 @@ mod tests {
 
     #[test]
     fn empty_bytes_are_a_decode_error() {
-        let err = decode_rgb(&[], Path::new("x.jpg")).unwrap_err();
+        let err = decode_rgb(&[], Path::new("x.jpg"), &ImageLimits::default()).unwrap_err();
         assert!(err.to_string().contains("x.jpg"), "{err}");
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
     #[test]
+    fn a_strip_over_the_limits_is_refused_before_decoding() {
+        let mut png = Vec::new();
+        RgbImage::from_pixel(20_000, 1, image::Rgb([1, 2, 3]))
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let err = decode_rgb(&png, Path::new("strip.png"), &ImageLimits::default()).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("strip.png") && text.contains("20000x1"),
+            "{text}"
+        );
+        assert!(text.contains("max_side"), "{text}");
+        let roomy = ImageLimits {
+            max_side: 20_000,
+            max_aspect: 20_000.0,
+            ..ImageLimits::default()
+        };
+        assert_eq!(
+            decode_rgb(&png, Path::new("strip.png"), &roomy)
+                .unwrap()
+                .dimensions(),
+            (20_000, 1)
+        );
+    }
+
+    #[test]
     fn garbage_is_a_decode_error() {
-        let err = decode_rgb(b"MATLAB 5.0 MAT-file", Path::new("a.mat")).unwrap_err();
+        let err = decode_rgb(
+            b"MATLAB 5.0 MAT-file",
+            Path::new("a.mat"),
+            &ImageLimits::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, DataError::Decode { .. }), "{err}");
     }
 }

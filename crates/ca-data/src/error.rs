@@ -101,6 +101,17 @@ pub enum DataError {
         reason: String,
     },
 
+    /// An image's header declares dimensions over the
+    /// [`crate::ImageLimits`] (checked before decoding).
+    #[error("{}: image over the limits, not decoded: {source}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit it is over.
+        #[source]
+        source: crate::limits::LimitError,
+    },
+
     /// A trimap holds a value other than 1, 2 or 3.
     #[error("{}: trimap value {value} at (x={x}, y={y}) is not 1 (pet), 2 (background) or 3 (boundary)", path.display())]
     TrimapValue {

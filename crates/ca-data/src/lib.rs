@@ -28,6 +28,7 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod labels;
+pub mod limits;
 pub mod resize;
 pub mod rng;
 pub mod split;
@@ -38,8 +39,9 @@ pub use batch::{epoch_order, Batch, EpochBatches};
 pub use dataset::{
     image_path, trimap_path, LoadOptions, LoadPolicy, LoadReport, PetsDataset, Sample,
 };
-pub use decode::{label_map_from_bytes, load_label_map, load_rgb};
+pub use decode::{decode_rgb, label_map_from_bytes, load_label_map, load_rgb};
 pub use error::DataError;
 pub use labels::{trimap_to_class, BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES, OBJECT};
+pub use limits::{ImageLimits, LimitError};
 pub use rng::stream_rng;
 pub use split::{breed_of, parse_split, read_split, validation_mask, Split, SplitEntry};

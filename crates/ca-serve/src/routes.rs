@@ -81,7 +81,10 @@ impl AppState {
     fn upload_limits(&self) -> UploadLimits {
         UploadLimits {
             max_bytes: self.config.max_upload_bytes,
-            max_pixels: self.config.max_pixels,
+            image: ca_data::ImageLimits {
+                max_pixels: self.config.max_pixels,
+                ..ca_data::ImageLimits::default()
+            },
         }
     }
 
@@ -163,6 +166,8 @@ async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
         "max_colonies": c.max_colonies,
         "max_upload_bytes": c.max_upload_bytes,
         "max_pixels": c.max_pixels,
+        "max_side": ca_data::ImageLimits::default().max_side,
+        "max_aspect": ca_data::ImageLimits::default().max_aspect,
         "max_steps": c.max_steps,
         "models": app.models.names(),
         "default_model": c.default_model,

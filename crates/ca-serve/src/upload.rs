@@ -1,23 +1,25 @@
-//! Uploaded images: checked against the byte and pixel limits before they
-//! are decoded, JPEG and PNG only.
+//! Uploaded images: checked against the byte limit and the project's image
+//! limits ([`ca_data::ImageLimits`]: pixels, side, aspect ratio) before
+//! they are decoded, JPEG and PNG only.
 
 use std::io::Cursor;
 
+use ca_data::ImageLimits;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::error::ApiError;
 
 /// The limits an upload is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UploadLimits {
     /// Most bytes.
     pub max_bytes: usize,
-    /// Most pixels (width times height).
-    pub max_pixels: u64,
+    /// Most pixels, longest side and largest aspect ratio.
+    pub image: ImageLimits,
 }
 
 /// Decodes an uploaded JPEG or PNG to RGB: 413 when it is over `limits`
-/// (pixels from its header, before decoding), 400 when it is empty, of
+/// (pixels, side or aspect ratio from its header, before decoding), 400 when it is empty, of
 /// another format, truncated ([`check_complete`]) or corrupt.
 pub fn decode_image(bytes: &[u8], limits: UploadLimits) -> Result<RgbImage, ApiError> {
     if bytes.len() > limits.max_bytes {
@@ -57,23 +59,18 @@ pub fn decode_image(bytes: &[u8], limits: UploadLimits) -> Result<RgbImage, ApiE
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(corrupt)?;
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > limits.max_pixels {
-        return Err(ApiError::too_large(format!(
-            "image of {w}x{h} = {pixels} pixels is over the limit of {} pixels",
-            limits.max_pixels
-        )));
-    }
-    if pixels == 0 {
-        return Err(ApiError::bad_request(format!(
-            "image of {w}x{h} has no pixels"
-        )));
-    }
+    limits.image.check(w, h).map_err(|e| {
+        if e.too_large {
+            ApiError::too_large(e.reason)
+        } else {
+            ApiError::bad_request(e.reason)
+        }
+    })?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decode_limits = Limits::default();
     decode_limits.max_image_width = Some(w);
     decode_limits.max_image_height = Some(h);
-    decode_limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
+    decode_limits.max_alloc = Some(limits.image.max_decode_bytes());
     reader.limits(decode_limits);
     Ok(reader.decode().map_err(corrupt)?.into_rgb8())
 }

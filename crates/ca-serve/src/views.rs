@@ -27,8 +27,10 @@ const OFF_VIEW: [u8; 3] = [40, 40, 40];
 
 /// The photo as the overlay's background: resized (stretched) to the
 /// square `view x view`, as the colony sees it resized to its grid.
+/// The resize's memory is bounded by the view ([`ca_data::resize::resize_rgb`]),
+/// whatever the photo's shape.
 pub fn photo_view(photo: &RgbImage, view: u32) -> RgbImage {
-    imageops::resize(photo, view, view, FilterType::Triangle)
+    ca_data::resize::resize_rgb(photo, view, view)
 }
 
 fn enlarge(image: &RgbImage, view: u32) -> RgbImage {

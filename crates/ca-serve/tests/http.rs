@@ -230,6 +230,45 @@ async fn uploads_over_the_limits_get_413() {
     assert!(answer.error(413).contains("limit of"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_pixel_high_strip_gets_413_not_a_crash() {
+    // Issue 24: a 49 KB PNG of 16777216 x 1 pixels is inside the pixel
+    // limit; its resize asked for 12.9 GB and killed the server.
+    let (addr, _) = start(ServeConfig {
+        models_dir: models_dir(),
+        ..ServeConfig::default()
+    })
+    .await;
+    let strip = png_bytes(&RgbImage::from_pixel(16_777_216, 1, Rgb([90, 120, 30])));
+    assert!(
+        strip.len() < ServeConfig::default().max_upload_bytes,
+        "{}",
+        strip.len()
+    );
+    let answer = post_form(
+        addr,
+        "/api/segment",
+        &[("image", Some("strip.png"), &strip)],
+    )
+    .await;
+    let message = answer.error(413);
+    assert!(
+        message.contains("16777216x1") && message.contains("limit of 16384"),
+        "{message}"
+    );
+    // Within the limits, a strip of aspect ratio 32 is segmented.
+    let thin = png_bytes(&RgbImage::from_pixel(4096, 128, Rgb([90, 120, 30])));
+    let answer = post_form(addr, "/api/segment", &[("image", Some("thin.png"), &thin)]).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    // The server is still there.
+    assert_eq!(get(addr, "/api/status").await.status, 200);
+}
+
 fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
     let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir)
         .unwrap()
