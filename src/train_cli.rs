@@ -148,9 +148,9 @@ pub struct TrainArgs {
     pub ema: Ema,
     /// Standardise the image by the training part's per-channel mean and
     /// standard deviation (recorded in the model file) before the cells
-    /// read it.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    pub image_norm: bool,
+    /// read it [default: true; false with --paper].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub image_norm: Option<bool>,
     /// Factor on the standardised image (with `--image-norm true`): a
     /// larger share of the perception's input for the image.
     #[arg(long, default_value_t = 3.0)]
@@ -161,8 +161,9 @@ pub struct TrainArgs {
     pub curriculum: f64,
     /// The paper's recipe instead of the default one (chosen on the
     /// validation split, see docs/RESULTS.md): batch 32, lr 3e-4 constant,
-    /// plain cross-entropy, the default initialisation, no weight average
-    /// (the flags of those levers cannot be combined with it).
+    /// plain cross-entropy, the default initialisation, no weight average,
+    /// the raw image (the flags of those levers, but `--image-norm`,
+    /// cannot be combined with it).
     #[arg(long, conflicts_with_all = [
         "class_weights", "dice_weight", "zero_update_init", "lr_schedule",
         "warmup_steps", "ema",
@@ -288,7 +289,10 @@ impl TrainArgs {
         };
         cell.validate()
             .map_err(|e| flag_error(e.invalid_field(), e))?;
-        let image_gain = self.image_norm.then_some(self.image_gain);
+        let image_gain = self
+            .image_norm
+            .unwrap_or(!self.paper)
+            .then_some(self.image_gain);
         if let Some(gain) = image_gain {
             ImageNorm::new([0.0; 3], [1.0; 3], gain)
                 .map_err(|e| flag_error(e.invalid_field(), e))?;

@@ -9,6 +9,12 @@ use support::{command, run, text, TempDir};
 
 /// The training config stored by a one-step run with `extra` flags.
 fn stored_config(name: &str, extra: &[&str]) -> Option<Value> {
+    stored(name, extra).map(|(train, _)| train)
+}
+
+/// The training config and the cell config stored by a one-step run with
+/// `extra` flags.
+fn stored(name: &str, extra: &[&str]) -> Option<(Value, Value)> {
     let bin = support::train_pets()?;
     let dir = TempDir::new(name);
     let mut args = vec!["--steps", "1"];
@@ -19,7 +25,31 @@ fn stored_config(name: &str, extra: &[&str]) -> Option<Value> {
         .expect("a training checkpoint");
     let state: Value =
         serde_json::from_str(&meta[cellseg::ca_sched::TRAIN_STATE_KEY]).expect("train state");
-    Some(state["config"].clone())
+    let cell: Value =
+        serde_json::from_str(&meta[cellseg::ca_core::io::CONFIG_KEY]).expect("cell config");
+    Some((state["config"].clone(), cell))
+}
+
+#[test]
+fn the_image_is_standardised_by_default_and_raw_with_paper() {
+    let Some((_, cell)) = stored("norm-default", &[]) else {
+        return;
+    };
+    let norm = &cell["image_norm"];
+    assert_eq!(norm["gain"], 3.0, "{cell}");
+    assert_eq!(norm["mean"].as_array().map(Vec::len), Some(3), "{cell}");
+    let Some((_, paper)) = stored("norm-paper", &["--paper"]) else {
+        return;
+    };
+    assert_eq!(paper.get("image_norm"), None, "{paper}");
+    let Some((_, raw)) = stored("norm-off", &["--image-norm", "false"]) else {
+        return;
+    };
+    assert_eq!(raw.get("image_norm"), None, "{raw}");
+    let Some((_, gain)) = stored("norm-gain", &["--image-gain", "1.5"]) else {
+        return;
+    };
+    assert_eq!(gain["image_norm"]["gain"], 1.5, "{gain}");
 }
 
 #[test]
