@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ca_serve::{ServeConfig, Server};
 use clap::Parser;
@@ -24,9 +25,24 @@ struct Args {
     /// The models folder: the page chooses among its `*.safetensors` files.
     #[arg(long)]
     models_dir: Option<PathBuf>,
-    /// Colonies alive at once (pages and API calls); more get 503.
+    /// Live pages at once; more get 503.
     #[arg(long, default_value_t = ServeConfig::default().max_colonies)]
     max_colonies: usize,
+    /// API calls segmenting at once; more wait in the queue.
+    #[arg(long, default_value_t = ServeConfig::default().max_api_colonies)]
+    max_api_colonies: usize,
+    /// API calls that may wait for a slot; more get 503 with Retry-After.
+    #[arg(long, default_value_t = ServeConfig::default().api_queue)]
+    api_queue: usize,
+    /// Seconds an API call may wait for a slot before a 503 with Retry-After.
+    #[arg(long, default_value_t = ServeConfig::default().api_wait.as_secs_f64())]
+    api_wait_secs: f64,
+    /// Seconds a page may stay connected without sending a photo.
+    #[arg(long, default_value_t = ServeConfig::default().photo_timeout.as_secs_f64())]
+    photo_timeout_secs: f64,
+    /// Seconds a page may stay connected without sending any message.
+    #[arg(long, default_value_t = ServeConfig::default().idle_timeout.as_secs_f64())]
+    idle_timeout_secs: f64,
     /// Largest upload in bytes; larger get 413.
     #[arg(long, default_value_t = ServeConfig::default().max_upload_bytes)]
     max_upload_bytes: usize,
@@ -72,7 +88,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let seconds = |flag: &str, value: f64| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("--{flag} {value}: must be a number of seconds from 0 up"))
+    };
+    let timeouts = (|| {
+        Ok::<_, String>((
+            seconds("api-wait-secs", args.api_wait_secs)?,
+            seconds("photo-timeout-secs", args.photo_timeout_secs)?,
+            seconds("idle-timeout-secs", args.idle_timeout_secs)?,
+        ))
+    })();
+    let (api_wait, photo_timeout, idle_timeout) = match timeouts {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = ServeConfig {
+        max_api_colonies: args.max_api_colonies,
+        api_queue: args.api_queue,
+        api_wait,
+        photo_timeout,
+        idle_timeout,
         port: args.port,
         models_dir,
         default_model,

@@ -2,6 +2,7 @@
 //! whose errors name the setting and the value.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What [`ServeConfig::validate`] rejects: the setting, its value and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,9 +32,23 @@ pub struct ServeConfig {
     /// Largest accepted image in pixels (width times height); larger ones
     /// get 413 before they are decoded.
     pub max_pixels: u64,
-    /// Colonies alive at once (live pages and running API calls together);
-    /// further clients get 503.
+    /// Live pages (WebSocket colonies) at once; further pages get 503. API
+    /// calls have their own pool ([`ServeConfig::max_api_colonies`]).
     pub max_colonies: usize,
+    /// `POST /api/segment` calls segmenting at once; further calls wait in
+    /// a queue.
+    pub max_api_colonies: usize,
+    /// API calls that may wait for a slot; one more gets 503 with
+    /// `Retry-After` at once.
+    pub api_queue: usize,
+    /// Longest wait in the queue before a 503 with `Retry-After`.
+    pub api_wait: Duration,
+    /// A page that sends no photo (or video frame) this long after it
+    /// connects is closed with the reason, and its slot freed.
+    pub photo_timeout: Duration,
+    /// A page that sends no message (command, photo or frame) this long is
+    /// closed with the reason, and its slot freed.
+    pub idle_timeout: Duration,
     /// Most CA steps a page or an API call may ask for.
     pub max_steps: usize,
     /// CA steps of `POST /api/segment` when the request names none.
@@ -57,6 +72,11 @@ impl Default for ServeConfig {
             max_upload_bytes: 8 << 20,
             max_pixels: 4096 * 4096,
             max_colonies: 4,
+            max_api_colonies: 2,
+            api_queue: 64,
+            api_wait: Duration::from_secs(30),
+            photo_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(900),
             max_steps: 5000,
             default_steps: 100,
             max_fps: 15,
@@ -106,6 +126,33 @@ impl ServeConfig {
                 self.max_colonies.to_string(),
                 "must be 1 to 256",
             );
+        }
+        if self.max_api_colonies == 0 || self.max_api_colonies > 256 {
+            return error(
+                "max_api_colonies",
+                self.max_api_colonies.to_string(),
+                "must be 1 to 256",
+            );
+        }
+        if self.api_queue > 100_000 {
+            return error(
+                "api_queue",
+                self.api_queue.to_string(),
+                "must be 0 to 100000",
+            );
+        }
+        for (setting, value) in [
+            ("api_wait", self.api_wait),
+            ("photo_timeout", self.photo_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(86_400) {
+                return error(
+                    setting,
+                    format!("{value:?}"),
+                    "must be over 0 and at most a day",
+                );
+            }
         }
         if self.max_steps == 0 || self.max_steps > 1_000_000 {
             return error(

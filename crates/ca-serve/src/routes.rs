@@ -1,10 +1,11 @@
 //! The router: the page, the WebSocket of a live colony and the HTTP API.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -44,7 +45,8 @@ pub const PHOTO_MESSAGE: u8 = b'P';
 /// First byte of a WebSocket image message: a video frame (keep the state).
 pub const VIDEO_MESSAGE: u8 = b'V';
 
-/// What the handlers share: the settings, the models and the colony slots.
+/// What the handlers share: the settings, the models and the two pools of
+/// colony slots (live pages, API calls).
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The settings.
@@ -52,30 +54,90 @@ pub struct AppState {
     /// The models folder.
     pub models: Arc<ModelRegistry>,
     colonies: Arc<Semaphore>,
+    api: Arc<Semaphore>,
+    api_waiting: Arc<AtomicUsize>,
+}
+
+/// Decrements the count of queued API calls when the wait ends, however it
+/// ends (slot, timeout, or the client gone and the future dropped).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {
     /// The state of a server with `config` and `models`.
     pub fn new(config: ServeConfig, models: Arc<ModelRegistry>) -> Self {
         let colonies = Arc::new(Semaphore::new(config.max_colonies));
+        let api = Arc::new(Semaphore::new(config.max_api_colonies));
         AppState {
             config: Arc::new(config),
             models,
             colonies,
+            api,
+            api_waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Colonies alive now (pages and API calls).
+    /// Live pages' colonies alive now.
     pub fn live_colonies(&self) -> usize {
         self.config.max_colonies - self.colonies.available_permits()
     }
 
-    /// A colony slot, held until dropped; 503 when all are taken.
+    /// API calls segmenting now.
+    pub fn api_running(&self) -> usize {
+        self.config.max_api_colonies - self.api.available_permits()
+    }
+
+    /// API calls waiting for a slot now.
+    pub fn api_waiting(&self) -> usize {
+        self.api_waiting.load(Ordering::SeqCst)
+    }
+
+    /// A live page's colony slot, held until dropped; 503 when all are
+    /// taken.
     fn take_colony(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.colonies
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::busy(self.config.max_colonies))
+    }
+
+    /// An API slot, held until dropped: at once when one is free, else
+    /// after a wait in the queue of at most [`ServeConfig::api_wait`]; 503
+    /// with `Retry-After` when the queue ([`ServeConfig::api_queue`]) is
+    /// full or the wait runs out.
+    pub async fn take_api_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.api.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let c = &self.config;
+        let retry = c.api_wait.as_secs().clamp(1, 60);
+        if self.api_waiting.fetch_add(1, Ordering::SeqCst) >= c.api_queue {
+            self.api_waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::api_busy(
+                format!(
+                    "server busy: all {} API slots are in use and {} calls are queued; retry later",
+                    c.max_api_colonies, c.api_queue
+                ),
+                retry,
+            ));
+        }
+        let _waiting = Waiting(self.api_waiting.clone());
+        match tokio::time::timeout(c.api_wait, self.api.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ApiError::internal("the API slots are closed")),
+            Err(_) => Err(ApiError::api_busy(
+                format!(
+                    "server busy: no API slot came free in {:.1} s; retry later",
+                    c.api_wait.as_secs_f64()
+                ),
+                retry,
+            )),
+        }
     }
 
     fn upload_limits(&self) -> UploadLimits {
@@ -158,12 +220,18 @@ async fn list_models(State(app): State<AppState>) -> Result<Json<serde_json::Val
     })))
 }
 
-/// `GET /api/status`: colonies alive and the limits.
+/// `GET /api/status`: both pools (live pages, API calls) and the limits.
 async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
     let c = &app.config;
     Json(serde_json::json!({
         "live_colonies": app.live_colonies(),
         "max_colonies": c.max_colonies,
+        "api_running": app.api_running(),
+        "api_waiting": app.api_waiting(),
+        "max_api_colonies": c.max_api_colonies,
+        "api_queue": c.api_queue,
+        "photo_timeout_s": c.photo_timeout.as_secs_f64(),
+        "idle_timeout_s": c.idle_timeout.as_secs_f64(),
         "max_upload_bytes": c.max_upload_bytes,
         "max_pixels": c.max_pixels,
         "max_side": ca_data::ImageLimits::default().max_side,
@@ -294,7 +362,7 @@ async fn segment(
     }
     let model = app.model(model).await?;
     let model_name = model.name.clone();
-    let permit = app.take_colony()?;
+    let permit = app.take_api_slot().await?;
     let limits = app.upload_limits();
     let work = move || -> Result<(Vec<u32>, usize), ApiError> {
         let _slot = permit;
@@ -444,7 +512,15 @@ async fn live(
         return;
     }
     let max_steps = app.config.max_steps;
+    let (photo_timeout, idle_timeout) = (app.config.photo_timeout, app.config.idle_timeout);
+    let connected = tokio::time::Instant::now();
+    let (mut last_message, mut got_photo) = (connected, false);
     loop {
+        let deadline = if got_photo {
+            last_message + idle_timeout
+        } else {
+            (connected + photo_timeout).min(last_message + idle_timeout)
+        };
         tokio::select! {
             received = socket.recv() => {
                 let message = match received {
@@ -452,8 +528,13 @@ async fn live(
                     Some(Ok(m)) => m,
                 };
                 let alive = match page_command(message, max_steps) {
-                    Some(Ok(command)) => commands.send(command).is_ok(),
+                    Some(Ok(command)) => {
+                        last_message = tokio::time::Instant::now();
+                        got_photo |= matches!(command, Command::Image { .. });
+                        commands.send(command).is_ok()
+                    }
                     Some(Err(error)) => {
+                        last_message = tokio::time::Instant::now();
                         let notice = notice_message(session::error_notice(&error));
                         socket.send(notice).await.is_ok()
                     }
@@ -469,6 +550,37 @@ async fn live(
                     break;
                 }
             }
+            _ = tokio::time::sleep_until(deadline) => {
+                let reason = if got_photo {
+                    format!(
+                        "closed: no message from the page in {} s; reload to start again",
+                        idle_timeout.as_secs()
+                    )
+                } else {
+                    format!(
+                        "closed: no photo in the first {} s; reload to start again",
+                        photo_timeout.as_secs()
+                    )
+                };
+                close_with(&mut socket, StatusCode::REQUEST_TIMEOUT, IDLE_CLOSE_CODE, reason).await;
+                break;
+            }
         }
     }
+}
+
+/// The WebSocket close code of a page closed for want of a photo or of any
+/// message (application range 4000-4999).
+pub const IDLE_CLOSE_CODE: u16 = 4408;
+
+/// Sends an error notice with `reason`, then a close frame with `code`
+/// and `reason`, so the page can say why it was closed.
+async fn close_with(socket: &mut WebSocket, status: StatusCode, code: u16, reason: String) {
+    let notice = session::error_notice(&ApiError::new(status, reason.clone()));
+    let _ = socket.send(notice_message(notice)).await;
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }

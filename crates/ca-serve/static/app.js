@@ -56,8 +56,12 @@ function connect(model) {
   ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   ws.onmessage = (ev) => (typeof ev.data === "string" ? onNotice(JSON.parse(ev.data)) : onFrame(ev.data));
-  ws.onclose = async () => {
+  ws.onclose = async (ev) => {
     ws = null;
+    if (ev.reason) {
+      say(ev.reason);
+      return;
+    }
     try {
       const s = await (await fetch("/api/status")).json();
       say(

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ca_serve::{guarded, ServeConfig};
@@ -564,9 +565,10 @@ async fn colonies_are_bounded_and_a_closed_socket_frees_its_own() {
         }
         other => panic!("expected 503, got {other:?}"),
     }
+    // API calls have their own pool: two open pages do not lock them out.
     let photo = fixture_bytes(PHOTO);
-    let busy = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
-    assert!(busy.error(503).contains("server busy"));
+    let api = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
+    assert_eq!(api.status, 200, "{}", String::from_utf8_lossy(&api.body));
 
     // A running colony on the first socket, then the tab closes.
     first.send(image_message(b'P', &photo)).await.unwrap();
@@ -592,6 +594,147 @@ async fn colonies_are_bounded_and_a_closed_socket_frees_its_own() {
     let third = connect(addr).await;
     assert_eq!(state.live_colonies(), 2);
     drop((second, third));
+}
+
+/// The close frame that ends `socket` within 30 s, after any frames and
+/// notices (collected).
+async fn close_frame(socket: &mut Socket) -> (Option<(u16, String)>, Vec<serde_json::Value>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut notices = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, socket.next())
+            .await
+            .expect("the socket closed within 30 s");
+        match message {
+            Some(Ok(Message::Close(frame))) => {
+                return (
+                    frame.map(|f| (f.code.into(), f.reason.to_string())),
+                    notices,
+                )
+            }
+            Some(Ok(Message::Text(t))) => notices.push(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (None, notices),
+        }
+    }
+}
+
+/// Waits until `state` holds no live colony, at most 20 s.
+async fn all_freed(state: &ca_serve::AppState) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state.live_colonies() > 0 {
+        assert!(Instant::now() < deadline, "a slot was not freed in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_pages_are_closed_with_a_reason_and_free_their_slots() {
+    // Issue 24: a page that never sends a photo held its slot forever.
+    let (addr, state) = start(ServeConfig {
+        models_dir: models_dir(),
+        max_colonies: 1,
+        photo_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..ServeConfig::default()
+    })
+    .await;
+    let mut silent = connect(addr).await;
+    let (frame, notices) = close_frame(&mut silent).await;
+    let (code, reason) = frame.expect("a close frame with a reason");
+    assert_eq!(code, ca_serve::routes::IDLE_CLOSE_CODE);
+    assert!(reason.contains("no photo in the first 1 s"), "{reason}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n["status"] == 408 && n["error"] == reason.as_str()),
+        "{notices:?}"
+    );
+    all_freed(&state).await;
+
+    // A page that sends a photo and then nothing is closed once idle.
+    let mut quiet = connect(addr).await;
+    let started = Instant::now();
+    quiet
+        .send(image_message(b'P', &fixture_bytes(PHOTO)))
+        .await
+        .unwrap();
+    let (frame, _) = close_frame(&mut quiet).await;
+    let (_, reason) = frame.expect("a close frame with a reason");
+    assert!(
+        reason.contains("no message from the page in 2 s"),
+        "{reason}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    all_freed(&state).await;
+    connect(addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_parallel_api_clients_are_queued_not_refused() {
+    // Issue 24: 20 clients x 5 POSTs got 80 answers of 503 under the
+    // default settings.
+    let (addr, state) = start_default().await;
+    let photo = Arc::new(fixture_bytes(PHOTO));
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let photo = photo.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..5 {
+                    let fields: [(&str, Option<&str>, &[u8]); 2] =
+                        [("image", Some("a.jpg"), &photo), ("steps", None, b"10")];
+                    statuses.push(post_form(addr, "/api/segment", &fields).await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.extend(c.await.unwrap());
+    }
+    assert_eq!(statuses.len(), 100);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!((state.api_running(), state.api_waiting()), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_api_queue_answers_503_with_retry_after() {
+    let (addr, state) = start(ServeConfig {
+        models_dir: models_dir(),
+        max_api_colonies: 1,
+        api_queue: 1,
+        api_wait: Duration::from_secs(1),
+        ..ServeConfig::default()
+    })
+    .await;
+    let held = state.take_api_slot().await.unwrap();
+    let photo = fixture_bytes(PHOTO);
+    let started = Instant::now();
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
+    assert!(answer.error(503).contains("no API slot came free"));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    // With the queue full (one waiter), the next call is refused at once.
+    let waiter = {
+        let state = state.clone();
+        tokio::spawn(async move { state.take_api_slot().await.map(drop) })
+    };
+    while state.api_waiting() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
+    assert!(answer.error(503).contains("calls are queued"));
+    assert!(answer.retry_after.is_some());
+    drop(held);
+    waiter.await.unwrap().unwrap();
+    let answer = post_form(addr, "/api/segment", &[("image", Some("a.jpg"), &photo)]).await;
+    assert_eq!(answer.status, 200);
+    let status = get(addr, "/api/status").await.json();
+    assert_eq!(status["max_api_colonies"], 1);
+    assert_eq!(status["api_waiting"], 0);
 }
 
 /// A handler that panics on purpose (the panic message in the test output is expected).

@@ -75,6 +75,8 @@ pub struct Answer {
     pub content_type: String,
     /// The body.
     pub body: Vec<u8>,
+    /// The `retry-after` header, when there is one.
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
@@ -131,6 +133,11 @@ pub async fn request(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = res
             .into_body()
             .collect()
@@ -142,6 +149,7 @@ pub async fn request(
             status,
             content_type,
             body,
+            retry_after,
         }
     };
     tokio::time::timeout(HTTP_TIMEOUT, work)
