@@ -11,11 +11,15 @@ use clap::Parser;
 
 /// Serves the page where the cellular automaton segments a photo or a
 /// webcam stream live, and the HTTP API (`POST /api/segment`), on
-/// 127.0.0.1.
+/// 127.0.0.1 unless `--bind` says otherwise.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// TCP port on 127.0.0.1 (0: any free port).
+    /// The address to listen on; anything but loopback serves the network
+    /// (a warning says so).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// TCP port (0: any free port).
     #[arg(long, default_value_t = ServeConfig::default().port)]
     port: u16,
     /// The default model: a `.safetensors` file (its folder becomes the
@@ -106,7 +110,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "warning: --bind {}: the page and the API are open to every machine that can reach this address (no authentication)",
+            args.bind
+        );
+    }
     let config = ServeConfig {
+        bind: args.bind,
         max_api_colonies: args.max_api_colonies,
         api_queue: args.api_queue,
         api_wait,

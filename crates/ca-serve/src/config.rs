@@ -1,6 +1,7 @@
 //! The server's settings: one plain struct with defaults and a validation
 //! whose errors name the setting and the value.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,10 +17,14 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// Settings of the server. The server listens on 127.0.0.1 only.
+/// Settings of the server. The server listens on [`ServeConfig::bind`]
+/// (127.0.0.1 unless set otherwise).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
-    /// TCP port on 127.0.0.1; 0 lets the system choose a free one.
+    /// The address to listen on: 127.0.0.1 (this machine only) by default;
+    /// `0.0.0.0` serves every network the machine is on.
+    pub bind: IpAddr,
+    /// TCP port; 0 lets the system choose a free one.
     pub port: u16,
     /// The models folder: the only place models are read from. A model is
     /// chosen by the stem of a `*.safetensors` file listed in it.
@@ -66,6 +71,7 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             models_dir: PathBuf::from("models"),
             default_model: "pets48".into(),

@@ -1,6 +1,6 @@
 //! The live web demo and HTTP API of the segmentation cellular automaton.
 //!
-//! [`Server::bind`] listens on 127.0.0.1 and serves:
+//! [`Server::bind`] listens on [`ServeConfig::bind`] (127.0.0.1 by default) and serves:
 //!
 //! - `GET /`: one page (HTML, JS and CSS embedded in the binary) where a
 //!   photo or a webcam stream is segmented live: frames of the colony are
@@ -28,7 +28,7 @@ pub mod session;
 pub mod upload;
 pub mod views;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{ConfigError, ServeConfig};
@@ -45,7 +45,7 @@ pub struct Server {
 
 impl Server {
     /// Validates `config`, lists its models folder (which must hold the
-    /// default model) and binds 127.0.0.1 on its port.
+    /// default model) and binds its address and port.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
         config.validate()?;
         let models = ModelRegistry::open(&config.models_dir)?;
@@ -56,7 +56,7 @@ impl Server {
                 found: models.names().join(", "),
             });
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
+        let addr = SocketAddr::from((config.bind, config.port));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;

@@ -7,7 +7,7 @@ use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +31,8 @@ const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
 /// The page's style sheet.
 const STYLE_CSS: &str = include_str!("../static/style.css");
+/// The page's icon (also answered at `/favicon.ico`).
+const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 
 /// Bytes a multipart body may hold beyond the image (boundaries, headers,
 /// the small fields).
@@ -183,13 +185,40 @@ pub fn router(state: AppState) -> Router {
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
         .route("/api/models", get(list_models))
         .route("/api/status", get(status))
         .route("/api/segment", post(segment))
         .route("/ws", get(live_socket))
         .fallback(|| async { ApiError::not_found("no such page or API route") })
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     guarded(routes, body_limit)
+}
+
+/// 405 as every error: a JSON body, and the `Allow` header.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let allow = if uri.path() == "/api/segment" {
+        "POST"
+    } else {
+        "GET, HEAD"
+    };
+    let message = format!(
+        "method {method} is not allowed on {}: use {allow}",
+        uri.path().escape_default()
+    );
+    let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// `router` with the guards every route has: request bodies limited to
@@ -247,8 +276,28 @@ async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
 struct SegmentQuery {
     /// `png` (the default) or `json`.
     format: Option<String>,
-    /// The model, unless the body names one.
+    /// The model; 400 when the form names one too.
     model: Option<String>,
+    /// CA steps; 400 when the form gives them too.
+    steps: Option<String>,
+    /// `grid` (the default: the model's square map) or `native` (the map
+    /// resized by nearest neighbour to the photo's own size).
+    size: Option<String>,
+}
+
+/// CA steps from a query or form value: a whole number from 1 to
+/// `max_steps`, else 400 naming `source`.
+fn parse_steps(text: &str, max_steps: usize, source: &str) -> Result<usize, ApiError> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max_steps).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{source} 'steps' = '{}': must be a whole number from 1 to {max_steps}",
+                text.escape_default(),
+            ))
+        })
 }
 
 fn multipart_error(e: MultipartError, limit: usize) -> ApiError {
@@ -305,9 +354,24 @@ async fn segment(
             e.body_text()
         ))
     })?;
+    let native = match query.size.as_deref() {
+        None | Some("grid") => false,
+        Some("native") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "size '{}': expected grid or native",
+                other.escape_default()
+            )))
+        }
+    };
     let config = &app.config;
     let body_limit = config.max_upload_bytes + MULTIPART_OVERHEAD;
-    let (mut image, mut steps, mut model) = (None, None, query.model);
+    let query_steps = match &query.steps {
+        Some(text) => Some(parse_steps(text, config.max_steps, "query")?),
+        None => None,
+    };
+    let (query_model, query_gave_steps) = (query.model.is_some(), query_steps.is_some());
+    let (mut image, mut steps, mut model) = (None, query_steps, query.model);
     while let Some(field) = multipart
         .next_field()
         .await
@@ -318,24 +382,22 @@ async fn segment(
             "image" if image.is_none() => {
                 image = Some(read_field(field, config.max_upload_bytes, body_limit).await?);
             }
+            "steps" | "model"
+                if query_gave_steps && name == "steps" || query_model && name == "model" =>
+            {
+                return Err(ApiError::bad_request(format!(
+                    "'{name}' given both in the query and in the form: give it once"
+                )))
+            }
             "steps" if steps.is_none() => {
                 let text = read_field(field, 32, body_limit)
                     .await
                     .map_err(|_| ApiError::bad_request("field 'steps': too long for a number"))?;
-                let text = String::from_utf8_lossy(&text);
-                let n = text
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=config.max_steps).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "field 'steps' = '{}': must be a whole number from 1 to {}",
-                            text.escape_default(),
-                            config.max_steps
-                        ))
-                    })?;
-                steps = Some(n);
+                steps = Some(parse_steps(
+                    &String::from_utf8_lossy(&text),
+                    config.max_steps,
+                    "field",
+                )?);
             }
             "model" => {
                 let text = read_field(field, crate::models::MAX_MODEL_NAME, body_limit)
@@ -364,9 +426,10 @@ async fn segment(
     let model_name = model.name.clone();
     let permit = app.take_api_slot().await?;
     let limits = app.upload_limits();
-    let work = move || -> Result<(Vec<u32>, usize), ApiError> {
+    let work = move || -> Result<(Vec<u32>, (usize, usize)), ApiError> {
         let _slot = permit;
         let photo = decode_image(&image, limits)?;
+        let (pw, ph) = (photo.width() as usize, photo.height() as usize);
         let size = model.image_size;
         let options = SegmentOptions {
             size,
@@ -378,9 +441,14 @@ async fn segment(
         };
         let result = run_segment(&model.model, &photo, &options)
             .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
-        Ok((result.classes, size))
+        if native {
+            let classes = render::resample_nearest(&result.classes, (size, size), (pw, ph));
+            Ok((classes, (pw, ph)))
+        } else {
+            Ok((result.classes, (size, size)))
+        }
     };
-    let (classes, size) = tokio::task::spawn_blocking(work)
+    let (classes, (width, height)) = tokio::task::spawn_blocking(work)
         .await
         .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))??;
     if json {
@@ -390,19 +458,19 @@ async fn segment(
                 .zip(ca_data::CLASS_NAMES)
                 .map(|(n, name)| (name.to_string(), n.into()))
                 .collect();
-        let labels: Vec<&[u32]> = classes.chunks(size).collect();
+        let labels: Vec<&[u32]> = classes.chunks(width).collect();
         Ok(Json(serde_json::json!({
             "model": model_name,
             "steps": steps,
-            "width": size,
-            "height": size,
+            "width": width,
+            "height": height,
             "classes": ca_data::CLASS_NAMES,
             "counts": counts,
             "labels": labels,
         }))
         .into_response())
     } else {
-        let png = views::encode_png(&render::class_image(&classes, size, size))?;
+        let png = views::encode_png(&render::class_image(&classes, width, height))?;
         Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
     }
 }

@@ -737,6 +737,84 @@ async fn a_full_api_queue_answers_503_with_retry_after() {
     assert_eq!(status["api_waiting"], 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_parameters_count_and_wrong_methods_get_json_405() {
+    // Issue 24: `?steps=` was silently ignored, 405 had an empty body.
+    let (addr, _) = start_default().await;
+    let photo = fixture_bytes(PHOTO);
+    let form = [("image", Some("a.jpg"), photo.as_slice())];
+    let answer = post_form(addr, "/api/segment?format=json&steps=3", &form).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["steps"], 3);
+    let answer = post_form(addr, "/api/segment?format=json&model=pets48-small", &form).await;
+    assert_eq!(answer.json()["model"], "pets48-small");
+    let answer = post_form(addr, "/api/segment?steps=0", &form).await;
+    assert!(answer.error(400).contains("query 'steps' = '0'"));
+    let twice = [
+        ("image", Some("a.jpg"), photo.as_slice()),
+        ("steps", None, b"5".as_slice()),
+    ];
+    let answer = post_form(addr, "/api/segment?steps=3", &twice).await;
+    assert!(answer
+        .error(400)
+        .contains("both in the query and in the form"));
+    let answer = post_form(addr, "/api/segment?size=huge", &form).await;
+    assert!(answer.error(400).contains("expected grid or native"));
+
+    for method in ["GET", "PUT", "DELETE"] {
+        let answer = request(addr, method, "/api/segment", None, vec![]).await;
+        assert!(answer.error(405).contains(method), "{method}");
+        assert_eq!(answer.allow.as_deref(), Some("POST"));
+    }
+    let answer = request(addr, "POST", "/api/status", None, vec![]).await;
+    assert!(answer.error(405).contains("use GET"));
+    assert_eq!(answer.allow.as_deref(), Some("GET, HEAD"));
+
+    let icon = get(addr, "/favicon.ico").await;
+    assert_eq!(
+        (icon.status, icon.content_type.as_str()),
+        (200, "image/svg+xml")
+    );
+    assert!(String::from_utf8_lossy(&icon.body).starts_with("<svg"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_native_answers_the_map_at_the_photos_size() {
+    let (addr, _) = start_default().await;
+    let photo = png_bytes(&RgbImage::from_fn(75, 40, |x, y| {
+        Rgb([(x * 3) as u8, (y * 5) as u8, 60])
+    }));
+    let form = [
+        ("image", Some("a.png"), photo.as_slice()),
+        ("steps", None, b"5".as_slice()),
+    ];
+    let answer = post_form(addr, "/api/segment?size=native", &form).await;
+    assert_eq!(answer.status, 200);
+    let map = image::load_from_memory(&answer.body).unwrap();
+    assert_eq!((map.width(), map.height()), (75, 40));
+    let answer = post_form(addr, "/api/segment?size=native&format=json", &form).await;
+    let json = answer.json();
+    assert_eq!(
+        (json["width"].as_u64(), json["height"].as_u64()),
+        (Some(75), Some(40))
+    );
+    let rows = json["labels"].as_array().unwrap();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(rows[0].as_array().unwrap().len(), 75);
+    // Counts cover every pixel of the native map.
+    let total: u64 = json["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 75 * 40);
+    // The default stays the model's square grid.
+    let answer = post_form(addr, "/api/segment", &form).await;
+    let map = image::load_from_memory(&answer.body).unwrap();
+    assert_eq!((map.width(), map.height()), (48, 48));
+}
+
 /// A handler that panics on purpose (the panic message in the test output is expected).
 async fn boom() -> &'static str {
     panic!("deliberate panic: the catch-panic guard must answer a JSON 500")

@@ -77,6 +77,8 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// The `retry-after` header, when there is one.
     pub retry_after: Option<String>,
+    /// The `allow` header, when there is one.
+    pub allow: Option<String>,
 }
 
 impl Answer {
@@ -138,6 +140,11 @@ pub async fn request(
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let allow = res
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = res
             .into_body()
             .collect()
@@ -150,6 +157,7 @@ pub async fn request(
             content_type,
             body,
             retry_after,
+            allow,
         }
     };
     tokio::time::timeout(HTTP_TIMEOUT, work)
