@@ -1,6 +1,7 @@
 //! The router: the page, the WebSocket of a live colony and the HTTP API.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
@@ -37,6 +38,11 @@ const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 /// Bytes a multipart body may hold beyond the image (boundaries, headers,
 /// the small fields).
 const MULTIPART_OVERHEAD: usize = 64 << 10;
+
+/// Commands and images of a page waiting for its colony; a damage stroke
+/// beyond this is dropped, any other command waits for room (and the
+/// socket is not read meanwhile).
+pub const COMMAND_QUEUE: usize = 16;
 
 /// Frames and notices waiting for a slow page; the colony drops frames
 /// beyond this.
@@ -540,7 +546,7 @@ async fn live(
     model: Arc<LoadedModel>,
     slot: OwnedSemaphorePermit,
 ) {
-    let (commands, colony_commands) = std::sync::mpsc::channel();
+    let (commands, colony_commands) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
     let (colony_out, mut out) = tokio::sync::mpsc::channel(OUTGOING_QUEUE);
     let hello = serde_json::json!({
         "type": "hello",
@@ -550,7 +556,7 @@ async fn live(
         "legend": session::legend(model.model.rule().config().num_classes),
         "views": views::VIEWS,
         "view": app.config.view_size,
-        "steps": session::INITIAL_STEPS.min(app.config.max_steps),
+        "steps": serde_json::Value::Null,
         "max_steps": app.config.max_steps,
         "speed": session::INITIAL_SPEED,
         "max_speed": session::MAX_STEPS_PER_SECOND,
@@ -599,7 +605,21 @@ async fn live(
                     Some(Ok(command)) => {
                         last_message = tokio::time::Instant::now();
                         got_photo |= matches!(command, Command::Image { .. });
-                        commands.send(command).is_ok()
+                        match commands.try_send(command) {
+                            Ok(()) => true,
+                            Err(TrySendError::Disconnected(_)) => false,
+                            // Strokes come many a second: one more or less
+                            // does not show.
+                            Err(TrySendError::Full(Command::Client(ClientCommand::Damage { .. }))) => true,
+                            // Any other command waits for room: the socket is
+                            // not read meanwhile, so a flood slows its sender.
+                            Err(TrySendError::Full(command)) => {
+                                let commands = commands.clone();
+                                tokio::task::spawn_blocking(move || commands.send(command).is_ok())
+                                    .await
+                                    .unwrap_or(false)
+                            }
+                        }
                     }
                     Some(Err(error)) => {
                         last_message = tokio::time::Instant::now();

@@ -41,10 +41,11 @@ pub enum ClientCommand {
         steps_per_second: u32,
     },
     /// The colony pauses after this many steps since the last photo, video
-    /// frame, restart or damage.
+    /// frame, restart or damage; `null` (or absent): it runs until paused.
     Steps {
-        /// 1 to the server's `max_steps`.
-        steps: usize,
+        /// 1 to the server's `max_steps`, or `None` for no limit.
+        #[serde(default)]
+        steps: Option<usize>,
     },
     /// Restart from noise.
     Restart,
@@ -78,8 +79,8 @@ impl ClientCommand {
             ClientCommand::Speed { steps_per_second: s } if !(1..=MAX_STEPS_PER_SECOND).contains(&s) => {
                 Err(format!("speed {s} steps per second: must be 1 to {MAX_STEPS_PER_SECOND}"))
             }
-            ClientCommand::Steps { steps } if steps == 0 || steps > max_steps => {
-                Err(format!("steps {steps}: must be 1 to {max_steps}"))
+            ClientCommand::Steps { steps: Some(steps) } if steps == 0 || steps > max_steps => {
+                Err(format!("steps {steps}: must be 1 to {max_steps}, or empty for no limit"))
             }
             ClientCommand::Damage { x, y, radius }
                 if !((0.0..=1.0).contains(&x) && (0.0..=1.0).contains(&y) && radius > 0.0 && radius <= 0.5) =>
@@ -131,9 +132,6 @@ pub struct SessionLimits {
     /// Runs of the uncertainty view.
     pub uncertainty_runs: usize,
 }
-
-/// Initial steps of a page before it pauses (until it asks for others).
-pub const INITIAL_STEPS: usize = 200;
 
 /// Initial speed in steps per second.
 pub const INITIAL_SPEED: u32 = 30;
@@ -192,7 +190,8 @@ struct Session {
     out: Sender<Outgoing>,
     playing: bool,
     steps_per_second: u32,
-    max_steps: usize,
+    /// Steps after an event before the colony pauses; `None`: no limit.
+    max_steps: Option<usize>,
     uncertainty: bool,
     /// The last photo or video frame, as uploaded, and as the overlay's
     /// background.
@@ -220,7 +219,7 @@ impl Session {
             out,
             playing: true,
             steps_per_second: INITIAL_SPEED,
-            max_steps: INITIAL_STEPS.min(limits.max_steps),
+            max_steps: None,
             uncertainty: false,
             photo: None,
             seed: 0,
@@ -262,7 +261,7 @@ impl Session {
         let mut next_step = Instant::now();
         let mut next_frame = Instant::now();
         loop {
-            let active = self.playing && live.is_some() && self.since_event < self.max_steps;
+            let active = self.running() && live.is_some();
             let now = Instant::now();
             let due = if active {
                 Some(next_step.min(if self.dirty { next_frame } else { next_step }))
@@ -323,6 +322,11 @@ impl Session {
                 next_frame = now + Duration::from_secs_f64(1.0 / f64::from(self.limits.max_fps));
             }
         }
+    }
+
+    /// Whether the colony steps: playing, and under the step limit.
+    fn running(&self) -> bool {
+        self.playing && self.max_steps.is_none_or(|m| self.since_event < m)
     }
 
     fn measure_rate(&mut self, now: Instant) {
@@ -391,7 +395,7 @@ impl Session {
             Command::Client(c) => match c {
                 ClientCommand::Play { on } => {
                     self.playing = on;
-                    if on && self.since_event >= self.max_steps {
+                    if on && self.max_steps.is_some_and(|m| self.since_event >= m) {
                         self.since_event = 0;
                     }
                     self.dirty = true;
@@ -477,7 +481,8 @@ impl Session {
             "since_event": self.since_event,
             "max_steps": self.max_steps,
             "playing": self.playing,
-            "steps_per_second": self.rate.2,
+            "running": self.running(),
+            "steps_per_second": if self.running() { self.rate.2 } else { 0.0 },
             "target_speed": self.steps_per_second,
             "video_frames": self.video_frames,
             "damages": self.damages,

@@ -18,8 +18,15 @@ let cameraTimer = null;
 let videoRate = { at: performance.now(), frames: 0 };
 let lastDamage = 0;
 
-function say(text) {
+// Messages clear themselves after MESSAGE_MS, except the sticky ones that
+// ask the user to do something (connect, reload).
+const MESSAGE_MS = 6000;
+let messageTimer = null;
+
+function say(text, sticky = false) {
+  clearTimeout(messageTimer);
   $("message").textContent = text;
+  if (!sticky) messageTimer = setTimeout(() => ($("message").textContent = ""), MESSAGE_MS);
 }
 
 function send(command) {
@@ -59,7 +66,7 @@ function connect(model) {
   ws.onclose = async (ev) => {
     ws = null;
     if (ev.reason) {
-      say(ev.reason);
+      say(ev.reason, true);
       return;
     }
     try {
@@ -67,10 +74,11 @@ function connect(model) {
       say(
         s.live_colonies >= s.max_colonies
           ? `server busy: all ${s.max_colonies} colonies are in use; close another page and reload`
-          : "disconnected from the server; reload the page"
+          : "disconnected from the server; reload the page",
+        true
       );
     } catch (e) {
-      say("the server is gone; restart it and reload the page");
+      say("the server is gone; restart it and reload the page", true);
     }
   };
 }
@@ -79,7 +87,7 @@ function onNotice(msg) {
   if (msg.type === "hello") {
     hello = msg;
     $("steps").max = msg.max_steps;
-    $("steps").value = msg.steps;
+    $("steps").value = msg.steps ?? "";
     $("model-name").textContent = msg.model;
     $("legend").replaceChildren(
       ...msg.legend.map((c) => {
@@ -94,7 +102,7 @@ function onNotice(msg) {
       $(id).width = msg.view;
       $(id).height = msg.view;
     }
-    say("connected: drop a photo or start the camera");
+    say("connected: drop a photo or start the camera", true);
   } else if (msg.type === "error") {
     say(`error (${msg.status}): ${msg.error}`);
   }
@@ -116,7 +124,9 @@ async function onFrame(buffer) {
   $("step").textContent = header.step;
   $("sps").textContent = header.steps_per_second.toFixed(1);
   $("model-name").textContent = header.model;
-  $("play").textContent = header.playing ? "Pause" : "Play";
+  // "Pause" only while the colony steps: paused, or halted at the step
+  // limit, it reads "Play" (and Play runs it on).
+  $("play").textContent = header.running ? "Pause" : "Play";
   $("uncertainty-caption").textContent = header.uncertainty
     ? `uncertainty (${header.runs} runs, mean ${header.mean_variance.toFixed(4)})`
     : "uncertainty (off)";
@@ -194,6 +204,11 @@ function stopCamera() {
   $("webcam-stop").disabled = true;
 }
 
+function stopCameraAndSay() {
+  stopCamera();
+  say("camera off");
+}
+
 function setMode(mode) {
   $("photo-input").hidden = mode !== "photo";
   $("webcam-input").hidden = mode !== "webcam";
@@ -216,7 +231,7 @@ function wire() {
   $("mode-photo").addEventListener("change", () => setMode("photo"));
   $("mode-webcam").addEventListener("change", () => setMode("webcam"));
   $("webcam-start").addEventListener("click", startCamera);
-  $("webcam-stop").addEventListener("click", stopCamera);
+  $("webcam-stop").addEventListener("click", stopCameraAndSay);
   $("webcam-rate").addEventListener("change", scheduleCapture);
   $("play").addEventListener("click", () => send({ cmd: "play", on: $("play").textContent === "Play" }));
   $("restart").addEventListener("click", () => send({ cmd: "restart" }));
@@ -225,7 +240,10 @@ function wire() {
     $("speed-value").textContent = s;
     send({ cmd: "speed", steps_per_second: s });
   });
-  $("steps").addEventListener("change", () => send({ cmd: "steps", steps: Number($("steps").value) }));
+  $("steps").addEventListener("change", () => {
+    const v = $("steps").value.trim();
+    send({ cmd: "steps", steps: v === "" ? null : Number(v) });
+  });
   $("model").addEventListener("change", () => send({ cmd: "model", name: $("model").value }));
   $("uncertainty").addEventListener("change", () => send({ cmd: "uncertainty", on: $("uncertainty").checked }));
   for (const id of ["view-overlay", "view-classes", "view-state"]) {

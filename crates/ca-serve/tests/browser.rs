@@ -314,6 +314,22 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
             (number(&client, "#step").await >= 100).then_some(())
         })
         .await;
+        // Issue 24: the colony lives on past the old 200-step halt, the
+        // button tells the truth, and "segmenting ..." clears itself.
+        wait_for("step 300", || async {
+            (number(&client, "#step").await >= 300).then_some(())
+        })
+        .await;
+        assert_eq!(text(&client, "#play").await, "Pause");
+        let rate = text(&client, "#sps").await;
+        assert!(
+            rate.trim().parse::<f64>().is_ok_and(|r| r > 0.0),
+            "steps/s {rate}"
+        );
+        wait_for("the status message cleared", || async {
+            text(&client, "#message").await.is_empty().then_some(())
+        })
+        .await;
         let map = screenshot(&client, "#view-classes").await;
         let shown = classes_shown(&map);
         assert!(

@@ -596,6 +596,74 @@ async fn colonies_are_bounded_and_a_closed_socket_frees_its_own() {
     drop((second, third));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_colony_runs_until_paused_and_a_flood_of_strokes_is_bounded() {
+    // Issue 24: the colony halted after 200 steps while the page still
+    // read "Pause"; 1000 damage commands were queued without bound.
+    let (addr, _) = start_default().await;
+    let mut socket = connect(addr).await;
+    socket
+        .send(image_message(b'P', &fixture_bytes(PHOTO)))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"cmd":"speed","steps_per_second":1000}"#))
+        .await
+        .unwrap();
+    let past = frame_where(&mut socket, "step 300", |h| h["step"].as_u64() >= Some(300)).await;
+    assert_eq!(
+        (past["running"].as_bool(), past["max_steps"].is_null()),
+        (Some(true), true),
+        "{past}"
+    );
+
+    // A limit halts it: the frame says so and the rate reads 0.
+    socket
+        .send(Message::text(r#"{"cmd":"steps","steps":5}"#))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"cmd":"restart"}"#))
+        .await
+        .unwrap();
+    let halted = frame_where(&mut socket, "the halt at 5 steps", |h| {
+        h["since_event"].as_u64() == Some(5) && h["running"] == false
+    })
+    .await;
+    assert_eq!(halted["playing"], true);
+    assert_eq!(halted["steps_per_second"], 0.0);
+    // No limit again: it runs on.
+    socket
+        .send(Message::text(r#"{"cmd":"steps","steps":null}"#))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"cmd":"play","on":true}"#))
+        .await
+        .unwrap();
+    frame_where(&mut socket, "steps past the old limit", |h| {
+        h["since_event"].as_u64() > Some(50) && h["running"] == true
+    })
+    .await;
+
+    // 1000 strokes at once: the socket stays, a later command is obeyed.
+    let stroke = Message::text(r#"{"cmd":"damage","x":0.5,"y":0.5,"radius":0.2}"#);
+    for _ in 0..1000 {
+        socket.send(stroke.clone()).await.unwrap();
+    }
+    socket
+        .send(Message::text(r#"{"cmd":"play","on":false}"#))
+        .await
+        .unwrap();
+    let paused = frame_where(&mut socket, "the pause after the flood", |h| {
+        h["playing"] == false
+    })
+    .await;
+    assert!(paused["damages"].as_u64().unwrap() >= 1, "{paused}");
+    assert!(paused["damages"].as_u64().unwrap() <= 1000, "{paused}");
+    assert_eq!(paused["steps_per_second"], 0.0);
+}
+
 /// The close frame that ends `socket` within 30 s, after any frames and
 /// notices (collected).
 async fn close_frame(socket: &mut Socket) -> (Option<(u16, String)>, Vec<serde_json::Value>) {
