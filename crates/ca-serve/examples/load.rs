@@ -85,7 +85,8 @@ async fn main() -> ExitCode {
             let (body, url) = (body.clone(), url.clone());
             let requests = args.requests;
             tokio::spawn(async move {
-                let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+                let client =
+                    Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
                 let mut out = Vec::new();
                 for _ in 0..requests {
                     let request = hyper::Request::post(&url)

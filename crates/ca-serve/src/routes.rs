@@ -586,6 +586,7 @@ async fn live(
         return;
     }
     let max_steps = app.config.max_steps;
+    let max_message = app.config.max_upload_bytes + 1;
     let (photo_timeout, idle_timeout) = (app.config.photo_timeout, app.config.idle_timeout);
     let connected = tokio::time::Instant::now();
     let (mut last_message, mut got_photo) = (connected, false);
@@ -598,7 +599,18 @@ async fn live(
         tokio::select! {
             received = socket.recv() => {
                 let message = match received {
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        // Over the message size limit the socket cannot be
+                        // read on, but it can still say why it closes.
+                        let reason = format!(
+                            "closed: a message over the limit of {} bytes, or a broken frame ({e})",
+                            max_message
+                        );
+                        let reason: String = reason.chars().take(120).collect();
+                        close_with(&mut socket, StatusCode::PAYLOAD_TOO_LARGE, TOO_BIG_CLOSE_CODE, reason).await;
+                        break;
+                    }
                     Some(Ok(m)) => m,
                 };
                 let alive = match page_command(message, max_steps) {
@@ -656,6 +668,10 @@ async fn live(
         }
     }
 }
+
+/// The WebSocket close code of a message over the size limit (RFC 6455
+/// "message too big").
+pub const TOO_BIG_CLOSE_CODE: u16 = 1009;
 
 /// The WebSocket close code of a page closed for want of a photo or of any
 /// message (application range 4000-4999).

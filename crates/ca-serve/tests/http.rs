@@ -664,6 +664,25 @@ async fn the_colony_runs_until_paused_and_a_flood_of_strokes_is_bounded() {
     assert_eq!(paused["steps_per_second"], 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_socket_message_gets_a_close_code_and_reason() {
+    // Issue 24: a 9 MB message dropped the socket without a close frame.
+    let (addr, state) = start_default().await;
+    let mut socket = connect(addr).await;
+    let mut big = vec![b'P'];
+    big.resize(9 << 20, 0);
+    // The server may close while the message is still being written.
+    let _ = socket.send(Message::binary(big)).await;
+    let (frame, _) = close_frame(&mut socket).await;
+    let (code, reason) = frame.expect("a close frame with a reason");
+    assert_eq!(code, ca_serve::routes::TOO_BIG_CLOSE_CODE);
+    assert!(
+        reason.contains("over the limit of 8388609 bytes"),
+        "{reason}"
+    );
+    all_freed(&state).await;
+}
+
 /// The close frame that ends `socket` within 30 s, after any frames and
 /// notices (collected).
 async fn close_frame(socket: &mut Socket) -> (Option<(u16, String)>, Vec<serde_json::Value>) {
