@@ -26,14 +26,26 @@ use ca_hires::HiresModel;
 use ca_sched::{checkpoint_metadata, AnyModel, Learner, MetricsLog, Stop};
 use cellseg::ca_eval::pets::{resolve_data_dir, PetsTrainData};
 use cellseg::train_cli::{describe_run, TrainArgs};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 fn main() {
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
-    if let Err(e) = run(TrainArgs::parse()) {
+    let matches = TrainArgs::command().get_matches();
+    let args = match TrainArgs::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    // The flags the user typed, for a resume to check against the checkpoint.
+    let given: Vec<String> = matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect();
+    if let Err(e) = run(args, &given) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -47,7 +59,7 @@ fn reported(dataset: PetsDataset) -> PetsDataset {
     dataset
 }
 
-fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let source = resolve_data_dir(args.data.as_deref());
     if source.is_fixture {
         println!("{}", source.fixture_note());
@@ -89,7 +101,22 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         let meta = checkpoint_metadata(&checkpoint)?;
         ca_hires::expect_levels(&meta, &checkpoint, levels)?;
         let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
+        let stored_cell = model.rule().config().clone();
         let l = Learner::resume(model, &checkpoint, &train, settings)?;
+        let stored: serde_json::Value = meta
+            .get(ca_sched::TRAIN_STATE_KEY)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let conflicts = plan.conflicts_on_resume(&stored_cell, &stored["config"], given);
+        if !conflicts.is_empty() {
+            return Err(format!(
+                "--resume continues {}'s model and schedule, so these flags would be ignored: {}; \
+                 give the checkpoint's values or none, or start a fresh run in another --out",
+                checkpoint.display(),
+                conflicts.join(", ")
+            )
+            .into());
+        }
         println!(
             "resumed {} at step {}",
             checkpoint.display(),

@@ -12,7 +12,7 @@ use ca_sched::{GradNorm, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trai
 use clap::Parser;
 
 use crate::device::parse_device;
-use crate::flags::{check_size, flag_error, levels_for};
+use crate::flags::{check_size, flag_error, flag_of_field, levels_for};
 
 #[derive(Parser, Debug)]
 /// Every flag of `train_pets`, as parsed.
@@ -178,7 +178,10 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: candle_core::Device,
-    /// Continue the run in OUT/checkpoint.safetensors.
+    /// Continue the run in OUT/checkpoint.safetensors, with its model and
+    /// schedule: a model or schedule flag typed with another value than the
+    /// checkpoint's is an error naming it (the stopping, evaluation and
+    /// checkpoint flags are the new run's).
     #[arg(long)]
     pub resume: bool,
     /// Evaluate on the validation split every N steps (0: only at the end)
@@ -192,6 +195,11 @@ pub struct TrainArgs {
     /// Write a checkpoint every N steps.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: u64,
+}
+
+/// A config as JSON, for comparing field by field.
+fn to_json<T: serde::Serialize>(config: &T) -> serde_json::Value {
+    serde_json::to_value(config).unwrap_or(serde_json::Value::Null)
 }
 
 /// `--class-weights`: one weight per class, or none.
@@ -384,6 +392,60 @@ impl TrainArgs {
 }
 
 impl TrainPlan {
+    /// With `--resume`: the settings given on the command line (`given`:
+    /// clap ids of the flags the user typed) that differ from the ones
+    /// the checkpoint keeps (its model's `stored_cell`, its training
+    /// config `stored_train` as stored JSON), each as `--flag VALUE (the
+    /// checkpoint has VALUE)`. A resume takes the model and the schedule
+    /// from the checkpoint, so these would be ignored; flags repeated with
+    /// the checkpoint's values are fine.
+    pub fn conflicts_on_resume(
+        &self,
+        stored_cell: &CellConfig,
+        stored_train: &serde_json::Value,
+        given: &[String],
+    ) -> Vec<String> {
+        let typed = |flag: &str| {
+            let id = flag.trim_start_matches("--").replace('-', "_");
+            given.contains(&id)
+        };
+        let mut conflicts = Vec::new();
+        let mut compare = |ours: serde_json::Value, theirs: &serde_json::Value| {
+            let (Some(ours), Some(theirs)) = (ours.as_object(), theirs.as_object()) else {
+                return;
+            };
+            for (field, value) in ours {
+                let stored = theirs.get(field).unwrap_or(&serde_json::Value::Null);
+                match flag_of_field(field) {
+                    Some(flag) if typed(flag) && stored != value => {
+                        conflicts.push(format!("{flag} {value} (the checkpoint has {stored})"))
+                    }
+                    _ => {}
+                }
+            }
+        };
+        compare(to_json(&self.schedule), stored_train);
+        let mut ours = to_json(&self.cell);
+        let mut theirs = to_json(stored_cell);
+        for v in [&mut ours, &mut theirs] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("image_norm");
+            }
+        }
+        compare(ours, &theirs);
+        let stored_gain = stored_cell.image_norm.as_ref().map(|n| n.gain);
+        if (typed("--image-norm") || typed("--image-gain")) && stored_gain != self.image_gain {
+            let show =
+                |g: Option<f32>| g.map_or("the raw image".to_string(), |g| format!("gain {g}"));
+            conflicts.push(format!(
+                "--image-norm/--image-gain: {} (the checkpoint has {})",
+                show(self.image_gain),
+                show(stored_gain)
+            ));
+        }
+        conflicts
+    }
+
     /// The cell rule of a fresh run on `train`: [`TrainPlan::cell`] with
     /// the image standardisation of `train`'s per-channel statistics when
     /// the plan asks for one.

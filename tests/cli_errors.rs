@@ -188,6 +188,40 @@ fn a_failed_resume_is_an_error_and_leaves_the_checkpoint_unchanged() {
 }
 
 #[test]
+fn resume_refuses_the_flags_the_checkpoint_overrides() {
+    // Issue 25: `--resume --lr 1e-4` resumed with the checkpoint's schedule
+    // and ignored --lr without a word.
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = TempDir::new("cli-errors-resume-flags");
+    let (checkpoint, _) = trained(&bin, &dir);
+    let before = std::fs::read(&checkpoint).expect("the checkpoint");
+    let out = run(command(
+        &bin,
+        &dir.0,
+        &["--resume", "--steps", "4", "--lr", "1e-4", "--state", "12"],
+    ));
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("--lr 0.0001 (the checkpoint has 0.002)")
+            && all.contains("--state 12 (the checkpoint has 8)")
+            && all.contains("would be ignored"),
+        "{all}"
+    );
+    assert_eq!(std::fs::read(&checkpoint).expect("still there"), before);
+    // The same flags again (the small ones `command` adds match the
+    // checkpoint) and the learner's own settings are fine.
+    let out = run(command(
+        &bin,
+        &dir.0,
+        &["--resume", "--steps", "3", "--eval-every", "0"],
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn nonsense_flags_are_clear_errors() {
     let Some(bin) = support::train_pets() else {
         return;
