@@ -63,6 +63,36 @@ pub struct LoadedModel {
     pub image_size: usize,
 }
 
+/// What the page's model list says of a model: its size and, when a
+/// `NAME.metrics.jsonl` lies beside it, its validation IoU at step 40.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelSummary {
+    /// The name (the file stem).
+    pub name: String,
+    /// Parameters the optimizer trained.
+    pub params: usize,
+    /// Stride-2 levels between image and state (0: one cell per pixel).
+    pub levels: usize,
+    /// Whether the model standardises the image (`CellConfig::image_norm`).
+    pub image_norm: bool,
+    /// Validation object IoU at CA step 40, from the metrics file.
+    pub val_object: Option<f64>,
+    /// Validation boundary IoU at CA step 40, from the metrics file.
+    pub val_boundary: Option<f64>,
+}
+
+/// The validation IoU `(object, boundary)` at step 40 in the last
+/// `final_val` record of a training's `metrics.jsonl`.
+fn final_validation(metrics: &str) -> Option<(f64, f64)> {
+    let record = metrics
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r.get("final_val").is_some())?;
+    let at40 = &record["final_val"]["40"];
+    Some((at40["object"].as_f64()?, at40["boundary"].as_f64()?))
+}
+
 /// A loaded model and its file's modification time at load.
 type Loaded = (Option<SystemTime>, Arc<LoadedModel>);
 
@@ -135,6 +165,23 @@ impl ModelRegistry {
             .collect()
     }
 
+    /// The summary of model `name` (loading it when it is not loaded).
+    pub fn summary(&self, name: &str) -> Result<ModelSummary, ApiError> {
+        let model = self.get(name)?;
+        let metrics = self.dir.join(format!("{name}.metrics.jsonl"));
+        let validation = std::fs::read_to_string(metrics)
+            .ok()
+            .and_then(|m| final_validation(&m));
+        Ok(ModelSummary {
+            name: name.to_string(),
+            params: model.model.trainable_params(),
+            levels: model.model.levels(),
+            image_norm: model.model.rule().config().image_norm.is_some(),
+            val_object: validation.map(|v| v.0),
+            val_boundary: validation.map(|v| v.1),
+        })
+    }
+
     /// The model `name` (loaded on first use, and again when its file
     /// changed): 400 for a name that cannot be a model's, 404 for one not
     /// listed, 500 for a file that does not load. Blocking: reads the file.
@@ -175,6 +222,17 @@ impl ModelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_final_validation_record_is_read() {
+        let metrics = concat!(
+            "{\"step\":1,\"loss\":1.0}\n",
+            "{\"final_val\":{\"40\":{\"object\":0.5,\"boundary\":0.25}}}\n",
+            "not json\n",
+        );
+        assert_eq!(final_validation(metrics), Some((0.5, 0.25)));
+        assert_eq!(final_validation("{\"step\":1}"), None);
+    }
 
     #[test]
     fn names_that_could_be_paths_are_rejected() {

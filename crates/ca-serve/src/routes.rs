@@ -249,9 +249,24 @@ async fn list_models(State(app): State<AppState>) -> Result<Json<serde_json::Val
         .await
         .map_err(|_| ApiError::internal("listing the models failed (panic)"))?
         .map_err(|e| ApiError::internal(format!("cannot list the models folder: {e}")))?;
+    let models = app.models.clone();
+    let listed = names.clone();
+    // A model that does not load is listed without a summary, not an error.
+    let summaries: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
+        listed
+            .iter()
+            .map(|n| match models.summary(n) {
+                Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "name": n, "error": e.message }),
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::internal("summarising the models failed (panic)"))?;
     Ok(Json(serde_json::json!({
         "models": names,
         "default": app.config.default_model,
+        "details": summaries,
     })))
 }
 

@@ -48,7 +48,15 @@ async function listModels() {
     const body = await r.json();
     if (!r.ok) throw new Error(body.error);
     const select = $("model");
-    select.replaceChildren(...body.models.map((m) => new Option(m, m, m === body.default, m === body.default)));
+    // Each entry says what the model is: its size and its validation IoU.
+    const details = Object.fromEntries((body.details || []).map((d) => [d.name, d]));
+    const label = (m) => {
+      const d = details[m];
+      if (!d || d.params === undefined) return m;
+      const iou = d.val_object == null ? "" : `, val object ${d.val_object.toFixed(2)} / boundary ${d.val_boundary.toFixed(2)}`;
+      return `${m} (${d.params.toLocaleString("en")} parameters${iou})`;
+    };
+    select.replaceChildren(...body.models.map((m) => new Option(label(m), m, m === body.default, m === body.default)));
     return body.default;
   } catch (e) {
     say("cannot list the models: " + e.message);

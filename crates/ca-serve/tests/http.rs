@@ -683,6 +683,24 @@ async fn an_oversized_socket_message_gets_a_close_code_and_reason() {
     all_freed(&state).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_list_says_what_each_model_is() {
+    let (addr, _) = start_default().await;
+    let body = get(addr, "/api/models").await.json();
+    let details = body["details"].as_array().expect("details");
+    let small = details
+        .iter()
+        .find(|d| d["name"] == "pets48-small")
+        .expect("pets48-small listed");
+    let params = small["params"].as_u64().unwrap();
+    assert!((8_000..10_000).contains(&params), "{small}");
+    let object = small["val_object"]
+        .as_f64()
+        .expect("its metrics file's validation IoU");
+    assert!((0.0..=1.0).contains(&object), "{small}");
+    assert_eq!(details.len(), body["models"].as_array().unwrap().len());
+}
+
 /// The close frame that ends `socket` within 30 s, after any frames and
 /// notices (collected).
 async fn close_frame(socket: &mut Socket) -> (Option<(u16, String)>, Vec<serde_json::Value>) {
