@@ -289,7 +289,9 @@ fn from_params_names_the_mismatched_tensor_and_both_shapes() {
 fn by_hand(rule: &CellRule, images: &Tensor, steps: usize, seed: u64) -> Vec<u32> {
     let (b, _, h, w) = images.dims4().unwrap();
     let mut colony = Colony::new(rule, b, h, w, seed).unwrap();
-    colony.evolve(images, steps).unwrap();
+    // What the cells see: the image standardised as the rule's config says.
+    let env = colony.environment(images).unwrap();
+    colony.evolve(&env, steps).unwrap();
     colony
         .predict()
         .unwrap()

@@ -86,12 +86,19 @@ fn high_resolution_model_standardises_before_its_encoder() {
 
 #[test]
 fn files_without_a_norm_read_the_raw_image() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pets48.safetensors");
+    // The small cell committed on 2026-12-02, before image standardisation.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models/raw-image-2026-12-02.safetensors");
     let (model, size): (AnyModel, usize) = load_model(&path, &Device::Cpu).unwrap();
     assert_eq!(model.rule().config().image_norm, None);
     let x = images(size);
     assert_eq!(max_diff(&model.environment(&x).unwrap(), &x), 0.0);
     let fresh: AnyModel = Arc::new(CellRule::new(CellConfig::default(), 0, &Device::Cpu).unwrap());
+    // The committed models are trained on the standardised image.
+    let committed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pets48.safetensors");
+    let (model, _): (AnyModel, usize) = load_model(&committed, &Device::Cpu).unwrap();
+    assert!(model.rule().config().image_norm.is_some());
     assert_eq!(max_diff(&fresh.environment(&x).unwrap(), &x), 0.0);
 }
 
