@@ -7,15 +7,19 @@
 //!   pushed over a WebSocket (`GET /ws?model=NAME`), the page sends its
 //!   commands and images back ([`session`]);
 //! - `POST /api/segment`: a multipart field `image` (JPEG or PNG), optional
-//!   fields `steps` and `model`; answers the class map as a PNG, or with
-//!   `?format=json` the counts per class and the label grid;
-//! - `GET /api/models`: the models folder listed again; `GET /api/status`:
-//!   the colonies alive and the limits.
+//!   `steps` and `model` in the form or the query; answers the class map as
+//!   a PNG, or with `?format=json` the counts per class and the label grid,
+//!   at the model's square grid or with `?size=native` at the photo's size;
+//! - `GET /api/models`: the models folder listed again, with each model's
+//!   size and validation IoU; `GET /api/status`: both slot pools (pages,
+//!   API calls) and the limits.
 //!
 //! Errors are JSON `{"error": "..."}` with a status ([`ApiError`]): 400 for
 //! a bad request or a non-image or truncated upload, 404 for an unknown
-//! model or route, 413 over the byte or pixel limit, 503 when all
-//! [`ServeConfig::max_colonies`] are in use, 500 for a server failure
+//! model or route, 405 (with `Allow`) for a wrong method, 413 over the byte
+//! or image limits, 503 when all [`ServeConfig::max_colonies`] page slots
+//! are in use or an API call found no slot within
+//! [`ServeConfig::api_wait`] (with `Retry-After`), 500 for a server failure
 //! (panics included). The server writes no files; it reads models only
 //! from its models folder, by a name the folder listed ([`models`]).
 #![warn(missing_docs)]
