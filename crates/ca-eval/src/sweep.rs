@@ -29,7 +29,7 @@ use crate::error::{EvalError, Result};
 pub const RESERVED_FLAGS: [&str; 4] = ["--data", "--cpu-minutes", "--seed", "--out"];
 
 /// Class names of the IoU maps in `metrics.jsonl`, in class-id order.
-const CLASSES: [&str; 3] = ["background", "object", "boundary"];
+const CLASSES: [&str; ca_data::NUM_CLASSES] = ca_data::CLASS_NAMES;
 
 /// One line of a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

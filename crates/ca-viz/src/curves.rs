@@ -89,7 +89,7 @@ pub fn training_plots(runs: &[(String, RunCurves)], ca_step: usize) -> (LinePlot
         marks: vec![],
         y_range: None,
     };
-    let classes = ["background", "object", "boundary"];
+    let classes = ca_data::CLASS_NAMES;
     let iou = LinePlot {
         title: format!("IoU after {ca_step} CA steps (validation; test for older runs)"),
         x_label: "optimizer step".into(),
