@@ -13,7 +13,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::DataError;
 use crate::labels::trimap_to_class;
@@ -104,11 +104,7 @@ fn sniff<'a>(bytes: &'a [u8], path: &Path) -> Result<ImageReader<Cursor<&'a [u8]
 pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<RgbImage, DataError> {
     let (width, height) = check_header(bytes, path, limits)?;
     let mut reader = sniff(bytes, path)?;
-    let mut decode_limits = Limits::default();
-    decode_limits.max_image_width = Some(width);
-    decode_limits.max_image_height = Some(height);
-    decode_limits.max_alloc = Some(limits.max_decode_bytes());
-    reader.limits(decode_limits);
+    reader.limits(limits.decoder_limits(width, height));
     let image = reader.decode().map_err(|e| decode_error(path, e))?;
     Ok(match image {
         DynamicImage::ImageRgb8(rgb) => rgb,

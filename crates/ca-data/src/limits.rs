@@ -129,6 +129,17 @@ impl ImageLimits {
     pub fn max_decode_bytes(&self) -> u64 {
         self.max_pixels.saturating_mul(16).max(1 << 20)
     }
+
+    /// The `image` decoder's limits for an image whose header declared
+    /// `width x height` (already [`ImageLimits::check`]ed): no larger
+    /// dimensions, and at most [`ImageLimits::max_decode_bytes`].
+    pub fn decoder_limits(&self, width: u32, height: u32) -> image::Limits {
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(width);
+        limits.max_image_height = Some(height);
+        limits.max_alloc = Some(self.max_decode_bytes());
+        limits
+    }
 }
 
 #[cfg(test)]

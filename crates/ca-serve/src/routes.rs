@@ -391,7 +391,10 @@ async fn segment(
         Some(text) => Some(parse_steps(text, config.max_steps, "query")?),
         None => None,
     };
-    let (query_model, query_gave_steps) = (query.model.is_some(), query_steps.is_some());
+    let in_query = [
+        ("steps", query_steps.is_some()),
+        ("model", query.model.is_some()),
+    ];
     let (mut image, mut steps, mut model) = (None, query_steps, query.model);
     while let Some(field) = multipart
         .next_field()
@@ -403,9 +406,7 @@ async fn segment(
             "image" if image.is_none() => {
                 image = Some(read_field(field, config.max_upload_bytes, body_limit).await?);
             }
-            "steps" | "model"
-                if query_gave_steps && name == "steps" || query_model && name == "model" =>
-            {
+            field_name if in_query.contains(&(field_name, true)) => {
                 return Err(ApiError::bad_request(format!(
                     "'{name}' given both in the query and in the form: give it once"
                 )))

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use ca_data::ImageLimits;
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::{ImageFormat, ImageReader, RgbImage};
 
 use crate::error::ApiError;
 
@@ -67,11 +67,7 @@ pub fn decode_image(bytes: &[u8], limits: UploadLimits) -> Result<RgbImage, ApiE
         }
     })?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decode_limits = Limits::default();
-    decode_limits.max_image_width = Some(w);
-    decode_limits.max_image_height = Some(h);
-    decode_limits.max_alloc = Some(limits.image.max_decode_bytes());
-    reader.limits(decode_limits);
+    reader.limits(limits.image.decoder_limits(w, h));
     Ok(reader.decode().map_err(corrupt)?.into_rgb8())
 }
 
