@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use ca_core::{CellConfig, ImageNorm, Norm, Perception};
+use ca_core::{Cascade, CellConfig, ImageNorm, Norm, Perception};
 
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
 use ca_sched::{GradNorm, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
@@ -155,6 +155,24 @@ pub struct TrainArgs {
     /// larger share of the perception's input for the image.
     #[arg(long, default_value_t = 3.0)]
     pub image_gain: f32,
+    /// Factors on the perception layer's initial weights that read the
+    /// state and the image, `STATE,IMAGE` (issue 23 item 3).
+    #[arg(long, value_parser = parse_pair, default_value = "1,1")]
+    pub perception_init: [f64; 2],
+    /// Factor on the perception layer's learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub perception_lr_scale: f64,
+    /// A coarse-to-fine colony: the grid sides its evolution runs on,
+    /// coarsest first, the last one the state grid (e.g. `12,24,48`); one
+    /// rule for all, the state upsampled between levels. Needs
+    /// `--level-steps`.
+    #[arg(long, value_delimiter = ',', requires = "level_steps")]
+    pub levels: Option<Vec<usize>>,
+    /// CA steps at each side of `--levels` (e.g. `20,10,10`); they sum to
+    /// `--target`. Fresh states run the coarse levels, pooled states go on
+    /// at the last one.
+    #[arg(long, value_delimiter = ',', requires = "levels")]
+    pub level_steps: Option<Vec<usize>>,
     /// Curriculum: fraction of the budget trained with full unrolls
     /// (fresh states, unroll T) before the pool phase.
     #[arg(long, default_value_t = 0.0)]
@@ -227,6 +245,17 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
     Ok(ClassWeights(Some(w)))
 }
 
+/// `--perception-init`: two comma-separated numbers (their values are
+/// checked by `TrainConfig::validate`).
+pub fn parse_pair(s: &str) -> Result<[f64; 2], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not two comma-separated numbers"))?;
+    <[f64; 2]>::try_from(v).map_err(|_| format!("'{s}': give two numbers, STATE,IMAGE"))
+}
+
 /// `--ema`: a decay, or none.
 #[derive(Debug, Clone, Copy)]
 pub struct Ema(pub Option<f64>);
@@ -280,7 +309,9 @@ impl TrainArgs {
         let size = self.image_size.unwrap_or(pick(self.size, 48, 32));
         check_size(size)?;
         let batch = self.batch.unwrap_or(if self.paper { 32 } else { 8 });
+        let cascade = self.cascade(size >> levels)?;
         let cell = CellConfig {
+            cascade,
             state_channels: pick(self.state, 48, 16),
             hidden_channels: pick(self.hidden, 72, 32),
             hidden_layers: self.hidden_layers,
@@ -332,6 +363,8 @@ impl TrainArgs {
             lr_floor: self.lr_floor,
             ema_decay: self.ema.0,
             full_unroll_fraction: self.curriculum,
+            perception_init_scale: self.perception_init,
+            perception_lr_scale: self.perception_lr_scale,
             ..TrainConfig::default()
         };
         let schedule = if self.paper {
@@ -388,6 +421,33 @@ impl TrainArgs {
                 ..LoadOptions::square(size)
             },
         })
+    }
+}
+
+impl TrainArgs {
+    /// The cascade of `--levels`/`--level-steps` on a state grid of side
+    /// `grid`, or `None` without them. Errors name the flag.
+    fn cascade(&self, grid: usize) -> Result<Option<Cascade>, Box<dyn std::error::Error>> {
+        let (Some(sides), Some(steps)) = (&self.levels, &self.level_steps) else {
+            return Ok(None);
+        };
+        if sides.last() != Some(&grid) {
+            return Err(format!(
+                "--levels {sides:?}: the last side must be the state grid, {grid}"
+            )
+            .into());
+        }
+        let total: usize = steps.iter().sum();
+        if total != self.target {
+            return Err(format!(
+                "--level-steps {steps:?} sum to {total}; they must sum to --target {}",
+                self.target
+            )
+            .into());
+        }
+        let cascade =
+            Cascade::from_sides(sides, steps).map_err(|e| flag_error(e.invalid_field(), e))?;
+        Ok((!cascade.levels.is_empty()).then_some(cascade))
     }
 }
 
@@ -482,6 +542,13 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
         ),
         format!("parameters: {}", model.describe_params()),
     ];
+    if let Some(c) = &cell.cascade {
+        lines.push(format!(
+            "coarse-to-fine: {} ({} coarse steps), then the full grid",
+            c.describe(),
+            c.coarse_steps()
+        ));
+    }
     if plan.levels > 0 {
         let (size, state) = (plan.size, plan.size >> plan.levels);
         lines.push(format!(
@@ -495,10 +562,11 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
         plan.learner.max_steps, plan.out.display()
     ));
     lines.push(format!(
-        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} augment {:?}",
+        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} perception_init {:?} perception_lr_scale {} augment {:?}",
         sched.class_weights, sched.dice_weight, sched.zero_update_init, sched.reset_bias_init,
         sched.lr_schedule, sched.warmup_steps, sched.lr_floor, sched.ema_decay,
-        sched.full_unroll_fraction, plan.augment
+        sched.full_unroll_fraction, sched.perception_init_scale, sched.perception_lr_scale,
+        plan.augment
     ));
     lines
 }

@@ -2,7 +2,8 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::draws::{normal_state, step_rng, StepDraws};
+use crate::cascade::step_at;
+use crate::draws::{normal_state, step_rng};
 use crate::error::{CoreError, Result};
 use crate::model::CellModel;
 use crate::rule::CellRule;
@@ -142,12 +143,20 @@ impl<M: CellModel> Colony<M> {
     /// # Shapes
     ///
     /// `env` `[B, E, h, w]` f32; for a plain rule `[B, 3, H, W]`.
+    ///
+    /// With a [`crate::Cascade`] in the rule's config, the first steps run
+    /// on its coarse grids ([`crate::cascade::coarse_step`]); the state
+    /// keeps its shape throughout.
     pub fn step(&mut self, env: &Tensor) -> Result<()> {
-        let (b, _, h, w) = self.state.dims4()?;
         let mut rng = step_rng(self.seed, self.steps);
-        let rule = self.model.rule();
-        let draws = StepDraws::sample(rule.config(), (b, h, w), &mut rng, rule.device())?;
-        self.state = rule.step_detached(&self.state, env, &draws)?;
+        self.state = step_at(
+            self.model.rule(),
+            &self.state,
+            env,
+            self.steps,
+            &mut rng,
+            false,
+        )?;
         self.steps += 1;
         Ok(())
     }

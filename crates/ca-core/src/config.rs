@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cascade::Cascade;
 use crate::error::{CoreError, Result};
 use crate::image_norm::ImageNorm;
 
@@ -128,6 +129,10 @@ pub struct CellConfig {
     /// which therefore load as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_norm: Option<ImageNorm>,
+    /// Coarse levels that open every evolution (a coarse-to-fine colony);
+    /// `None` (and files written before it existed) is the plain colony.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<Cascade>,
 }
 
 impl Default for CellConfig {
@@ -144,6 +149,7 @@ impl Default for CellConfig {
             reset_gate: true,
             update_prob: 0.5,
             image_norm: None,
+            cascade: None,
         }
     }
 }
@@ -175,6 +181,9 @@ impl CellConfig {
         }
         if let Some(norm) = &self.image_norm {
             norm.validate()?;
+        }
+        if let Some(cascade) = &self.cascade {
+            cascade.validate()?;
         }
         if self.hidden_layers > 64 {
             return Err(CoreError::InvalidConfig {

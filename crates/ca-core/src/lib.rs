@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod cascade;
 mod checkpoint;
 mod colony;
 mod config;
@@ -59,6 +60,7 @@ mod rule;
 mod segmenter;
 mod var_builder;
 
+pub use cascade::{Cascade, CascadeLevel};
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};

@@ -134,6 +134,7 @@ fn check(config: CellConfig, shape: (usize, usize, usize), seed: u64) {
 fn near_constant_norm_groups() {
     let config = CellConfig {
         image_norm: None,
+        cascade: None,
         state_channels: 1,
         hidden_channels: 1,
         env_channels: 2,
@@ -158,6 +159,7 @@ const NORMS: [Norm; 4] = [Norm::None, Norm::Batch, Norm::Instance, Norm::Channel
 fn small(perception: Perception, norm: Norm, residual: bool, reset_gate: bool) -> CellConfig {
     CellConfig {
         image_norm: None,
+        cascade: None,
         state_channels: 4,
         hidden_channels: 6,
         env_channels: 3,
@@ -304,6 +306,7 @@ proptest! {
     ) {
         let config = CellConfig {
             image_norm: None,
+            cascade: None,
             state_channels: s,
             hidden_channels: hidden,
             env_channels: e,
@@ -375,6 +378,7 @@ fn fused_gradients_match_finite_differences() {
     ] {
         let config = CellConfig {
             image_norm: None,
+            cascade: None,
             state_channels: 3,
             hidden_channels: 5,
             env_channels: 2,

@@ -28,6 +28,7 @@ fn arb_config() -> impl Strategy<Value = CellConfig> {
         .prop_map(
             |(s, h, e, layers, perception, norm, residual, reset_gate, p)| CellConfig {
                 image_norm: None,
+                cascade: None,
                 state_channels: s,
                 hidden_channels: h,
                 env_channels: e,

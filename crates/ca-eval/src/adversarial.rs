@@ -3,7 +3,7 @@
 //! region so that the automaton labels the region "object" again, by Adam on
 //! the perturbation with gradients through the unrolled CA steps.
 
-use ca_core::{normal_state, step_rng, CellRule, StepDraws};
+use ca_core::{normal_state, step_rng, CellRule};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
@@ -123,8 +123,7 @@ pub fn attack(
         let first_counted = options.steps / 2 + 1;
         for t in 1..=options.steps {
             let mut rng = step_rng(options.seed, stream + t as u64);
-            let draws = StepDraws::sample(rule.config(), (1, size, size), &mut rng, device)?;
-            state = rule.step(&state, &env, &draws)?;
+            state = ca_core::cascade::step_at(rule, &state, &env, t as u64 - 1, &mut rng, true)?;
             if t >= first_counted {
                 let logits = rule.logits(&state)?; // [1, C, S, S]
                 let c = logits.dim(1)?;

@@ -70,6 +70,8 @@ pub struct Adam {
     v: Vec<Tensor>,
     /// Updates applied so far.
     t: u64,
+    /// Factor on the learning rate, one per var.
+    lr_scales: Vec<f64>,
 }
 
 impl Adam {
@@ -83,10 +85,26 @@ impl Adam {
         Ok(Adam {
             v: m.clone(),
             m,
+            lr_scales: vec![1.0; vars.len()],
             vars,
             config,
             t: 0,
         })
+    }
+
+    /// The same optimizer with var `i` stepping at `scales[i]` times the
+    /// learning rate (one positive factor per var, in the order of
+    /// [`Adam::new`]).
+    pub fn with_lr_scales(mut self, scales: Vec<f64>) -> Result<Self> {
+        if scales.len() != self.vars.len() || scales.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
+            return Err(SchedError::InvalidConfig {
+                field: "lr_scales",
+                value: format!("{scales:?}"),
+                reason: format!("needs {} positive finite factors", self.vars.len()),
+            });
+        }
+        self.lr_scales = scales;
+        Ok(self)
     }
 
     /// The variables it updates, in the order given to [`Adam::new`].
@@ -138,7 +156,8 @@ impl Adam {
             let v_hat = (&self.v[i] / bias2)?;
             let update = (m_hat / (v_hat.sqrt()? + epsilon)?)?;
             let var = &self.vars[i];
-            var.set(&(var.as_tensor() - (update * learning_rate)?)?)?;
+            let rate = learning_rate * self.lr_scales[i];
+            var.set(&(var.as_tensor() - (update * rate)?)?)?;
         }
         Ok(())
     }

@@ -146,6 +146,15 @@ pub struct TrainConfig {
     /// Curriculum: the fraction of the run's progress trained in full-unroll
     /// mode (fresh states and images, unroll `T`) before the pool phase.
     pub full_unroll_fraction: f64,
+    /// Factors on the perception layer's initial weights that read the
+    /// state (`[0]`) and the image (`[1]`), applied by
+    /// [`crate::Trainer::new`] (the first layer: `perceive` of a 3x3 rule,
+    /// `pointwise` of a depthwise one); `[1, 1]` keeps the rule's own.
+    pub perception_init_scale: [f64; 2],
+    /// Factor on the learning rate of the perception layer's parameters
+    /// (`perceive.*`, or `depthwise.*` and `pointwise.*`); 1: the same rate
+    /// as the rest.
+    pub perception_lr_scale: f64,
 }
 
 impl Default for TrainConfig {
@@ -174,6 +183,8 @@ impl Default for TrainConfig {
             lr_floor: 1.0,
             ema_decay: None,
             full_unroll_fraction: 0.0,
+            perception_init_scale: [1.0, 1.0],
+            perception_lr_scale: 1.0,
         }
     }
 }
@@ -279,6 +290,25 @@ impl TrainConfig {
                 "full_unroll_fraction",
                 self.full_unroll_fraction,
                 "must lie in [0, 1]",
+            ));
+        }
+        let [state_scale, image_scale] = self.perception_init_scale;
+        if !(state_scale.is_finite()
+            && image_scale.is_finite()
+            && state_scale >= 0.0
+            && image_scale >= 0.0)
+        {
+            return Err(invalid(
+                "perception_init_scale",
+                format!("{state_scale},{image_scale}"),
+                "both factors must be finite and at least 0",
+            ));
+        }
+        if !(self.perception_lr_scale > 0.0 && self.perception_lr_scale.is_finite()) {
+            return Err(invalid(
+                "perception_lr_scale",
+                self.perception_lr_scale,
+                "must be positive and finite",
             ));
         }
         Ok(())
@@ -415,6 +445,15 @@ mod tests {
         );
         bad(|c| c.ema_decay = Some(1.0), "ema_decay");
         bad(|c| c.full_unroll_fraction = -0.1, "full_unroll_fraction");
+        bad(
+            |c| c.perception_init_scale = [1.0, -1.0],
+            "perception_init_scale",
+        );
+        bad(
+            |c| c.perception_init_scale = [f64::NAN, 1.0],
+            "perception_init_scale",
+        );
+        bad(|c| c.perception_lr_scale = 0.0, "perception_lr_scale");
         bad(
             |c| c.reset_bias_init = Some(f64::INFINITY),
             "reset_bias_init",

@@ -3,7 +3,8 @@
 //! learning rate, an optional moving average of the weights, non-finite-loss
 //! handling.
 
-use ca_core::{normal_state, step_rng, StepDraws};
+use ca_core::cascade::{coarse_size, coarse_step};
+use ca_core::{normal_state, step_rng, NamedParam, StepDraws};
 use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;
 
@@ -20,6 +21,8 @@ use crate::pool::{Pool, ResetCounts};
 const SCHEDULE_SALT: u64 = 0x5CED_0001;
 /// Salt of the generator of fresh states.
 const STATE_SALT: u64 = 0x5CED_0002;
+/// Salt of the CA draws of a cascade's coarse levels.
+const CASCADE_SALT: u64 = 0x5CED_0003;
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +66,9 @@ impl<M: Trainable> Trainer<M> {
         if num_samples == 0 {
             return Err(SchedError::Data("the training data has no samples".into()));
         }
+        if let Some(c) = &model.rule().config().cascade {
+            check_cascade(c, &config)?;
+        }
         for p in model.named_params() {
             let value = match p.name.as_str() {
                 "update.weight" | "update.bias" if config.zero_update_init => Some(0.0),
@@ -73,14 +79,22 @@ impl<M: Trainable> Trainer<M> {
                 p.var.set(&(p.var.as_tensor().zeros_like()? + v)?)?;
             }
         }
-        let vars: Vec<Var> = model
+        scale_perception_init(&model, config.perception_init_scale)?;
+        let trainable: Vec<NamedParam> = model
             .named_params()
             .into_iter()
             .filter(|p| p.trainable)
-            .map(|p| p.var)
             .collect();
+        let lr_scales = trainable
+            .iter()
+            .map(|p| match is_perception(&p.name) {
+                true => config.perception_lr_scale,
+                false => 1.0,
+            })
+            .collect();
+        let vars: Vec<Var> = trainable.into_iter().map(|p| p.var).collect();
         let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
-        let adam = Adam::new(vars, config.adam())?;
+        let adam = Adam::new(vars, config.adam())?.with_lr_scales(lr_scales)?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
         let pool = Pool::new(config.pool_size, num_samples, &mut rng);
         let device = model.rule().device().clone();
@@ -211,8 +225,9 @@ impl<M: Trainable> Trainer<M> {
             cfg.class_weights.as_deref(),
             cfg.dice_weight,
         )?;
-        let mut state = self.gather_states(&ids, (h, w))?;
+        let (state, fresh) = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
+        let mut state = self.cascade_prefix(state, &env, &fresh, &mut ages)?;
 
         // The CA draws of step k of optimizer step s come from stream
         // s * stride + k; with a curriculum the stride is the longer unroll,
@@ -342,23 +357,81 @@ impl<M: Trainable> Trainer<M> {
     }
 
     /// The states of the slots `ids` as `[B, S, h, w]`, drawing fresh
-    /// `N(0, I)` states where a slot has none.
-    fn gather_states(&mut self, ids: &[usize], (h, w): (usize, usize)) -> Result<Tensor> {
+    /// `N(0, I)` states where a slot has none, and the positions (in `ids`)
+    /// of those fresh states.
+    fn gather_states(
+        &mut self,
+        ids: &[usize],
+        (h, w): (usize, usize),
+    ) -> Result<(Tensor, Vec<usize>)> {
         let s = self.model.rule().config().state_channels;
         let len = s * h * w;
         let mut all = Vec::with_capacity(ids.len() * len);
-        for &id in ids {
+        let mut fresh = Vec::new();
+        for (pos, &id) in ids.iter().enumerate() {
             match &self.pool.slots[id].state {
                 Some(v) if v.len() == len => all.extend_from_slice(v),
                 _ => {
+                    fresh.push(pos);
                     let stream = self.step.wrapping_mul(1 << 20) ^ id as u64;
                     let mut rng = step_rng(self.config.seed ^ STATE_SALT, stream);
-                    let fresh = normal_state((1, s, h, w), &mut rng, &Device::Cpu)?;
-                    all.extend(fresh.flatten_all()?.to_vec1::<f32>()?);
+                    let state = normal_state((1, s, h, w), &mut rng, &Device::Cpu)?;
+                    all.extend(state.flatten_all()?.to_vec1::<f32>()?);
                 }
             }
         }
-        Ok(Tensor::from_vec(all, (ids.len(), s, h, w), &self.device)?)
+        let state = Tensor::from_vec(all, (ids.len(), s, h, w), &self.device)?;
+        Ok((state, fresh))
+    }
+
+    /// For a model whose rule has a [`ca_core::Cascade`]: runs its coarse
+    /// levels on the fresh states (positions `fresh` of the batch), with
+    /// their autograd graph, so that the loss of the full-grid steps that
+    /// follow trains the coarse levels too; adds the coarse steps to those
+    /// slots' ages. Slots with a pooled state are already past the coarse
+    /// levels and are left as they are. Without a cascade, `state` as given.
+    ///
+    /// # Shapes
+    ///
+    /// `state` `[B, S, h, w]`, `env` `[B, E, h, w]`; returns `[B, S, h, w]`.
+    fn cascade_prefix(
+        &self,
+        state: Tensor,
+        env: &Tensor,
+        fresh: &[usize],
+        ages: &mut [usize],
+    ) -> Result<Tensor> {
+        let rule = self.model.rule();
+        let cascade = match &rule.config().cascade {
+            Some(c) if !c.levels.is_empty() && !fresh.is_empty() => c.clone(),
+            _ => return Ok(state),
+        };
+        let (_, _, h, w) = state.dims4()?;
+        let picked: Vec<u32> = fresh.iter().map(|&p| p as u32).collect();
+        let picked = Tensor::from_vec(picked, fresh.len(), &self.device)?;
+        let mut sub = state.index_select(&picked, 0)?;
+        let sub_env = env.index_select(&picked, 0)?;
+        let coarse = cascade.coarse_steps() as u64;
+        for t in 0..coarse {
+            let f = cascade.factor_at(t).expect("t < coarse steps");
+            let (hc, wc) = coarse_size((h, w), f);
+            let mut rng = step_rng(self.config.seed ^ CASCADE_SALT, self.step * coarse + t);
+            let draws =
+                StepDraws::sample(rule.config(), (fresh.len(), hc, wc), &mut rng, &self.device)?;
+            sub = coarse_step(rule, &sub, &sub_env, f, &draws, true)?;
+        }
+        let mut rows = Vec::with_capacity(ages.len());
+        let mut next_fresh = 0;
+        for (pos, age) in ages.iter_mut().enumerate() {
+            if fresh.get(next_fresh) == Some(&pos) {
+                rows.push(sub.narrow(0, next_fresh, 1)?);
+                *age += coarse as usize;
+                next_fresh += 1;
+            } else {
+                rows.push(state.narrow(0, pos, 1)?);
+            }
+        }
+        Ok(Tensor::cat(&rows, 0)?)
     }
 
     /// The mean reset-gate value over the cells of the first `batch` slots
@@ -366,12 +439,81 @@ impl<M: Trainable> Trainer<M> {
     pub fn reset_gate_mean(&mut self, data: &dyn TrainData) -> Result<Option<f32>> {
         let ids: Vec<usize> = (0..self.config.batch).collect();
         let (_, env, grid) = self.slot_inputs(&ids, data)?;
-        let state = self.gather_states(&ids, grid)?;
+        let (state, _) = self.gather_states(&ids, grid)?;
         match self.model.rule().reset_gate(&state, &env)? {
             Some(r) => Ok(Some(r.mean_all()?.to_scalar::<f32>()?)),
             None => Ok(None),
         }
     }
+}
+
+/// Whether a parameter belongs to the perception (first) layer of a rule.
+fn is_perception(name: &str) -> bool {
+    ["perceive.", "depthwise.", "pointwise."]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Multiplies the perception layer's weights that read the state by
+/// `scale[0]` and those that read the environment by `scale[1]` (the
+/// input channels `0..S` and `S..S+E` of `perceive.weight` `[H, S+E, 3, 3]`
+/// or `pointwise.weight` `[H, S+E]`).
+fn scale_perception_init<M: Trainable>(model: &M, scale: [f64; 2]) -> Result<()> {
+    if scale == [1.0, 1.0] {
+        return Ok(());
+    }
+    let cfg = model.rule().config();
+    let factors: Vec<f32> = (0..cfg.input_channels())
+        .map(|c| scale[usize::from(c >= cfg.state_channels)] as f32)
+        .collect();
+    for p in model.named_params() {
+        if p.name == "perceive.weight" || p.name == "pointwise.weight" {
+            let w = p.var.as_tensor();
+            let mut shape = vec![1; w.rank()];
+            shape[1] = factors.len();
+            let f = Tensor::from_vec(factors.clone(), shape, w.device())?;
+            p.var.set(&w.broadcast_mul(&f)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A cascade trains through the pool: fresh states run its coarse levels,
+/// pooled ones continue on the full grid. A full unroll (the mode or the
+/// curriculum) would start every slot fresh at each step, and the target
+/// `T` must leave full-grid steps after the coarse ones.
+fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()> {
+    if config.full_unroll || config.full_unroll_fraction > 0.0 {
+        let field = if config.full_unroll {
+            "full_unroll"
+        } else {
+            "full_unroll_fraction"
+        };
+        return Err(SchedError::InvalidConfig {
+            field,
+            value: if config.full_unroll {
+                "true".into()
+            } else {
+                config.full_unroll_fraction.to_string()
+            },
+            reason: format!(
+                "a coarse-to-fine model ({}) trains through the pool, without full unrolls",
+                cascade.describe()
+            ),
+        });
+    }
+    if config.target <= cascade.coarse_steps() {
+        return Err(SchedError::InvalidConfig {
+            field: "target",
+            value: config.target.to_string(),
+            reason: format!(
+                "must exceed the cascade's {} coarse steps ({})",
+                cascade.coarse_steps(),
+                cascade.describe()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Whether every gradient is finite (no NaN, no infinity).
