@@ -16,20 +16,20 @@ use candle_core::{Device, Tensor};
 use cellseg::ca_core::io::CONFIG_KEY;
 use cellseg::ca_core::{CellConfig, CellRule};
 use cellseg::ca_sched::{checkpoint_metadata, Trainer};
-use support::{command, run, text, TempDir};
+use support::{command, run, temp_dir, text, TempDir};
 
 /// Runs a short training into `dir` and returns the training checkpoint
 /// and the model file it wrote.
 fn trained(bin: &Path, dir: &TempDir) -> (PathBuf, PathBuf) {
     let out = run(command(
         bin,
-        &dir.0,
+        dir.path(),
         &["--steps", "2", "--checkpoint-every", "1"],
     ));
     assert!(out.status.success(), "{}", text(&out));
     (
-        dir.join("checkpoint.safetensors"),
-        dir.join("model.safetensors"),
+        dir.path().join("checkpoint.safetensors"),
+        dir.path().join("model.safetensors"),
     )
 }
 
@@ -65,31 +65,31 @@ fn other_config() -> CellConfig {
 /// checkpoint `good`: (file name, what its error must mention).
 fn bad_files(dir: &TempDir, good: &Path) -> Vec<(PathBuf, &'static str)> {
     let bytes = std::fs::read(good).expect("read good");
-    let truncated = dir.join("truncated.safetensors");
+    let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
-    let empty = dir.join("empty.safetensors");
+    let empty = dir.path().join("empty.safetensors");
     std::fs::write(&empty, b"").expect("write");
 
     let (tensors, mut meta) = read_parts(good);
-    let no_meta = dir.join("no-metadata.safetensors");
+    let no_meta = dir.path().join("no-metadata.safetensors");
     let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
     candle_core::safetensors::save(&map, &no_meta).expect("write without metadata");
     // The tensors of one config under the metadata of another.
-    let other = dir.join("other-config.safetensors");
+    let other = dir.path().join("other-config.safetensors");
     meta.insert(
         CONFIG_KEY.to_string(),
         serde_json::to_string(&other_config()).expect("json"),
     );
     cellseg::ca_core::io::write_safetensors_atomic(&other, tensors, meta).expect("write");
 
-    let directory = dir.join("directory.safetensors");
+    let directory = dir.path().join("directory.safetensors");
     std::fs::create_dir(&directory).expect("mkdir");
     vec![
         (truncated, "not a valid safetensors file"),
         (empty, "not a valid safetensors file"),
         (no_meta, "metadata"),
         (other, "shape"),
-        (dir.join("missing.safetensors"), "cannot read"),
+        (dir.path().join("missing.safetensors"), "cannot read"),
         (directory, "is a directory"),
     ]
 }
@@ -99,7 +99,7 @@ fn bad_model_and_training_checkpoints_are_clear_library_errors() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-lib");
+    let dir = temp_dir("cli-errors-lib");
     let (checkpoint, model) = trained(&bin, &dir);
     assert!(CellRule::load(&model, &Device::Cpu).is_ok());
     for (path, needle) in bad_files(&dir, &model) {
@@ -112,7 +112,7 @@ fn bad_model_and_training_checkpoints_are_clear_library_errors() {
             "CellRule::load({name}): {err}"
         );
     }
-    let dir = TempDir::new("cli-errors-lib-train");
+    let dir = temp_dir("cli-errors-lib-train");
     for (path, needle) in bad_files(&dir, &checkpoint) {
         let name = file_name(&path);
         let err = match checkpoint_metadata(&path) {
@@ -151,12 +151,12 @@ fn a_failed_resume_is_an_error_and_leaves_the_checkpoint_unchanged() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-resume");
+    let dir = temp_dir("cli-errors-resume");
     let (good, _) = trained(&bin, &dir);
     let files = bad_files(&dir, &good);
     for (bad, needle) in files {
-        let out_dir = TempDir::new(&format!("cli-errors-resume-{}", file_name(&bad)));
-        let target = out_dir.join("checkpoint.safetensors");
+        let out_dir = temp_dir(&format!("cli-errors-resume-{}", file_name(&bad)));
+        let target = out_dir.path().join("checkpoint.safetensors");
         let before: Option<Vec<u8>> = if bad.is_dir() {
             std::fs::create_dir(&target).expect("mkdir");
             None
@@ -166,7 +166,7 @@ fn a_failed_resume_is_an_error_and_leaves_the_checkpoint_unchanged() {
         } else {
             None
         };
-        let out = run(command(&bin, &out_dir.0, &["--resume", "--steps", "4"]));
+        let out = run(command(&bin, out_dir.path(), &["--resume", "--steps", "4"]));
         let all = text(&out);
         assert_eq!(out.status.code(), Some(1), "{all}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -181,7 +181,7 @@ fn a_failed_resume_is_an_error_and_leaves_the_checkpoint_unchanged() {
             None => assert!(!target.exists(), "a failed resume created {target:?}"),
         }
         assert!(
-            !out_dir.join("model.safetensors").exists(),
+            !out_dir.path().join("model.safetensors").exists(),
             "a failed resume wrote a model"
         );
     }
@@ -194,12 +194,12 @@ fn resume_refuses_the_flags_the_checkpoint_overrides() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-resume-flags");
+    let dir = temp_dir("cli-errors-resume-flags");
     let (checkpoint, _) = trained(&bin, &dir);
     let before = std::fs::read(&checkpoint).expect("the checkpoint");
     let out = run(command(
         &bin,
-        &dir.0,
+        dir.path(),
         &["--resume", "--steps", "4", "--lr", "1e-4", "--state", "12"],
     ));
     let all = text(&out);
@@ -215,7 +215,7 @@ fn resume_refuses_the_flags_the_checkpoint_overrides() {
     // checkpoint) and the learner's own settings are fine.
     let out = run(command(
         &bin,
-        &dir.0,
+        dir.path(),
         &["--resume", "--steps", "3", "--eval-every", "0"],
     ));
     assert!(out.status.success(), "{}", text(&out));
@@ -226,7 +226,7 @@ fn nonsense_flags_are_clear_errors() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-flags");
+    let dir = temp_dir("cli-errors-flags");
     let cases: &[(&[&str], &str)] = &[
         (&["--size", "0"], "--size 0: must be at least 1"),
         (&["--batch", "0"], "--batch 0: must be at least 1"),
@@ -277,7 +277,7 @@ fn nonsense_flags_are_clear_errors() {
     for (flags, needle) in cases {
         let mut args = flags.to_vec();
         args.extend(["--steps", "1"].iter().filter(|_| flags[0] != "--steps"));
-        let out = run(command(&bin, &dir.0, &args));
+        let out = run(command(&bin, dir.path(), &args));
         let all = text(&out);
         let code = out.status.code();
         // 1: rejected by train_pets; 2: rejected by the argument parser.
@@ -286,14 +286,14 @@ fn nonsense_flags_are_clear_errors() {
         assert!(stderr.contains(needle), "{flags:?}: {all}");
         assert!(!stderr.contains("panicked"), "{flags:?}: {all}");
         assert!(
-            !dir.join("checkpoint.safetensors").exists(),
+            !dir.path().join("checkpoint.safetensors").exists(),
             "{flags:?} wrote a checkpoint"
         );
     }
     // Flags are checked before the data are read.
     let out = run(command(
         &bin,
-        &dir.0,
+        dir.path(),
         &["--batch", "0", "--data", "/nonexistent/pets"],
     ));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -305,12 +305,12 @@ fn a_data_directory_that_is_not_a_pets_layout_is_a_clear_error() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-data");
-    std::fs::create_dir_all(dir.join("data/images")).expect("mkdir");
-    let data = dir.join("data");
+    let dir = temp_dir("cli-errors-data");
+    std::fs::create_dir_all(dir.path().join("data/images")).expect("mkdir");
+    let data = dir.path().join("data");
     let out = run(command(
         &bin,
-        &dir.join("out"),
+        &dir.path().join("out"),
         &["--data", data.to_str().expect("utf-8 path"), "--steps", "1"],
     ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -337,8 +337,8 @@ fn a_broken_image_stops_a_strict_run_and_is_skipped_by_a_lenient_one() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("cli-errors-lenient");
-    let data = dir.join("data");
+    let dir = temp_dir("cli-errors-lenient");
+    let data = dir.path().join("data");
     copy_tree(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join(cellseg::ca_eval::pets::FIXTURE_DIR),
         &data,
@@ -357,7 +357,7 @@ fn a_broken_image_stops_a_strict_run_and_is_skipped_by_a_lenient_one() {
 
     let strict = run(command(
         &bin,
-        &dir.join("strict"),
+        &dir.path().join("strict"),
         &["--data", data_arg, "--steps", "1"],
     ));
     assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
@@ -370,7 +370,7 @@ fn a_broken_image_stops_a_strict_run_and_is_skipped_by_a_lenient_one() {
 
     let lenient = run(command(
         &bin,
-        &dir.join("lenient"),
+        &dir.path().join("lenient"),
         &["--data", data_arg, "--steps", "1", "--lenient"],
     ));
     assert!(lenient.status.success(), "{}", text(&lenient));

@@ -17,7 +17,7 @@ use cellseg::ca_core::io::config_from_metadata;
 use cellseg::ca_core::CellRule;
 use cellseg::ca_sched::{checkpoint_metadata, Trainer};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use support::{checkpoint_step, command, TempDir};
+use support::{checkpoint_step, command, temp_dir};
 
 /// Steps of the whole run: with kills every 20-200 ms, rng seeds 20-27 give
 /// 3-7 kills (2-6 of them inside a write) before the run ends.
@@ -105,9 +105,9 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("crash");
-    let checkpoint = dir.join("checkpoint.safetensors");
-    let metrics = dir.join("metrics.jsonl");
+    let dir = temp_dir("crash");
+    let checkpoint = dir.path().join("checkpoint.safetensors");
+    let metrics = dir.path().join("metrics.jsonl");
     let mut rng = StdRng::seed_from_u64(20);
     let mut saved: Option<u64> = None;
     let mut kills_in_write = 0;
@@ -130,20 +130,20 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
             args.push("--resume");
         }
         let from = std::fs::metadata(&metrics).map_or(0, |m| m.len());
-        let mut child = command(&bin, &dir.0, &args)
+        let mut child = command(&bin, dir.path(), &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start train_pets");
         let delay = Duration::from_millis(rng.random_range(20..200));
-        if !kill_later(&mut child, (&dir.0, &metrics, from), delay, on_write) {
+        if !kill_later(&mut child, (dir.path(), &metrics, from), delay, on_write) {
             break; // finished before the kill
         }
-        let leftovers = temp_files(&dir.0);
+        let leftovers = temp_files(dir.path());
         if !leftovers.is_empty() {
             kills_in_write += 1;
             for name in leftovers {
-                std::fs::remove_file(dir.join(&name)).expect("remove temp file");
+                std::fs::remove_file(dir.path().join(&name)).expect("remove temp file");
             }
         }
         let logged = last_logged_step(&metrics, from as usize);
@@ -154,7 +154,7 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
             );
             continue;
         }
-        assert_loads(&dir.0);
+        assert_loads(dir.path());
         let step = checkpoint_step(&checkpoint);
         println!("round {round}: every {every}, logged {logged:?}, checkpoint at {step}");
         assert!(
@@ -180,13 +180,13 @@ fn sigkill_at_random_moments_loses_at_most_one_checkpoint_interval() {
     if checkpoint.exists() {
         args.push("--resume");
     }
-    let out = command(&bin, &dir.0, &args)
+    let out = command(&bin, dir.path(), &args)
         .output()
         .expect("run train_pets");
     assert!(out.status.success(), "{}", support::text(&out));
-    assert_loads(&dir.0);
-    assert!(dir.join("model.safetensors").exists());
+    assert_loads(dir.path());
+    assert!(dir.path().join("model.safetensors").exists());
     assert_eq!(checkpoint_step(&checkpoint), STEPS);
-    let leftovers = temp_files(&dir.0);
+    let leftovers = temp_files(dir.path());
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

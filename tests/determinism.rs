@@ -13,7 +13,7 @@ use ca_sched::{evaluate_iou, IouTable, TrainConfig, Trainable, Trainer};
 use candle_core::Device;
 use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 use cellseg::{ca_core, ca_data, ca_sched};
-use support::{command, run, text, TempDir};
+use support::{command, run, temp_dir, text};
 
 fn split(split: Split, augment: Augment) -> PetsTrainData {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_DIR);
@@ -76,9 +76,9 @@ fn train_pets_is_bit_reproducible_across_thread_counts() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("determinism");
+    let dir = temp_dir("determinism");
     let model = |name: &str, seed: &str, threads: &str| -> (Vec<u8>, String) {
-        let out_dir = dir.join(name);
+        let out_dir = dir.path().join(name);
         let mut cmd = command(&bin, &out_dir, &["--steps", "15", "--seed", seed]);
         cmd.env("RAYON_NUM_THREADS", threads);
         let out = run(cmd);

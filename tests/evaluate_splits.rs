@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{example, text, TempDir};
+use support::{example, temp_dir, text, TempDir};
 
 /// Runs `evaluate stability` for 2 CA steps with `args` and returns the
 /// number of samples it reports, or its stderr when it fails.
@@ -21,7 +21,7 @@ fn samples(bin: &Path, out: &TempDir, args: &[&str]) -> Result<usize, String> {
         .arg("--data")
         .arg(&fixture)
         .args(["--steps", "2", "--out"])
-        .arg(&out.0)
+        .arg(out.path())
         .args(args)
         .env("RAYON_NUM_THREADS", "1")
         .output()
@@ -49,7 +49,7 @@ fn validation_and_training_parts_partition_trainval_and_breeds_filter() {
     let Some(bin) = example("evaluate") else {
         return;
     };
-    let out = TempDir::new("evaluate-splits");
+    let out = temp_dir("evaluate-splits");
     let all = samples(&bin, &out, &["--split", "trainval"]).unwrap();
     let val = samples(&bin, &out, &["--split", "val"]).unwrap();
     let train = samples(&bin, &out, &["--split", "train"]).unwrap();

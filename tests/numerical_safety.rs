@@ -10,7 +10,7 @@ use candle_core::Device;
 use cellseg::ca_core::io::config_from_metadata;
 use cellseg::ca_core::CellRule;
 use cellseg::ca_sched::{checkpoint_metadata, Trainable, Trainer};
-use support::{checkpoint_step, command, run, text, TempDir};
+use support::{checkpoint_step, command, run, temp_dir, text};
 
 fn all_finite(rule: &CellRule) -> bool {
     rule.named_params().iter().all(|p| {
@@ -28,10 +28,10 @@ fn a_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("nan");
+    let dir = temp_dir("nan");
     let out = run(command(
         &bin,
-        &dir.0,
+        dir.path(),
         &[
             "--lr",
             "1e30",
@@ -61,7 +61,7 @@ fn a_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint() {
     );
 
     // The checkpoint is that of the last step with a finite loss.
-    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics");
     let records: Vec<serde_json::Value> = metrics
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -74,7 +74,7 @@ fn a_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .expect("at least one good step");
     let last_logged = records.iter().filter_map(|r| r["step"].as_u64()).max();
     assert!(last_logged > Some(last_good), "{metrics}");
-    let checkpoint = dir.join("checkpoint.safetensors");
+    let checkpoint = dir.path().join("checkpoint.safetensors");
     assert_eq!(checkpoint_step(&checkpoint), last_good);
 
     // It loads, whole, with finite weights; so does the model file.
@@ -83,6 +83,6 @@ fn a_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
     let trainer = Trainer::resume(rule, &checkpoint, 36).expect("resume");
     assert!(all_finite(trainer.model()), "checkpoint weights");
-    let model = CellRule::load(&dir.join("model.safetensors"), &Device::Cpu).expect("model");
+    let model = CellRule::load(&dir.path().join("model.safetensors"), &Device::Cpu).expect("model");
     assert!(all_finite(&model), "model weights");
 }

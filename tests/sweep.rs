@@ -7,15 +7,15 @@ mod support;
 
 use std::process::Command;
 
-use support::{example, text, train_pets, TempDir};
+use support::{example, temp_dir, text, train_pets};
 
 #[test]
 fn sweep_ranks_two_tiny_configurations_and_continues() {
     let (Some(sweep), Some(_)) = (example("sweep"), train_pets()) else {
         return;
     };
-    let dir = TempDir::new("sweep");
-    let configs = dir.join("configs.txt");
+    let dir = temp_dir("sweep");
+    let configs = dir.path().join("configs.txt");
     let tiny = "--size 16 --state 8 --hidden 16 --batch 4 --mini-unroll 4 --target 8";
     std::fs::write(
         &configs,
@@ -25,11 +25,11 @@ fn sweep_ranks_two_tiny_configurations_and_continues() {
         ),
     )
     .expect("write configs");
-    let out = dir.join("out");
+    let out = dir.path().join("out");
     let command = || {
         let mut cmd = Command::new(&sweep);
         cmd.env_remove("CA_PETS_DIR")
-            .current_dir(&dir.0)
+            .current_dir(dir.path())
             .arg("--configs")
             .arg(&configs)
             .args(["--seeds", "0", "--cpu-minutes", "5", "--lanes", "2"])

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{command, run, text, TempDir};
+use support::{command, run, temp_dir, text};
 
 /// The training config stored by a one-step run with `extra` flags.
 fn stored_config(name: &str, extra: &[&str]) -> Option<Value> {
@@ -16,12 +16,12 @@ fn stored_config(name: &str, extra: &[&str]) -> Option<Value> {
 /// `extra` flags.
 fn stored(name: &str, extra: &[&str]) -> Option<(Value, Value)> {
     let bin = support::train_pets()?;
-    let dir = TempDir::new(name);
+    let dir = temp_dir(name);
     let mut args = vec!["--steps", "1"];
     args.extend_from_slice(extra);
-    let out = run(command(&bin, &dir.0, &args));
+    let out = run(command(&bin, dir.path(), &args));
     assert!(out.status.success(), "{}", text(&out));
-    let meta = cellseg::ca_sched::checkpoint_metadata(&dir.join("checkpoint.safetensors"))
+    let meta = cellseg::ca_sched::checkpoint_metadata(&dir.path().join("checkpoint.safetensors"))
         .expect("a training checkpoint");
     let state: Value =
         serde_json::from_str(&meta[cellseg::ca_sched::TRAIN_STATE_KEY]).expect("train state");
@@ -86,10 +86,10 @@ fn paper_refuses_a_lever_flag_beside_it() {
     let Some(bin) = support::train_pets() else {
         return;
     };
-    let dir = TempDir::new("recipe-conflict");
+    let dir = temp_dir("recipe-conflict");
     let out = run(command(
         &bin,
-        &dir.0,
+        dir.path(),
         &["--paper", "--ema", "0.5", "--steps", "1"],
     ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -42,28 +42,15 @@ pub fn example(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// A fresh, empty directory for one test, removed by [`TempDir::drop`].
-pub struct TempDir(pub PathBuf);
+/// A fresh, empty directory for one test, removed on drop.
+pub use tempfile::TempDir;
 
-impl TempDir {
-    /// `$TMPDIR/cellseg-<name>-<pid>`, emptied first.
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("cellseg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    /// A path inside the directory.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh, empty directory `$TMPDIR/cellseg-NAME-XXXXXX` for one test.
+pub fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cellseg-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// A small, fast configuration on the bundled synthetic fixture: 16x16

@@ -17,7 +17,7 @@ fn round_trip_keeps_tensors_config_and_outputs() {
     let dir = temp_dir("roundtrip");
     for levels in 1..=3 {
         let model = small_model(levels, 40 + levels as u64);
-        let path = dir.join(format!("hires{levels}.safetensors"));
+        let path = dir.path().join(format!("hires{levels}.safetensors"));
         model.save(&path).unwrap();
         let loaded = HiresModel::load(&path, &Device::Cpu).unwrap();
         assert_eq!(loaded.levels(), levels);
@@ -81,13 +81,13 @@ fn mismatched_files_are_refused_with_the_file_named() {
     let dir = temp_dir("mismatch");
 
     // A plain rule is not a high-resolution model, and the other way round.
-    let plain_path = dir.join("plain.safetensors");
+    let plain_path = dir.path().join("plain.safetensors");
     CellRule::new(CellConfig::default(), 0, &Device::Cpu)
         .unwrap()
         .save(&plain_path)
         .unwrap();
     assert!(load_err(&plain_path).contains(HIRES_KEY));
-    let hires_path = dir.join("hires.safetensors");
+    let hires_path = dir.path().join("hires.safetensors");
     let model = small_model(1, 0);
     model.save(&hires_path).unwrap();
     let msg = CellRule::load(&hires_path, &Device::Cpu)
@@ -100,7 +100,7 @@ fn mismatched_files_are_refused_with_the_file_named() {
 
     let (tensors, meta) = model.to_safetensors_parts();
     let write = |name: &str, t: Vec<(String, Tensor)>, m: HashMap<String, String>| {
-        let p = dir.join(name);
+        let p = dir.path().join(name);
         write_safetensors_atomic(&p, t, m).unwrap();
         p
     };

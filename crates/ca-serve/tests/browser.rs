@@ -465,8 +465,8 @@ async fn webcam_mode_follows_a_fake_camera_clip() {
     }
     let _one = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("webcam");
-    let clip = dir.join("clip.y4m");
+    let dir = temp_dir("webcam");
+    let clip = dir.path().join("clip.y4m");
     let names = ["synth-cat-001", "synth-cat-005"];
     let photos: Vec<RgbImage> = names
         .iter()

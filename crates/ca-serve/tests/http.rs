@@ -287,16 +287,16 @@ fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_come_only_from_names_the_folder_lists() {
-    let root = TempDir::new("models");
-    let dir = root.join("models");
+    let root = temp_dir("models");
+    let dir = root.path().join("models");
     std::fs::create_dir_all(&dir).unwrap();
     let model = models_dir().join("pets48.safetensors");
     std::fs::copy(&model, dir.join("a.safetensors")).unwrap();
-    std::fs::copy(&model, root.join("secret.safetensors")).unwrap();
+    std::fs::copy(&model, root.path().join("secret.safetensors")).unwrap();
     std::fs::write(dir.join("notes.txt"), "not a model").unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(
-        root.join("secret.safetensors"),
+        root.path().join("secret.safetensors"),
         dir.join("link.safetensors"),
     )
     .unwrap();
@@ -306,7 +306,7 @@ async fn models_come_only_from_names_the_folder_lists() {
         ..ServeConfig::default()
     })
     .await;
-    let before = (listing(&root.0), listing(&dir));
+    let before = (listing(root.path()), listing(&dir));
 
     let models = get(addr, "/api/models").await;
     assert_eq!(models.status, 200);
@@ -385,7 +385,7 @@ async fn models_come_only_from_names_the_folder_lists() {
             other => panic!("{query}: expected a refused upgrade, got {other:?}"),
         }
     }
-    let after = (listing(&root.0), listing(&dir));
+    let after = (listing(root.path()), listing(&dir));
     assert_eq!(before, after, "the server wrote nothing");
 }
 
@@ -962,10 +962,10 @@ async fn bad_settings_and_folders_stop_the_start_with_a_reason() {
             .contains("cannot list the models folder"),
         "{missing}"
     );
-    let empty = TempDir::new("empty-models");
+    let empty = temp_dir("empty-models");
     let none = ca_serve::Server::bind(ServeConfig {
         port: 0,
-        models_dir: empty.0.clone(),
+        models_dir: empty.path().to_path_buf(),
         ..ServeConfig::default()
     })
     .await

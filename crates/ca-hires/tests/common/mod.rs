@@ -38,11 +38,12 @@ pub fn labels(b: usize, h: usize, w: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (b, h, w), &Device::Cpu).unwrap()
 }
 
-/// A fresh directory under the system temp dir for this test process.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ca-hires-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh, empty directory `$TMPDIR/ca-hires-NAME-XXXXXX`, removed on drop.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ca-hires-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// The largest absolute elementwise difference of two tensors of one shape.

@@ -215,25 +215,12 @@ pub fn png_bytes(image: &image::RgbImage) -> Vec<u8> {
 }
 
 /// A fresh, empty directory for one test, removed on drop.
-pub struct TempDir(pub PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    /// `$TMPDIR/ca-serve-<name>-<pid>`, emptied first.
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ca-serve-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    /// A path inside the directory.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh, empty directory `$TMPDIR/ca-serve-NAME-XXXXXX` for one test.
+pub fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("ca-serve-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
