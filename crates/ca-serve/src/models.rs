@@ -75,6 +75,9 @@ pub struct ModelSummary {
     pub levels: usize,
     /// Whether the model standardises the image (`CellConfig::image_norm`).
     pub image_norm: bool,
+    /// The coarse levels of a coarse-to-fine model (`CellConfig::cascade`),
+    /// e.g. `1/4 x 20, 1/2 x 10`; `None` for a plain colony.
+    pub cascade: Option<String>,
     /// Validation object IoU at CA step 40, from the metrics file.
     pub val_object: Option<f64>,
     /// Validation boundary IoU at CA step 40, from the metrics file.
@@ -177,6 +180,13 @@ impl ModelRegistry {
             params: model.model.trainable_params(),
             levels: model.model.levels(),
             image_norm: model.model.rule().config().image_norm.is_some(),
+            cascade: model
+                .model
+                .rule()
+                .config()
+                .cascade
+                .as_ref()
+                .map(|c| c.describe()),
             val_object: validation.map(|v| v.0),
             val_boundary: validation.map(|v| v.1),
         })

@@ -54,7 +54,8 @@ async function listModels() {
       const d = details[m];
       if (!d || d.params === undefined) return m;
       const iou = d.val_object == null ? "" : `, val object ${d.val_object.toFixed(2)} / boundary ${d.val_boundary.toFixed(2)}`;
-      return `${m} (${d.params.toLocaleString("en")} parameters${iou})`;
+      const levels = d.cascade ? `, coarse-to-fine ${d.cascade}` : "";
+      return `${m} (${d.params.toLocaleString("en")} parameters${levels}${iou})`;
     };
     select.replaceChildren(...body.models.map((m) => new Option(label(m), m, m === body.default, m === body.default)));
     return body.default;
