@@ -230,11 +230,8 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
     if s == "none" {
         return Ok(ClassWeights(None));
     }
-    let w: Vec<f64> = s
-        .split(',')
-        .map(|x| x.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("'{s}' is not 'none' or three comma-separated numbers"))?;
+    let w = comma_numbers(s)
+        .ok_or_else(|| format!("'{s}' is not 'none' or three comma-separated numbers"))?;
     if w.len() != CLASS_NAMES.len() {
         return Err(format!(
             "'{s}': give {} weights ({})",
@@ -248,12 +245,13 @@ pub fn parse_class_weights(s: &str) -> Result<ClassWeights, String> {
 /// `--perception-init`: two comma-separated numbers (their values are
 /// checked by `TrainConfig::validate`).
 pub fn parse_pair(s: &str) -> Result<[f64; 2], String> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|x| x.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("'{s}' is not two comma-separated numbers"))?;
+    let v = comma_numbers(s).ok_or_else(|| format!("'{s}' is not two comma-separated numbers"))?;
     <[f64; 2]>::try_from(v).map_err(|_| format!("'{s}': give two numbers, STATE,IMAGE"))
+}
+
+/// The comma-separated numbers of `s`, or `None` when one does not parse.
+fn comma_numbers(s: &str) -> Option<Vec<f64>> {
+    s.split(',').map(|x| x.trim().parse::<f64>().ok()).collect()
 }
 
 /// `--ema`: a decay, or none.

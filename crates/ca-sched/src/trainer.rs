@@ -3,7 +3,7 @@
 //! learning rate, an optional moving average of the weights, non-finite-loss
 //! handling.
 
-use ca_core::cascade::{coarse_size, coarse_step};
+use ca_core::cascade::step_at;
 use ca_core::{normal_state, step_rng, NamedParam, StepDraws};
 use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;
@@ -406,19 +406,14 @@ impl<M: Trainable> Trainer<M> {
             Some(c) if !c.levels.is_empty() && !fresh.is_empty() => c.clone(),
             _ => return Ok(state),
         };
-        let (_, _, h, w) = state.dims4()?;
         let picked: Vec<u32> = fresh.iter().map(|&p| p as u32).collect();
         let picked = Tensor::from_vec(picked, fresh.len(), &self.device)?;
         let mut sub = state.index_select(&picked, 0)?;
         let sub_env = env.index_select(&picked, 0)?;
         let coarse = cascade.coarse_steps() as u64;
         for t in 0..coarse {
-            let f = cascade.factor_at(t).expect("t < coarse steps");
-            let (hc, wc) = coarse_size((h, w), f);
             let mut rng = step_rng(self.config.seed ^ CASCADE_SALT, self.step * coarse + t);
-            let draws =
-                StepDraws::sample(rule.config(), (fresh.len(), hc, wc), &mut rng, &self.device)?;
-            sub = coarse_step(rule, &sub, &sub_env, f, &draws, true)?;
+            sub = step_at(rule, &sub, &sub_env, t, &mut rng, true)?;
         }
         let mut rows = Vec::with_capacity(ages.len());
         let mut next_fresh = 0;
