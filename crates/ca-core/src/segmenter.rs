@@ -111,10 +111,6 @@ impl<M: CellModel> Segmenter<M> {
     /// [`CoreError::Shape`] naming `images` when they are not
     /// `[B, 3, H, W]` f32 with `B, H, W >= 1`.
     pub fn segment_batch(&self, images: &Tensor) -> Result<Tensor> {
-        match images.dims() {
-            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => {}
-            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
-        }
         self.run(images)
     }
 
@@ -134,12 +130,43 @@ impl<M: CellModel> Segmenter<M> {
         self.segment(&chw)
     }
 
-    /// Evolves a colony on checked images `[B, 3, H, W]` and predicts.
-    fn run(&self, images: &Tensor) -> Result<Tensor> {
-        let (b, _, h, w) = images.dims4()?;
+    /// A fresh colony of the model on `images`, seeded from
+    /// [`Segmenter::seed`], and its environment, for callers that step it
+    /// themselves (an evolution animation, a live page): evolving it
+    /// [`Segmenter::steps`] steps and predicting is what
+    /// [`Segmenter::segment_batch`] does. The colony owns the segmenter's
+    /// model, so a segmenter of a reference (`Segmenter::new(&model)`)
+    /// gives a colony that borrows the model.
+    ///
+    /// # Shapes
+    ///
+    /// `images` `[B, 3, H, W]` f32 RGB in `[0, 1]` (moved to the model's
+    /// device) -> a colony of `B` runs on the model's state grid for an
+    /// `H x W` image, and the environment `[B, E, H', W']` it reads.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Shape`] naming `images` when they are not
+    /// `[B, 3, H, W]` f32 with `B, H, W >= 1`.
+    pub fn start(self, images: &Tensor) -> Result<(Colony<M>, Tensor)> {
+        let (b, h, w) = match images.dims() {
+            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => (b, h, w),
+            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
+        };
         let images = images.to_device(self.model.rule().device())?;
-        let mut colony = Colony::new(&self.model, b, h, w, self.seed)?;
+        let colony = Colony::new(self.model, b, h, w, self.seed)?;
         let env = colony.environment(&images)?;
+        Ok((colony, env))
+    }
+
+    /// Evolves a colony on images `[B, 3, H, W]` and predicts.
+    fn run(&self, images: &Tensor) -> Result<Tensor> {
+        let borrowed = Segmenter {
+            model: &self.model,
+            steps: self.steps,
+            seed: self.seed,
+        };
+        let (mut colony, env) = borrowed.start(images)?;
         colony.evolve(&env, self.steps)?;
         colony.predict()
     }

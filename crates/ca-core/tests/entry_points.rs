@@ -327,6 +327,39 @@ fn segmenter_is_a_colony_evolved_by_hand() {
 }
 
 #[test]
+fn segmenter_start_gives_the_colony_segment_batch_evolves() {
+    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let batch = Tensor::cat(
+        &[&image(12, 16), &image(12, 16).affine(0.5, 0.2).unwrap()],
+        0,
+    )
+    .unwrap();
+    let seg = Segmenter::new(&rule).with_steps(9).with_seed(5);
+    let whole = classes(&seg.segment_batch(&batch).unwrap());
+
+    let (mut colony, env) = seg.clone().start(&batch).unwrap();
+    assert_eq!(colony.state().dims()[0], 2);
+    // The environment is the model's, not the raw images (the fixture
+    // standardises its image).
+    let raw = Colony::new(&rule, 2, 12, 16, 5)
+        .unwrap()
+        .environment(&batch)
+        .unwrap();
+    assert_eq!(values(&env), values(&raw));
+    assert_ne!(values(&env), values(&batch));
+    for _ in 0..9 {
+        colony.step(&env).unwrap();
+    }
+    assert_eq!(classes(&colony.predict().unwrap()), whole);
+
+    let bad = Tensor::zeros((3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    match seg.start(&bad).map(|_| ()).unwrap_err() {
+        CoreError::Shape { what, got, .. } => assert_eq!((what, got), ("images", vec![3, 8, 8])),
+        e => panic!("expected a CoreError::Shape, got {e}"),
+    }
+}
+
+#[test]
 fn segmenter_rejects_bad_shapes_naming_the_argument() {
     let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu).unwrap();
     let seg = Segmenter::new(rule).with_steps(1);

@@ -26,14 +26,7 @@ pub fn image_to_chw(image: &RgbImage, size: usize) -> Vec<f32> {
         resized = resize_rgb(image, side, side);
         &resized
     };
-    let plane = size * size;
-    let mut out = vec![0f32; 3 * plane];
-    for (i, p) in src.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = f32::from(p.0[c]) / 255.0;
-        }
-    }
-    out
+    ca_core::rgb_to_chw(src)
 }
 
 /// Resizes an RGB image to `width x height` with the triangle filter (see

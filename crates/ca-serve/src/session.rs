@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ca_core::Colony;
+use ca_core::{Colony, Segmenter};
 use ca_sched::AnyModel;
 use ca_viz::render::{self, StateProjection};
 use ca_viz::Result;
@@ -357,8 +357,10 @@ impl Session {
         };
         let size = model.image_size;
         let batch = self.batch();
-        let colony = Colony::new(&model.model, batch, size, size, self.seed)?;
-        let env = environment(&colony, photo, size, batch)?;
+        let images = photo_batch(photo, size, batch, model.model.rule().device())?;
+        let (colony, env) = Segmenter::new(&model.model)
+            .with_seed(self.seed)
+            .start(&images)?;
         Ok(Some(Live { colony, env }))
     }
 
@@ -495,6 +497,18 @@ impl Session {
     }
 }
 
+/// `photo` resized to `size x size`, `batch` times: `[batch, 3, size, size]`
+/// in `[0, 1]` on `device`.
+fn photo_batch(
+    photo: &RgbImage,
+    size: usize,
+    batch: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let chw = ca_data::resize::image_to_chw(photo, size);
+    Ok(Tensor::from_vec(chw, (1, 3, size, size), device)?.repeat((batch, 1, 1, 1))?)
+}
+
 /// The environment of `photo` resized to `size x size`, `batch` times.
 fn environment(
     colony: &Colony<&AnyModel>,
@@ -502,10 +516,8 @@ fn environment(
     size: usize,
     batch: usize,
 ) -> Result<Tensor> {
-    let chw = ca_data::resize::image_to_chw(photo, size);
-    let device = colony.state().device().clone();
-    let image = Tensor::from_vec(chw, (1, 3, size, size), &device)?.repeat((batch, 1, 1, 1))?;
-    Ok(colony.environment(&image)?)
+    let images = photo_batch(photo, size, batch, colony.state().device())?;
+    Ok(colony.environment(&images)?)
 }
 
 /// Resets the state of every run to `N(0, 1)` noise in the disc

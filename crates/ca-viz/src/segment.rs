@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ca_core::{CellModel, Colony};
+use ca_core::{CellModel, Colony, Segmenter};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
@@ -87,8 +87,9 @@ pub fn segment<M: CellModel>(
     };
     let (w, h) = grid;
     let image = Tensor::from_vec(chw, (1, 3, h, w), model.rule().device())?;
-    let mut colony = Colony::new(model, 1, h, w, options.seed)?;
-    let env = colony.environment(&image)?;
+    let (mut colony, env) = Segmenter::new(model)
+        .with_seed(options.seed)
+        .start(&image)?;
     let (sh, sw) = colony.state_size();
     let channels = model.rule().config().state_channels;
     let projection = StateProjection::new(channels);
@@ -122,7 +123,7 @@ pub fn segment<M: CellModel>(
     })
 }
 
-fn classes_of<M: CellModel>(colony: &Colony<&M>) -> Result<Vec<u32>> {
+fn classes_of<M: CellModel>(colony: &Colony<M>) -> Result<Vec<u32>> {
     Ok(colony
         .predict()?
         .to_dtype(DType::U32)?
