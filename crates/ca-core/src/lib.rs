@@ -69,7 +69,8 @@ pub use image_norm::{standardise, ImageNorm};
 pub use model::CellModel;
 pub use norm::{normalize, normalize_firing, NORM_EPS};
 pub use params::{
-    param_shapes, CellParams, Layer, NamedParam, ParamCount, ParamGroup, Perceive, RESET_BIAS_INIT,
+    param_shapes, CellParams, Layer, LayerId, NamedParam, ParamCount, ParamGroup, Perceive,
+    TensorKind, RESET_BIAS_INIT,
 };
 pub use rule::{CellRule, StepBackend};
 #[cfg(feature = "image")]

@@ -61,6 +61,96 @@ pub struct CellParams {
     pub frozen_depthwise: bool,
 }
 
+/// A layer of a cell rule as its tensors are named in model files:
+/// `{layer}.weight` and `{layer}.bias` (`perceive.weight`, `hidden.0.bias`,
+/// `update.weight`, ...). The one place those names are spelt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerId {
+    /// The full 3x3 perception convolution.
+    Perceive,
+    /// The depthwise 3x3 filters of the depthwise perception.
+    Depthwise,
+    /// The 1x1 layer after the depthwise filters.
+    Pointwise,
+    /// Hidden 1x1 layer `k` (from 0).
+    Hidden(usize),
+    /// The output layer: the update `U(s)`.
+    Update,
+    /// The reset gate.
+    Reset,
+    /// The classifier `state -> classes`.
+    Classifier,
+}
+
+/// Which tensor of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    /// `{layer}.weight`.
+    Weight,
+    /// `{layer}.bias`.
+    Bias,
+}
+
+impl LayerId {
+    /// The layer's name (`hidden.1`, `update`, ...).
+    pub fn name(self) -> String {
+        match self {
+            LayerId::Perceive => "perceive".into(),
+            LayerId::Depthwise => "depthwise".into(),
+            LayerId::Pointwise => "pointwise".into(),
+            LayerId::Hidden(k) => format!("hidden.{k}"),
+            LayerId::Update => "update".into(),
+            LayerId::Reset => "reset".into(),
+            LayerId::Classifier => "classifier".into(),
+        }
+    }
+
+    /// The name of the layer's weight or bias (`update.weight`).
+    pub fn tensor(self, kind: TensorKind) -> String {
+        let suffix = match kind {
+            TensorKind::Weight => "weight",
+            TensorKind::Bias => "bias",
+        };
+        format!("{}.{suffix}", self.name())
+    }
+
+    /// Whether the layer is part of the perception (the first layer: the
+    /// 3x3 convolution, or the depthwise filters and the 1x1 after them).
+    pub fn is_perception(self) -> bool {
+        matches!(
+            self,
+            LayerId::Perceive | LayerId::Depthwise | LayerId::Pointwise
+        )
+    }
+
+    /// The layer and the kind of a rule's tensor name; `None` for a name
+    /// that is not one (a high-resolution model's encoder, say).
+    pub fn parse(tensor: &str) -> Option<(LayerId, TensorKind)> {
+        let (layer, kind) = tensor.rsplit_once('.')?;
+        let kind = match kind {
+            "weight" => TensorKind::Weight,
+            "bias" => TensorKind::Bias,
+            _ => return None,
+        };
+        let layer = match layer {
+            "perceive" => LayerId::Perceive,
+            "depthwise" => LayerId::Depthwise,
+            "pointwise" => LayerId::Pointwise,
+            "update" => LayerId::Update,
+            "reset" => LayerId::Reset,
+            "classifier" => LayerId::Classifier,
+            other => {
+                let k = other.strip_prefix("hidden.")?;
+                if k.starts_with('+') {
+                    return None;
+                }
+                LayerId::Hidden(k.parse().ok()?)
+            }
+        };
+        Some((layer, kind))
+    }
+}
+
 /// One named tensor of a rule, as listed by [`CellParams::named`].
 #[derive(Debug, Clone)]
 pub struct NamedParam {
@@ -111,27 +201,37 @@ pub fn param_shapes(config: &CellConfig) -> Vec<(String, Vec<usize>, ParamGroup,
     );
     let i = s + e;
     let mut out = Vec::new();
-    let mut layer = |name: &str, w: Vec<usize>, group, trainable| {
+    let mut layer = |id: LayerId, w: Vec<usize>, group, trainable| {
         let bias = vec![w[0]];
-        out.push((format!("{name}.weight"), w, group, trainable));
-        out.push((format!("{name}.bias"), bias, group, trainable));
+        out.push((id.tensor(TensorKind::Weight), w, group, trainable));
+        out.push((id.tensor(TensorKind::Bias), bias, group, trainable));
     };
     match config.perception {
-        Perception::Conv3x3 => layer("perceive", vec![h, i, 3, 3], ParamGroup::Rule, true),
+        Perception::Conv3x3 => layer(LayerId::Perceive, vec![h, i, 3, 3], ParamGroup::Rule, true),
         Perception::Depthwise | Perception::RandomDepthwise => {
             let trainable = config.perception == Perception::Depthwise;
-            layer("depthwise", vec![i, 1, 3, 3], ParamGroup::Rule, trainable);
-            layer("pointwise", vec![h, i], ParamGroup::Rule, true);
+            layer(
+                LayerId::Depthwise,
+                vec![i, 1, 3, 3],
+                ParamGroup::Rule,
+                trainable,
+            );
+            layer(LayerId::Pointwise, vec![h, i], ParamGroup::Rule, true);
         }
     }
     for k in 0..config.hidden_layers {
-        layer(&format!("hidden.{k}"), vec![h, h], ParamGroup::Rule, true);
+        layer(LayerId::Hidden(k), vec![h, h], ParamGroup::Rule, true);
     }
-    layer("update", vec![s, h], ParamGroup::Rule, true);
+    layer(LayerId::Update, vec![s, h], ParamGroup::Rule, true);
     if config.reset_gate {
-        layer("reset", vec![1, h], ParamGroup::ResetGate, true);
+        layer(LayerId::Reset, vec![1, h], ParamGroup::ResetGate, true);
     }
-    layer("classifier", vec![c, s], ParamGroup::Classifier, true);
+    layer(
+        LayerId::Classifier,
+        vec![c, s],
+        ParamGroup::Classifier,
+        true,
+    );
     out
 }
 
@@ -157,7 +257,7 @@ pub(crate) fn param_inits(config: &CellConfig) -> Vec<(String, Vec<usize>, Param
             if name.ends_with(".weight") {
                 fan_in = shape[1..].iter().product::<usize>().max(1);
             }
-            let init = if name == "reset.bias" {
+            let init = if LayerId::parse(&name) == Some((LayerId::Reset, TensorKind::Bias)) {
                 ParamInit::Const(RESET_BIAS_INIT)
             } else {
                 ParamInit::Uniform(1.0 / (fan_in as f32).sqrt())
@@ -467,6 +567,35 @@ impl CellParams {
 mod tests {
     use super::*;
     use crate::config::Norm;
+
+    #[test]
+    fn every_tensor_name_parses_back_to_its_layer() {
+        for perception in [Perception::Conv3x3, Perception::Depthwise] {
+            let cfg = CellConfig {
+                perception,
+                ..CellConfig::default()
+            };
+            for (name, ..) in param_shapes(&cfg) {
+                let (layer, kind) = LayerId::parse(&name).expect(&name);
+                assert_eq!(layer.tensor(kind), name);
+            }
+        }
+        assert_eq!(
+            LayerId::parse("hidden.1.bias"),
+            Some((LayerId::Hidden(1), TensorKind::Bias))
+        );
+        assert_eq!(LayerId::Update.tensor(TensorKind::Weight), "update.weight");
+        assert!(LayerId::Pointwise.is_perception() && !LayerId::Update.is_perception());
+        for other in [
+            "encoder.0.weight",
+            "update",
+            "update.scale",
+            "hidden.+1.bias",
+            "hidden.x.weight",
+        ] {
+            assert_eq!(LayerId::parse(other), None, "{other}");
+        }
+    }
 
     fn count(perception: Perception, s: usize, h: usize) -> ParamCount {
         let cfg = CellConfig {

@@ -4,7 +4,7 @@
 //! handling.
 
 use ca_core::cascade::step_at;
-use ca_core::{normal_state, step_rng, NamedParam, StepDraws};
+use ca_core::{normal_state, step_rng, LayerId, NamedParam, StepDraws, TensorKind};
 use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;
 
@@ -70,9 +70,9 @@ impl<M: Trainable> Trainer<M> {
             check_cascade(c, &config)?;
         }
         for p in model.named_params() {
-            let value = match p.name.as_str() {
-                "update.weight" | "update.bias" if config.zero_update_init => Some(0.0),
-                "reset.bias" => config.reset_bias_init,
+            let value = match LayerId::parse(&p.name) {
+                Some((LayerId::Update, _)) if config.zero_update_init => Some(0.0),
+                Some((LayerId::Reset, TensorKind::Bias)) => config.reset_bias_init,
                 _ => None,
             };
             if let Some(v) = value {
@@ -444,9 +444,7 @@ impl<M: Trainable> Trainer<M> {
 
 /// Whether a parameter belongs to the perception (first) layer of a rule.
 fn is_perception(name: &str) -> bool {
-    ["perceive.", "depthwise.", "pointwise."]
-        .iter()
-        .any(|p| name.starts_with(p))
+    LayerId::parse(name).is_some_and(|(layer, _)| layer.is_perception())
 }
 
 /// Multiplies the perception layer's weights that read the state by
@@ -462,7 +460,11 @@ fn scale_perception_init<M: Trainable>(model: &M, scale: [f64; 2]) -> Result<()>
         .map(|c| scale[usize::from(c >= cfg.state_channels)] as f32)
         .collect();
     for p in model.named_params() {
-        if p.name == "perceive.weight" || p.name == "pointwise.weight" {
+        let perception_weight = [
+            Some((LayerId::Perceive, TensorKind::Weight)),
+            Some((LayerId::Pointwise, TensorKind::Weight)),
+        ];
+        if perception_weight.contains(&LayerId::parse(&p.name)) {
             let w = p.var.as_tensor();
             let mut shape = vec![1; w.rank()];
             shape[1] = factors.len();
