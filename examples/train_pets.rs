@@ -23,13 +23,12 @@ use std::sync::Arc;
 use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
-use ca_sched::{checkpoint_metadata, AnyModel, Learner, MetricsLog, Stop};
+use ca_sched::{checkpoint_metadata, AnyModel, FinalRecord, Learner, MetricsLog, Stop};
 use cellseg::ca_eval::pets::{resolve_data_dir, PetsTrainData};
 use cellseg::train_cli::{describe_run, TrainArgs};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
 fn main() {
     // Reuse the freed step buffers instead of faulting them in every step.
@@ -205,23 +204,26 @@ fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Erro
     );
 
     let eval_steps = [10, 20, target, 2 * target];
-    let mut record = json!({
-        "step": summary.steps, "train_seconds": summary.seconds,
-        "train_cpu_seconds": summary.cpu_seconds,
-    });
-    let mut reports = vec![("validation", "final_val", "val_samples", &val)];
-    reports.extend(
-        test.as_ref()
-            .map(|t| ("test", "final_eval", "eval_samples", t)),
-    );
-    for (name, key, count, data) in reports.into_iter().filter(|r| !r.3.dataset.is_empty()) {
+    let mut record = FinalRecord {
+        step: summary.steps,
+        train_seconds: summary.seconds,
+        train_cpu_seconds: summary.cpu_seconds,
+        ..FinalRecord::default()
+    };
+    let final_eval = |name: &str, data: &PetsTrainData| {
+        if data.dataset.is_empty() {
+            return Ok::<_, Box<dyn std::error::Error>>((None, None));
+        }
         let table = learner.evaluate(data, &eval_steps)?;
-        record[key] = learner.iou_json(&table);
-        record[count] = json!(data.dataset.len());
         println!("{name} IoU over {} samples:", data.dataset.len());
         for s in eval_steps {
             println!("  after {s:>3} CA steps: {}", table.line(s, &names));
         }
+        Ok((Some(learner.iou_record(&table)), Some(data.dataset.len())))
+    };
+    (record.final_val, record.val_samples) = final_eval("validation", &val)?;
+    if let Some(test) = &test {
+        (record.final_eval, record.eval_samples) = final_eval("test", test)?;
     }
     learner.log(&record)?;
     Ok(())

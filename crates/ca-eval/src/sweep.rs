@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use ca_sched::{read_metrics_file, MetricsRecord, SchedError};
+
 use crate::error::{EvalError, Result};
 
 /// The flags the sweep sets on every run itself; a configuration line or
@@ -289,43 +291,8 @@ pub struct RunMetrics {
     pub curve: Vec<(u64, f64, f64)>,
 }
 
-/// The IoU triple at key `at` of an IoU map (`{"40": {"background": ...}}`),
-/// if the key is there.
-fn iou_at(map: &serde_json::Value, at: &str) -> Option<[f64; 3]> {
-    let per = map.get(at)?;
-    per.is_object()
-        .then(|| CLASSES.map(|c| per[c].as_f64().unwrap_or(f64::NAN)))
-}
-
-/// The JSON records of a metrics file. A malformed line is an error naming
-/// `path:line`, except a last line without its newline (a run killed while
-/// writing), which is left out.
-fn read_records(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut records = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
-            Err(_) if i + 1 == lines.len() => {}
-            Err(e) => {
-                return Err(EvalError::invalid(
-                    "metrics line",
-                    format!("{}:{}", path.display(), i + 1),
-                    e.to_string(),
-                ))
-            }
-        }
-    }
-    Ok(records)
-}
-
 /// Reads one run's metrics file, keeping the IoUs at CA step `at`.
 pub fn read_run_metrics(path: &Path, at: usize) -> Result<RunMetrics> {
-    let key = at.to_string();
     let mut metrics = RunMetrics {
         steps: 0,
         cpu_minutes: f64::NAN,
@@ -333,30 +300,36 @@ pub fn read_run_metrics(path: &Path, at: usize) -> Result<RunMetrics> {
         curve: Vec::new(),
     };
     for record in read_records(path)? {
-        if let Some(step) = record["step"].as_u64() {
+        if let Some(step) = record.step {
             metrics.steps = metrics.steps.max(step);
         }
-        let cpu = record["cpu_seconds"]
-            .as_f64()
-            .or(record["train_cpu_seconds"].as_f64());
-        if let Some(cpu) = cpu {
+        if let Some(cpu) = record.cpu_seconds() {
             metrics.cpu_minutes = cpu / 60.0;
         }
-        if let Some(iou) = iou_at(&record["val"], &key) {
-            let step = record["step"].as_u64().unwrap_or(metrics.steps);
+        if let Some(iou) = record.val.as_ref().and_then(|v| v.at(at, CLASSES)) {
+            let step = record.step.unwrap_or(metrics.steps);
             metrics.curve.push((step, metrics.cpu_minutes, iou[1]));
         }
-        if record["final_val"].is_object() {
-            metrics.final_val = Some(iou_at(&record["final_val"], &key).unwrap_or([f64::NAN; 3]));
+        if let Some(final_val) = &record.final_val {
+            metrics.final_val = Some(final_val.at(at, CLASSES).unwrap_or([f64::NAN; 3]));
         }
     }
     Ok(metrics)
 }
 
+/// The records of a metrics file ([`read_metrics_file`], its error as an
+/// [`EvalError`] naming `path:line`).
+fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
+    read_metrics_file(path).map_err(|e| match e {
+        SchedError::Io { path, source } => EvalError::io(path, source),
+        e => EvalError::invalid("metrics file", path.display(), e.to_string()),
+    })
+}
+
 /// Whether the metrics file at `path` exists and holds a `final_val` record
 /// (the run is complete and need not run again).
 pub fn has_final_val(path: &Path) -> bool {
-    read_records(path).is_ok_and(|records| records.iter().any(|r| r["final_val"].is_object()))
+    read_records(path).is_ok_and(|records| records.iter().any(|r| r.final_val.is_some()))
 }
 
 /// One run of the sweep, after it ended.

@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use serde_json::json;
 
 use crate::config::TrainConfig;
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
 use crate::eval::{evaluate_iou, IouTable};
-use crate::metrics::MetricsLog;
+use crate::metrics::{IouByStep, MetricsLog, StepRecord};
 use crate::model::{TrainData, Trainable};
 use crate::saved::save_model;
 use crate::trainer::{StepReport, Trainer};
@@ -306,24 +305,13 @@ impl<'d, M: Trainable> Learner<'d, M> {
             .with_eval_weights(|m| evaluate_iou(m, data, steps, batch, seed))
     }
 
-    /// An IoU table as JSON: `{"STEP": {"CLASS": IoU, ...}, ...}`.
-    pub fn iou_json(&self, table: &IouTable) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        for (s, v) in table.steps.iter().zip(&table.iou) {
-            let per: serde_json::Map<_, _> = self
-                .config
-                .class_names
-                .iter()
-                .zip(v)
-                .map(|(n, x)| (n.clone(), json!(x)))
-                .collect();
-            m.insert(s.to_string(), per.into());
-        }
-        m.into()
+    /// An IoU table as a metrics record, its classes named by the config.
+    pub fn iou_record(&self, table: &IouTable) -> IouByStep {
+        IouByStep::from_table(table, &self.config.class_names)
     }
 
     /// Appends `record` to the metrics sink, if there is one.
-    pub fn log(&mut self, record: &serde_json::Value) -> Result<()> {
+    pub fn log<R: serde::Serialize>(&mut self, record: &R) -> Result<()> {
         match &mut self.metrics {
             Some(m) => m.write(record),
             None => Ok(()),
@@ -380,13 +368,20 @@ impl<'d, M: Trainable> Learner<'d, M> {
             let report = self.trainer.train_step(self.train)?;
             let seconds = step_start.elapsed().as_secs_f64();
             let step = self.trainer.step_count();
-            let mut record = json!({
-                "step": step, "loss": report.loss, "seconds": seconds,
-                "elapsed": started.elapsed().as_secs_f64(), "cpu_seconds": cpu_used(),
-                "lr": report.learning_rate, "full_unroll": report.full_unroll,
-            });
+            let mut record = StepRecord {
+                step,
+                loss: report.loss.map(f64::from),
+                seconds,
+                elapsed: started.elapsed().as_secs_f64(),
+                cpu_seconds: cpu_used(),
+                lr: report.learning_rate,
+                full_unroll: report.full_unroll,
+                reset_gate_mean: None,
+                val: None,
+                val_samples: None,
+            };
             if cfg.gate_every > 0 && step.is_multiple_of(cfg.gate_every) {
-                record["reset_gate_mean"] = json!(self.trainer.reset_gate_mean(self.train)?);
+                record.reset_gate_mean = self.trainer.reset_gate_mean(self.train)?.map(f64::from);
             }
             let mut validation = None;
             if let Some(val) = self.validation {
@@ -394,8 +389,8 @@ impl<'d, M: Trainable> Learner<'d, M> {
                 {
                     let subset = Prefix(val, cfg.eval_samples);
                     let table = self.evaluate(&subset, &cfg.eval_steps)?;
-                    record["val"] = self.iou_json(&table);
-                    record["val_samples"] = json!(subset.len());
+                    record.val = Some(self.iou_record(&table));
+                    record.val_samples = Some(subset.len());
                     validation = Some(table);
                 }
             }

@@ -43,7 +43,9 @@ pub use eval::{
 };
 pub use learner::{FitSummary, Learner, LearnerConfig, StepEvent, Stop};
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
-pub use metrics::MetricsLog;
+pub use metrics::{
+    read_metrics_file, FinalRecord, IouByStep, MetricsLog, MetricsRecord, StepRecord,
+};
 pub use model::{TrainData, Trainable};
 pub use pool::{Pool, ResetCounts, Slot};
 pub use saved::{

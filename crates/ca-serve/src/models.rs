@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use ca_sched::AnyModel;
+use ca_sched::{AnyModel, MetricsRecord};
 use candle_core::Device;
 
 use crate::error::{ApiError, ServeError};
@@ -87,13 +87,13 @@ pub struct ModelSummary {
 /// The validation IoU `(object, boundary)` at step 40 in the last
 /// `final_val` record of a training's `metrics.jsonl`.
 fn final_validation(metrics: &str) -> Option<(f64, f64)> {
-    let record = metrics
+    let [object, boundary] = metrics
         .lines()
         .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|r| r.get("final_val").is_some())?;
-    let at40 = &record["final_val"]["40"];
-    Some((at40["object"].as_f64()?, at40["boundary"].as_f64()?))
+        .filter_map(|l| serde_json::from_str::<MetricsRecord>(l).ok())
+        .find_map(|r| r.final_val)?
+        .at(40, ["object", "boundary"])?;
+    (object.is_finite() && boundary.is_finite()).then_some((object, boundary))
 }
 
 /// A loaded model and its file's modification time at load.

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use ca_sched::{read_metrics_file, SchedError};
+
 use crate::error::{Result, VizError};
 use crate::plot::{LinePlot, Series};
 
@@ -22,36 +24,27 @@ pub struct RunCurves {
 /// `ca_step` CA steps (periodic `val` and `final_val` records; `eval` and
 /// `final_eval` in older files, which evaluated the test split).
 pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
-    let text = std::fs::read_to_string(path).map_err(|e| VizError::io(path, e))?;
+    let records = read_metrics_file(path).map_err(|e| match e {
+        SchedError::Io { path, source } => VizError::io(path, source),
+        e => VizError::invalid("metrics file", path.display(), e.to_string()),
+    })?;
     let mut out = RunCurves::default();
-    let key = ca_step.to_string();
-    let fields = if text.contains("\"val\":") || text.contains("\"final_val\":") {
-        ["val", "final_val"]
-    } else {
-        ["eval", "final_eval"]
-    };
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let record: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-            VizError::invalid(
-                "metrics line",
-                format!("{}:{}", path.display(), n + 1),
-                e.to_string(),
-            )
-        })?;
-        let step = record["step"].as_f64().unwrap_or(f64::NAN);
-        if let Some(loss) = record["loss"].as_f64() {
+    let has_val = records
+        .iter()
+        .any(|r| r.val.is_some() || r.final_val.is_some());
+    for record in &records {
+        let step = record.step.map_or(f64::NAN, |s| s as f64);
+        if let Some(loss) = record.loss {
             out.loss.push((step, loss));
         }
-        for field in fields {
-            let at = &record[field][&key];
-            if at.is_object() {
-                let get = |c: &str| at[c].as_f64().unwrap_or(f64::NAN);
-                out.iou
-                    .push((step, [get("background"), get("object"), get("boundary")]));
+        let (periodic, last) = if has_val {
+            (&record.val, &record.final_val)
+        } else {
+            (&record.eval, &record.final_eval)
+        };
+        for iou in [periodic, last].into_iter().flatten() {
+            if let Some(per_class) = iou.at(ca_step, ca_data::CLASS_NAMES) {
+                out.iou.push((step, per_class));
             }
         }
     }
