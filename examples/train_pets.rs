@@ -203,7 +203,7 @@ fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Erro
         model_path.display()
     );
 
-    let eval_steps = [10, 20, target, 2 * target];
+    let eval_steps = ca_sched::final_eval_steps(target);
     let mut record = FinalRecord {
         step: summary.steps,
         train_seconds: summary.seconds,
@@ -216,7 +216,7 @@ fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Erro
         }
         let table = learner.evaluate(data, &eval_steps)?;
         println!("{name} IoU over {} samples:", data.dataset.len());
-        for s in eval_steps {
+        for &s in &eval_steps {
             println!("  after {s:>3} CA steps: {}", table.line(s, &names));
         }
         Ok((Some(learner.iou_record(&table)), Some(data.dataset.len())))

@@ -77,7 +77,7 @@ pub fn compare(tables: &[(String, Table)], column: &str, title: String) -> Resul
         y_label: column.to_string(),
         series,
         marks: vec![],
-        y_range: column.starts_with("iou_").then_some((0.0, 1.0)),
+        y_range: ca_eval::protocols::is_iou_column(column).then_some((0.0, 1.0)),
     })
 }
 

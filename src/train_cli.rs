@@ -387,7 +387,7 @@ impl TrainArgs {
             max_cpu_minutes: self.cpu_minutes,
             checkpoint_every: self.checkpoint_every,
             eval_every: self.eval_every.unwrap_or(if fixture { 100 } else { 500 }),
-            eval_steps: vec![10, 20, self.target],
+            eval_steps: ca_sched::periodic_eval_steps(self.target),
             eval_samples: self.eval_samples,
             // No gradients: larger batches amortize the per-step cost.
             eval_batch: batch.max(32),

@@ -141,7 +141,7 @@ impl Default for CellConfig {
             state_channels: 48,
             hidden_channels: 72,
             env_channels: 3,
-            num_classes: 3,
+            num_classes: crate::classes::NUM_CLASSES,
             hidden_layers: 2,
             perception: Perception::Conv3x3,
             norm: Norm::Instance,

@@ -46,6 +46,7 @@
 pub mod alloc;
 pub mod cascade;
 mod checkpoint;
+pub mod classes;
 mod colony;
 mod config;
 mod draws;

@@ -9,16 +9,9 @@
 //!
 //! Any other trimap value is invalid.
 
-/// Model class id of the background (trimap value 2).
-pub const BACKGROUND: u8 = 0;
-/// Model class id of the pet / object (trimap value 1).
-pub const OBJECT: u8 = 1;
-/// Model class id of the boundary band (trimap value 3).
-pub const BOUNDARY: u8 = 2;
-/// Number of model classes.
-pub const NUM_CLASSES: usize = 3;
-/// Human-readable class names, indexed by class id.
-pub const CLASS_NAMES: [&str; NUM_CLASSES] = ["background", "object", "boundary"];
+/// The model's class ids and names (defined once, in `ca_core::classes`):
+/// [`BACKGROUND`] for trimap value 2, [`OBJECT`] for 1, [`BOUNDARY`] for 3.
+pub use ca_core::classes::{BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES, OBJECT};
 
 /// Trimap value of the pet in the release.
 pub const TRIMAP_PET: u8 = 1;

@@ -422,8 +422,8 @@ fn iou_curve<M: CellModel>(
         },
     )?;
     let mut columns = vec!["step".to_string()];
-    columns.extend(class_names(classes).iter().map(|n| format!("iou_{n}")));
-    columns.push("iou_mean".into());
+    columns.extend(class_names(classes).iter().map(|n| iou_column(n)));
+    columns.push(iou_column("mean"));
     let rows = table
         .steps
         .iter()
@@ -444,6 +444,19 @@ fn iou_curve<M: CellModel>(
     Ok(Table { columns, rows })
 }
 
+/// The column of a table holding the IoU of class `name` (or of `mean`):
+/// `iou_{name}`, as `stability.csv` names them.
+pub fn iou_column(name: &str) -> String {
+    format!("{IOU_COLUMN_PREFIX}{name}")
+}
+
+/// Whether a table column holds an IoU (a value in `[0, 1]`).
+pub fn is_iou_column(column: &str) -> bool {
+    column.starts_with(IOU_COLUMN_PREFIX)
+}
+
+const IOU_COLUMN_PREFIX: &str = "iou_";
+
 /// Class names for `classes` classes: the dataset's, else `class<k>`.
 fn class_names(classes: usize) -> Vec<String> {
     (0..classes)
@@ -459,8 +472,8 @@ fn iou_chart(table: &Table, title: String, marks: Vec<f64>) -> Chart {
     let names = class_names(table.columns.len().saturating_sub(2));
     let columns = names
         .iter()
-        .map(|n| (format!("iou_{n}"), n.clone()))
-        .chain(std::iter::once(("iou_mean".into(), "mean".into())))
+        .map(|n| (iou_column(n), n.clone()))
+        .chain(std::iter::once((iou_column("mean"), "mean".into())))
         .collect();
     Chart {
         title,

@@ -50,6 +50,25 @@ pub struct LearnerConfig {
     pub class_names: Vec<String>,
 }
 
+/// The CA steps the periodic validation reads for a colony trained to
+/// `target` steps: 10, 20 and the target, ascending, each once.
+pub fn periodic_eval_steps(target: usize) -> Vec<usize> {
+    let mut steps = vec![10, 20, target];
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+/// The CA steps the final evaluation of a training reads: the periodic
+/// ones and twice the target (is the colony still right past it?).
+pub fn final_eval_steps(target: usize) -> Vec<usize> {
+    let mut steps = periodic_eval_steps(target);
+    steps.push(2 * target);
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
 impl Default for LearnerConfig {
     /// 3,000 steps, no time limits, a checkpoint every 100 steps, an
     /// evaluation of 64 validation samples at CA steps 10, 20 and 40 every
@@ -62,14 +81,12 @@ impl Default for LearnerConfig {
             max_cpu_minutes: None,
             checkpoint_every: 100,
             eval_every: 500,
-            eval_steps: vec![10, 20, 40],
+            eval_steps: periodic_eval_steps(40),
             eval_samples: 64,
             eval_batch: 32,
             eval_seed: 1,
             gate_every: 25,
-            class_names: ["background", "object", "boundary"]
-                .map(String::from)
-                .to_vec(),
+            class_names: ca_core::classes::class_names(),
         }
     }
 }
@@ -415,5 +432,26 @@ impl<'d, M: Trainable> Learner<'d, M> {
             seconds: started.elapsed().as_secs_f64(),
             cpu_seconds: cpu_used(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_steps_are_ascending_and_distinct() {
+        assert_eq!(periodic_eval_steps(40), [10, 20, 40]);
+        assert_eq!(final_eval_steps(40), [10, 20, 40, 80]);
+        assert_eq!(periodic_eval_steps(5), [5, 10, 20]);
+        assert_eq!(final_eval_steps(10), [10, 20]);
+        assert_eq!(LearnerConfig::default().eval_steps, [10, 20, 40]);
+        assert_eq!(LearnerConfig::default().class_names, paper_class_names());
+    }
+
+    fn paper_class_names() -> Vec<String> {
+        ["background", "object", "boundary"]
+            .map(String::from)
+            .to_vec()
     }
 }

@@ -41,7 +41,9 @@ pub use eval::{
     accumulate, chunk_seed, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame,
     IouTable,
 };
-pub use learner::{FitSummary, Learner, LearnerConfig, StepEvent, Stop};
+pub use learner::{
+    final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,
+};
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
 pub use metrics::{
     read_metrics_file, FinalRecord, IouByStep, MetricsLog, MetricsRecord, StepRecord,
