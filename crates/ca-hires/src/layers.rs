@@ -1,7 +1,7 @@
 //! The strided encoder (image -> environment) and the transposed-convolution
 //! decoder (state -> logits), their tensor names and shapes.
 
-use ca_core::Layer;
+use ca_core::{Layer, NamedParam, ParamGroup};
 use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -126,14 +126,22 @@ pub(crate) fn pair_up(tensors: Vec<Tensor>) -> Result<Vec<Layer>> {
         .collect()
 }
 
-fn named(prefix: &str, layers: &[Layer]) -> Vec<(String, Var)> {
+/// The tensors of `layers` as trainable [`ParamGroup::Rule`] parameters
+/// named `{prefix}.{k}.weight` and `{prefix}.{k}.bias`.
+fn named(prefix: &str, layers: &[Layer]) -> Vec<NamedParam> {
+    let param = |name: String, var: &Var| NamedParam {
+        name,
+        var: var.clone(),
+        group: ParamGroup::Rule,
+        trainable: true,
+    };
     layers
         .iter()
         .enumerate()
         .flat_map(|(k, l)| {
             [
-                (format!("{prefix}.{k}.weight"), l.weight.clone()),
-                (format!("{prefix}.{k}.bias"), l.bias.clone()),
+                param(format!("{prefix}.{k}.weight"), &l.weight),
+                param(format!("{prefix}.{k}.bias"), &l.bias),
             ]
         })
         .collect()
@@ -197,8 +205,9 @@ impl Encoder {
         &self.layers
     }
 
-    /// The tensors under their checkpoint names (`encoder.{k}.weight`, ...).
-    pub fn named(&self) -> Vec<(String, Var)> {
+    /// The tensors under their checkpoint names (`encoder.{k}.weight`, ...),
+    /// trainable, in [`ParamGroup::Rule`].
+    pub fn named(&self) -> Vec<NamedParam> {
         named("encoder", &self.layers)
     }
 
@@ -288,7 +297,7 @@ impl Decoder {
     }
 
     /// The tensors under their checkpoint names (`decoder.{k}.weight`, ...).
-    pub fn named(&self) -> Vec<(String, Var)> {
+    pub fn named(&self) -> Vec<NamedParam> {
         named("decoder", &self.layers)
     }
 

@@ -180,13 +180,8 @@ impl HiresModel {
             .into_iter()
             .filter(|p| p.group != ParamGroup::Classifier)
             .collect();
-        let extra = self.encoder.named().into_iter().chain(self.decoder.named());
-        out.extend(extra.map(|(name, var)| NamedParam {
-            name,
-            var,
-            group: ParamGroup::Rule,
-            trainable: true,
-        }));
+        out.extend(self.encoder.named());
+        out.extend(self.decoder.named());
         out
     }
 

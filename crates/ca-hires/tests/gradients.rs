@@ -3,9 +3,9 @@
 
 mod common;
 
-use ca_core::{step_rng, StepDraws};
+use ca_core::{step_rng, NamedParam, StepDraws};
 use ca_hires::{reduced_size, Decoder, Encoder, HiresModel};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use common::{labels, small_model, uniform};
 
 /// Three CA steps from the encoder's environment, the decoder's logits,
@@ -74,9 +74,9 @@ const LEVELS: usize = 2;
 /// `d/dv sum(f(v) * probe)` against a central difference, for a few
 /// entries of every tensor. The step is small because a larger one moves
 /// some pre-activations across the ReLU's kink.
-fn check_fd(vars: &[(String, Var)], loss: &dyn Fn() -> Tensor) {
+fn check_fd(params: &[NamedParam], loss: &dyn Fn() -> Tensor) {
     let grads = loss().backward().unwrap();
-    for (name, var) in vars {
+    for NamedParam { name, var, .. } in params {
         let g = grads
             .get(var.as_tensor())
             .unwrap()
