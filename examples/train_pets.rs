@@ -18,14 +18,15 @@
 //! decoder end to end on 96x96 images and labels (also 192/48, 384/48).
 //! `--resume` rebuilds whichever kind the checkpoint holds.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
-use ca_sched::{checkpoint_metadata, AnyModel, FinalRecord, Learner, MetricsLog, Stop};
+use ca_sched::{checkpoint_metadata, AnyModel, FinalRecord, FitSummary, Learner, MetricsLog, Stop};
 use cellseg::ca_eval::pets::{resolve_data_dir, PetsTrainData};
-use cellseg::train_cli::{describe_run, TrainArgs};
+use cellseg::train_cli::{describe_run, TrainArgs, TrainPlan};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,97 +59,168 @@ fn reported(dataset: PetsDataset) -> PetsDataset {
     dataset
 }
 
-fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The training, validation and (with `--final-test`) test data.
+struct Splits {
+    train: PetsTrainData,
+    val: PetsTrainData,
+    test: Option<PetsTrainData>,
+}
+
+fn run(args: TrainArgs, given: &[String]) -> BoxResult<()> {
     let source = resolve_data_dir(args.data.as_deref());
     if source.is_fixture {
         println!("{}", source.fixture_note());
     }
     let plan = args.plan(source.is_fixture)?;
-    let (size, levels, out) = (plan.size, plan.levels, &plan.out);
+    let (size, out) = (plan.size, &plan.out);
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let options = plan.load;
-    let trainval = reported(PetsDataset::open(&source.root, Split::TrainVal, &options)?);
-    let (train_part, val_part) = trainval.split_validation(args.val_fraction)?;
-    let train = PetsTrainData {
-        dataset: train_part,
-        augment: plan.augment,
-    };
-    let val = PetsTrainData {
-        dataset: val_part,
-        augment: Augment::none(),
-    };
-    let test = match args.final_test {
-        true => Some(PetsTrainData {
-            dataset: reported(PetsDataset::open(&source.root, Split::Test, &options)?),
-            augment: Augment::none(),
-        }),
-        false => None,
-    };
-    println!(
-        "data: {} training, {} validation (--val-fraction {}){} samples at {size}x{size} from {}",
-        train.dataset.len(),
-        val.dataset.len(),
-        args.val_fraction,
-        test.as_ref()
-            .map_or(String::new(), |t| format!(", {} test", t.dataset.len())),
-        source.root.display(),
-    );
+    let splits = load_splits(&args, &plan, &source.root)?;
 
-    let checkpoint = out.join("checkpoint.safetensors");
-    let settings = plan.learner.clone();
     let learner = if args.resume {
-        let meta = checkpoint_metadata(&checkpoint)?;
-        ca_hires::expect_levels(&meta, &checkpoint, levels)?;
-        let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
-        let stored_cell = model.rule().config().clone();
-        let l = Learner::resume(model, &checkpoint, &train, settings)?;
-        let stored: serde_json::Value = meta
-            .get(ca_sched::TRAIN_STATE_KEY)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        let conflicts = plan.conflicts_on_resume(&stored_cell, &stored["config"], given);
-        if !conflicts.is_empty() {
-            return Err(format!(
-                "--resume continues {}'s model and schedule, so these flags would be ignored: {}; \
-                 give the checkpoint's values or none, or start a fresh run in another --out",
-                checkpoint.display(),
-                conflicts.join(", ")
-            )
-            .into());
-        }
-        println!(
-            "resumed {} at step {}",
-            checkpoint.display(),
-            l.trainer().step_count()
-        );
-        l
+        resumed_learner(&args, &plan, given, &splits.train)?
     } else {
-        let cell = plan.cell_for(&train.dataset)?;
-        if let Some(norm) = &cell.image_norm {
-            println!(
-                "image standardised by the training part: mean {:?} std {:?} gain {}",
-                norm.mean, norm.std, norm.gain
-            );
-        }
-        let model: AnyModel = match levels {
-            0 => Arc::new(CellRule::new(cell, args.seed, &args.device)?),
-            _ => Arc::new(HiresModel::new(cell, levels, args.seed, &args.device)?),
-        };
-        Learner::new(model, plan.schedule.clone(), &train, settings)?.with_checkpoint(&checkpoint)
+        fresh_learner(&args, &plan, &splits.train)?
     };
     let model_path = out.join("model.safetensors");
     let mut learner = learner
-        .with_validation(&val)
+        .with_validation(&splits.val)
         .with_model_file(&model_path, size)
         .with_metrics(MetricsLog::append(&out.join("metrics.jsonl"))?);
-
     for line in describe_run(learner.trainer(), &plan) {
         println!("{line}");
     }
+    let summary = fit_with_progress(&mut learner, &plan)?;
+    match summary.stop {
+        Stop::WallTime => println!(
+            "time limit of {} minutes reached",
+            args.minutes.unwrap_or(0.0)
+        ),
+        Stop::CpuTime => println!(
+            "CPU time limit of {} minutes reached",
+            args.cpu_minutes.unwrap_or(0.0)
+        ),
+        Stop::Steps => {}
+    }
+    println!(
+        "trained {} steps in {:.1} min ({:.1} CPU-min); model {}",
+        summary.steps,
+        summary.seconds / 60.0,
+        summary.cpu_seconds / 60.0,
+        model_path.display()
+    );
+    final_evaluation(&mut learner, &summary, &splits, &plan.learner.class_names)
+}
+
+/// Opens trainval (split into training and validation parts) and, with
+/// `--final-test`, the test split, and says what was read.
+fn load_splits(args: &TrainArgs, plan: &TrainPlan, root: &Path) -> BoxResult<Splits> {
+    let options = &plan.load;
+    let trainval = reported(PetsDataset::open(root, Split::TrainVal, options)?);
+    let (train_part, val_part) = trainval.split_validation(args.val_fraction)?;
+    let splits = Splits {
+        train: PetsTrainData {
+            dataset: train_part,
+            augment: plan.augment,
+        },
+        val: PetsTrainData {
+            dataset: val_part,
+            augment: Augment::none(),
+        },
+        test: match args.final_test {
+            true => Some(PetsTrainData {
+                dataset: reported(PetsDataset::open(root, Split::Test, options)?),
+                augment: Augment::none(),
+            }),
+            false => None,
+        },
+    };
+    let size = plan.size;
+    println!(
+        "data: {} training, {} validation (--val-fraction {}){} samples at {size}x{size} from {}",
+        splits.train.dataset.len(),
+        splits.val.dataset.len(),
+        args.val_fraction,
+        splits
+            .test
+            .as_ref()
+            .map_or(String::new(), |t| format!(", {} test", t.dataset.len())),
+        root.display(),
+    );
+    Ok(splits)
+}
+
+/// The learner of `--resume`: the checkpoint's model and schedule, refused
+/// when a typed model or schedule flag differs from the checkpoint's.
+fn resumed_learner<'d>(
+    args: &TrainArgs,
+    plan: &TrainPlan,
+    given: &[String],
+    train: &'d PetsTrainData,
+) -> BoxResult<Learner<'d, AnyModel>> {
+    let checkpoint = plan.out.join("checkpoint.safetensors");
+    let meta = checkpoint_metadata(&checkpoint)?;
+    ca_hires::expect_levels(&meta, &checkpoint, plan.levels)?;
+    let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
+    let stored_cell = model.rule().config().clone();
+    let learner = Learner::resume(model, &checkpoint, train, plan.learner.clone())?;
+    let stored: serde_json::Value = meta
+        .get(ca_sched::TRAIN_STATE_KEY)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let conflicts = plan.conflicts_on_resume(&stored_cell, &stored["config"], given);
+    if !conflicts.is_empty() {
+        return Err(format!(
+            "--resume continues {}'s model and schedule, so these flags would be ignored: {}; \
+             give the checkpoint's values or none, or start a fresh run in another --out",
+            checkpoint.display(),
+            conflicts.join(", ")
+        )
+        .into());
+    }
+    println!(
+        "resumed {} at step {}",
+        checkpoint.display(),
+        learner.trainer().step_count()
+    );
+    Ok(learner)
+}
+
+/// The learner of a fresh run: a new model of the plan's kind, drawn from
+/// `--seed`, its image standardised by the training part.
+fn fresh_learner<'d>(
+    args: &TrainArgs,
+    plan: &TrainPlan,
+    train: &'d PetsTrainData,
+) -> BoxResult<Learner<'d, AnyModel>> {
+    let cell = plan.cell_for(&train.dataset)?;
+    if let Some(norm) = &cell.image_norm {
+        println!(
+            "image standardised by the training part: mean {:?} std {:?} gain {}",
+            norm.mean, norm.std, norm.gain
+        );
+    }
+    let model: AnyModel = match plan.levels {
+        0 => Arc::new(CellRule::new(cell, args.seed, &args.device)?),
+        levels => Arc::new(HiresModel::new(cell, levels, args.seed, &args.device)?),
+    };
+    let checkpoint = plan.out.join("checkpoint.safetensors");
+    Ok(
+        Learner::new(model, plan.schedule.clone(), train, plan.learner.clone())?
+            .with_checkpoint(&checkpoint),
+    )
+}
+
+/// Trains to the plan's budget behind a progress bar, printing skipped
+/// steps and the periodic validation above it.
+fn fit_with_progress(
+    learner: &mut Learner<'_, AnyModel>,
+    plan: &TrainPlan,
+) -> BoxResult<FitSummary> {
     let target = learner.trainer().config().target;
-    let names = plan.learner.class_names.clone();
-    let total_steps = plan.learner.max_steps;
-    let bar = ProgressBar::new(total_steps);
+    let names = &plan.learner.class_names;
+    let bar = ProgressBar::new(plan.learner.max_steps);
     bar.set_position(learner.trainer().step_count());
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}")
@@ -176,7 +248,7 @@ fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Erro
             say(format!(
                 "step {}: validation IoU at step {target}: {}",
                 report.step,
-                table.line(target, &names)
+                table.line(target, names)
             ));
         }
         bar.set_position(report.step);
@@ -184,46 +256,39 @@ fn run(args: TrainArgs, given: &[String]) -> Result<(), Box<dyn std::error::Erro
         bar.set_message(format!("loss {loss} {last_iou}"));
     })?;
     bar.finish();
-    match summary.stop {
-        Stop::WallTime => say(format!(
-            "time limit of {} minutes reached",
-            args.minutes.unwrap_or(0.0)
-        )),
-        Stop::CpuTime => say(format!(
-            "CPU time limit of {} minutes reached",
-            args.cpu_minutes.unwrap_or(0.0)
-        )),
-        Stop::Steps => {}
-    }
-    println!(
-        "trained {} steps in {:.1} min ({:.1} CPU-min); model {}",
-        summary.steps,
-        summary.seconds / 60.0,
-        summary.cpu_seconds / 60.0,
-        model_path.display()
-    );
+    Ok(summary)
+}
 
-    let eval_steps = ca_sched::final_eval_steps(target);
+/// Evaluates the saved weights on the validation part (and the test split
+/// with `--final-test`) at the final evaluation steps, prints the tables
+/// and appends the [`FinalRecord`] to the metrics file.
+fn final_evaluation(
+    learner: &mut Learner<'_, AnyModel>,
+    summary: &FitSummary,
+    splits: &Splits,
+    names: &[String],
+) -> BoxResult<()> {
+    let eval_steps = ca_sched::final_eval_steps(learner.trainer().config().target);
     let mut record = FinalRecord {
         step: summary.steps,
         train_seconds: summary.seconds,
         train_cpu_seconds: summary.cpu_seconds,
         ..FinalRecord::default()
     };
-    let final_eval = |name: &str, data: &PetsTrainData| {
+    let evaluate = |name: &str, data: &PetsTrainData| -> BoxResult<_> {
         if data.dataset.is_empty() {
-            return Ok::<_, Box<dyn std::error::Error>>((None, None));
+            return Ok((None, None));
         }
         let table = learner.evaluate(data, &eval_steps)?;
         println!("{name} IoU over {} samples:", data.dataset.len());
         for &s in &eval_steps {
-            println!("  after {s:>3} CA steps: {}", table.line(s, &names));
+            println!("  after {s:>3} CA steps: {}", table.line(s, names));
         }
         Ok((Some(learner.iou_record(&table)), Some(data.dataset.len())))
     };
-    (record.final_val, record.val_samples) = final_eval("validation", &val)?;
-    if let Some(test) = &test {
-        (record.final_eval, record.eval_samples) = final_eval("test", test)?;
+    (record.final_val, record.val_samples) = evaluate("validation", &splits.val)?;
+    if let Some(test) = &splits.test {
+        (record.final_eval, record.eval_samples) = evaluate("test", test)?;
     }
     learner.log(&record)?;
     Ok(())
