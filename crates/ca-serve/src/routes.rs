@@ -351,6 +351,21 @@ async fn read_field(
     Ok(bytes)
 }
 
+/// What `POST /api/segment` answers with, from its query.
+struct SegmentReply {
+    /// JSON instead of a PNG.
+    json: bool,
+    /// The map at the photo's own size instead of the model's grid.
+    native: bool,
+}
+
+/// The photo, steps and model of a `POST /api/segment` form.
+struct SegmentForm {
+    image: Vec<u8>,
+    steps: Option<usize>,
+    model: Option<String>,
+}
+
 /// `POST /api/segment`.
 async fn segment(
     State(app): State<AppState>,
@@ -359,6 +374,57 @@ async fn segment(
 ) -> Result<Response, ApiError> {
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let reply = segment_reply(&query)?;
+    let multipart = multipart.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected a multipart/form-data body: {}",
+            e.body_text()
+        ))
+    })?;
+    let config = &app.config;
+    let form = read_segment_form(multipart, query, config).await?;
+    let steps = form.steps.unwrap_or(config.default_steps);
+    if let Some(name) = &form.model {
+        crate::models::check_model_name(name)?;
+    }
+    let model = app.model(form.model).await?;
+    let model_name = model.name.clone();
+    let permit = app.take_api_slot().await?;
+    let limits = app.upload_limits();
+    let (image, native) = (form.image, reply.native);
+    let work = move || {
+        let _slot = permit;
+        segment_upload(&model, &image, limits, steps, native)
+    };
+    let (classes, (width, height)) = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))??;
+    if reply.json {
+        let counts: serde_json::Map<String, serde_json::Value> =
+            views::class_counts(&classes, ca_data::CLASS_NAMES.len())
+                .into_iter()
+                .zip(ca_data::CLASS_NAMES)
+                .map(|(n, name)| (name.to_string(), n.into()))
+                .collect();
+        let labels: Vec<&[u32]> = classes.chunks(width).collect();
+        Ok(Json(serde_json::json!({
+            "model": model_name,
+            "steps": steps,
+            "width": width,
+            "height": height,
+            "classes": ca_data::CLASS_NAMES,
+            "counts": counts,
+            "labels": labels,
+        }))
+        .into_response())
+    } else {
+        let png = views::encode_png(&render::class_image(&classes, width, height))?;
+        Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+    }
+}
+
+/// The reply's format and size from the query; 400 for other values.
+fn segment_reply(query: &SegmentQuery) -> Result<SegmentReply, ApiError> {
     let json = match query.format.as_deref() {
         None | Some("png") => false,
         Some("json") => true,
@@ -369,12 +435,6 @@ async fn segment(
             )))
         }
     };
-    let mut multipart = multipart.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected a multipart/form-data body: {}",
-            e.body_text()
-        ))
-    })?;
     let native = match query.size.as_deref() {
         None | Some("grid") => false,
         Some("native") => true,
@@ -385,7 +445,17 @@ async fn segment(
             )))
         }
     };
-    let config = &app.config;
+    Ok(SegmentReply { json, native })
+}
+
+/// Reads the form's fields (`image`, `steps`, `model`), the steps and model
+/// of the query beside them: 400 for a field given twice, in both places or
+/// unknown, 413 for an image over the upload limit.
+async fn read_segment_form(
+    mut multipart: Multipart,
+    query: SegmentQuery,
+    config: &ServeConfig,
+) -> Result<SegmentForm, ApiError> {
     let body_limit = config.max_upload_bytes + MULTIPART_OVERHEAD;
     let query_steps = match &query.steps {
         Some(text) => Some(parse_steps(text, config.max_steps, "query")?),
@@ -440,60 +510,41 @@ async fn segment(
     }
     let image = image
         .ok_or_else(|| ApiError::bad_request("missing multipart field 'image' (a JPEG or PNG)"))?;
-    let steps = steps.unwrap_or(config.default_steps);
-    if let Some(name) = &model {
-        crate::models::check_model_name(name)?;
-    }
-    let model = app.model(model).await?;
-    let model_name = model.name.clone();
-    let permit = app.take_api_slot().await?;
-    let limits = app.upload_limits();
-    let work = move || -> Result<(Vec<u32>, (usize, usize)), ApiError> {
-        let _slot = permit;
-        let photo = decode_image(&image, limits)?;
-        let (pw, ph) = (photo.width() as usize, photo.height() as usize);
-        let size = model.image_size;
-        let options = SegmentOptions {
-            size,
-            native: false,
-            steps,
-            seed: 0,
-            frame_every: None,
-            frame_scale: 1,
-        };
-        let result = run_segment(&model.model, &photo, &options)
-            .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
-        if native {
-            let classes = render::resample_nearest(&result.classes, (size, size), (pw, ph));
-            Ok((classes, (pw, ph)))
-        } else {
-            Ok((result.classes, (size, size)))
-        }
+    Ok(SegmentForm {
+        image,
+        steps,
+        model,
+    })
+}
+
+/// Decodes an uploaded photo and segments it with `model` (blocking): the
+/// classes, row-major, and their grid `(width, height)`: the model's
+/// square, or the photo's size with `native`.
+fn segment_upload(
+    model: &LoadedModel,
+    image: &[u8],
+    limits: UploadLimits,
+    steps: usize,
+    native: bool,
+) -> Result<(Vec<u32>, (usize, usize)), ApiError> {
+    let photo = decode_image(image, limits)?;
+    let (pw, ph) = (photo.width() as usize, photo.height() as usize);
+    let size = model.image_size;
+    let options = SegmentOptions {
+        size,
+        native: false,
+        steps,
+        seed: 0,
+        frame_every: None,
+        frame_scale: 1,
     };
-    let (classes, (width, height)) = tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))??;
-    if json {
-        let counts: serde_json::Map<String, serde_json::Value> =
-            views::class_counts(&classes, ca_data::CLASS_NAMES.len())
-                .into_iter()
-                .zip(ca_data::CLASS_NAMES)
-                .map(|(n, name)| (name.to_string(), n.into()))
-                .collect();
-        let labels: Vec<&[u32]> = classes.chunks(width).collect();
-        Ok(Json(serde_json::json!({
-            "model": model_name,
-            "steps": steps,
-            "width": width,
-            "height": height,
-            "classes": ca_data::CLASS_NAMES,
-            "counts": counts,
-            "labels": labels,
-        }))
-        .into_response())
+    let result = run_segment(&model.model, &photo, &options)
+        .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
+    if native {
+        let classes = render::resample_nearest(&result.classes, (size, size), (pw, ph));
+        Ok((classes, (pw, ph)))
     } else {
-        let png = views::encode_png(&render::class_image(&classes, width, height))?;
-        Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+        Ok((result.classes, (size, size)))
     }
 }
 
