@@ -614,31 +614,17 @@ async fn live(
     slot: OwnedSemaphorePermit,
 ) {
     let (commands, colony_commands) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
-    let (colony_out, mut out) = tokio::sync::mpsc::channel(OUTGOING_QUEUE);
-    let hello = serde_json::json!({
-        "type": "hello",
-        "model": model.name,
-        "grid": model.image_size,
-        "models": app.models.names(),
-        "legend": session::legend(model.model.rule().config().num_classes),
-        "views": views::VIEWS,
-        "view": app.config.view_size,
-        "steps": serde_json::Value::Null,
-        "max_steps": app.config.max_steps,
-        "speed": session::INITIAL_SPEED,
-        "max_speed": session::MAX_STEPS_PER_SECOND,
-        "max_upload_bytes": app.config.max_upload_bytes,
-        "max_pixels": app.config.max_pixels,
-        "uncertainty_runs": app.config.uncertainty_runs,
-    });
+    let (colony_out, out) = tokio::sync::mpsc::channel(OUTGOING_QUEUE);
+    let hello = hello_message(&app, &model);
     let (models, limits) = (app.models.clone(), app.session_limits());
-    let spawned = std::thread::Builder::new()
+    let colony = move || {
+        let _slot = slot;
+        session::run_session(model, models, limits, colony_commands, colony_out);
+    };
+    if let Err(e) = std::thread::Builder::new()
         .name("colony".into())
-        .spawn(move || {
-            let _slot = slot;
-            session::run_session(model, models, limits, colony_commands, colony_out);
-        });
-    if let Err(e) = spawned {
+        .spawn(colony)
+    {
         let error = ApiError::internal(format!("cannot start a colony thread: {e}"));
         let _ = socket
             .send(notice_message(session::error_notice(&error)))
@@ -652,9 +638,21 @@ async fn live(
     {
         return;
     }
-    let max_steps = app.config.max_steps;
-    let max_message = app.config.max_upload_bytes + 1;
-    let (photo_timeout, idle_timeout) = (app.config.photo_timeout, app.config.idle_timeout);
+    relay(socket, &app.config, commands, out).await;
+}
+
+/// Passes the page's commands to the colony thread and its frames and
+/// notices to the page, until either side ends, a message is over the
+/// limit, or the page misses its photo or idle deadline.
+async fn relay(
+    mut socket: WebSocket,
+    config: &ServeConfig,
+    commands: std::sync::mpsc::SyncSender<Command>,
+    mut out: tokio::sync::mpsc::Receiver<Outgoing>,
+) {
+    let max_steps = config.max_steps;
+    let max_message = config.max_upload_bytes + 1;
+    let (photo_timeout, idle_timeout) = (config.photo_timeout, config.idle_timeout);
     let connected = tokio::time::Instant::now();
     let (mut last_message, mut got_photo) = (connected, false);
     loop {
@@ -671,8 +669,7 @@ async fn live(
                         // Over the message size limit the socket cannot be
                         // read on, but it can still say why it closes.
                         let reason = format!(
-                            "closed: a message over the limit of {} bytes, or a broken frame ({e})",
-                            max_message
+                            "closed: a message over the limit of {max_message} bytes, or a broken frame ({e})"
                         );
                         let reason: String = reason.chars().take(120).collect();
                         close_with(&mut socket, StatusCode::PAYLOAD_TOO_LARGE, TOO_BIG_CLOSE_CODE, reason).await;
@@ -680,32 +677,17 @@ async fn live(
                     }
                     Some(Ok(m)) => m,
                 };
-                let alive = match page_command(message, max_steps) {
-                    Some(Ok(command)) => {
-                        last_message = tokio::time::Instant::now();
+                let Some(command) = page_command(message, max_steps) else { continue };
+                last_message = tokio::time::Instant::now();
+                let alive = match command {
+                    Ok(command) => {
                         got_photo |= matches!(command, Command::Image { .. });
-                        match commands.try_send(command) {
-                            Ok(()) => true,
-                            Err(TrySendError::Disconnected(_)) => false,
-                            // Strokes come many a second: one more or less
-                            // does not show.
-                            Err(TrySendError::Full(Command::Client(ClientCommand::Damage { .. }))) => true,
-                            // Any other command waits for room: the socket is
-                            // not read meanwhile, so a flood slows its sender.
-                            Err(TrySendError::Full(command)) => {
-                                let commands = commands.clone();
-                                tokio::task::spawn_blocking(move || commands.send(command).is_ok())
-                                    .await
-                                    .unwrap_or(false)
-                            }
-                        }
+                        forward_command(&commands, command).await
                     }
-                    Some(Err(error)) => {
-                        last_message = tokio::time::Instant::now();
+                    Err(error) => {
                         let notice = notice_message(session::error_notice(&error));
                         socket.send(notice).await.is_ok()
                     }
-                    None => true,
                 };
                 if !alive {
                     break;
@@ -718,20 +700,68 @@ async fn live(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                let reason = if got_photo {
-                    format!(
-                        "closed: no message from the page in {} s; reload to start again",
-                        idle_timeout.as_secs()
-                    )
-                } else {
-                    format!(
-                        "closed: no photo in the first {} s; reload to start again",
-                        photo_timeout.as_secs()
-                    )
-                };
+                let reason = idle_reason(got_photo, photo_timeout, idle_timeout);
                 close_with(&mut socket, StatusCode::REQUEST_TIMEOUT, IDLE_CLOSE_CODE, reason).await;
                 break;
             }
+        }
+    }
+}
+
+/// Why a page is closed at its deadline: no message for `idle` once it
+/// sent a photo, else no photo within `photo`.
+fn idle_reason(got_photo: bool, photo: std::time::Duration, idle: std::time::Duration) -> String {
+    if got_photo {
+        format!(
+            "closed: no message from the page in {} s; reload to start again",
+            idle.as_secs()
+        )
+    } else {
+        format!(
+            "closed: no photo in the first {} s; reload to start again",
+            photo.as_secs()
+        )
+    }
+}
+
+/// The first message of a live page: the model, the grid, the limits and
+/// the initial settings.
+fn hello_message(app: &AppState, model: &LoadedModel) -> serde_json::Value {
+    serde_json::json!({
+        "type": "hello",
+        "model": model.name,
+        "grid": model.image_size,
+        "models": app.models.names(),
+        "legend": session::legend(model.model.rule().config().num_classes),
+        "views": views::VIEWS,
+        "view": app.config.view_size,
+        "steps": serde_json::Value::Null,
+        "max_steps": app.config.max_steps,
+        "speed": session::INITIAL_SPEED,
+        "max_speed": session::MAX_STEPS_PER_SECOND,
+        "max_upload_bytes": app.config.max_upload_bytes,
+        "max_pixels": app.config.max_pixels,
+        "uncertainty_runs": app.config.uncertainty_runs,
+    })
+}
+
+/// Hands a page's command to its colony thread; false once the thread is
+/// gone. Over a full queue a damage stroke is dropped (strokes come many a
+/// second: one more or less does not show) and any other command waits
+/// for room: the socket is not read meanwhile, so a flood slows its sender.
+async fn forward_command(
+    commands: &std::sync::mpsc::SyncSender<Command>,
+    command: Command,
+) -> bool {
+    match commands.try_send(command) {
+        Ok(()) => true,
+        Err(TrySendError::Disconnected(_)) => false,
+        Err(TrySendError::Full(Command::Client(ClientCommand::Damage { .. }))) => true,
+        Err(TrySendError::Full(command)) => {
+            let commands = commands.clone();
+            tokio::task::spawn_blocking(move || commands.send(command).is_ok())
+                .await
+                .unwrap_or(false)
         }
     }
 }
