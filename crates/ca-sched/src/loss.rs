@@ -85,6 +85,12 @@ impl LossTargets {
         })
     }
 
+    /// The label grid `(H, W)`: the size the logits must have.
+    pub fn size(&self) -> (usize, usize) {
+        let dims = self.index.dims();
+        (dims[2], dims[3])
+    }
+
     /// The loss of each sample, `[B]`, for `logits` `[B, C, H, W]`.
     pub fn per_sample_loss(&self, logits: &Tensor) -> Result<Tensor> {
         let log_p = candle_nn::ops::log_softmax(logits, 1)?;

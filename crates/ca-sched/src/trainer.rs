@@ -197,7 +197,6 @@ impl<M: Trainable> Trainer<M> {
     /// a row training stops with [`SchedError::Diverged`].
     pub fn train_step(&mut self, data: &dyn TrainData) -> Result<StepReport> {
         let cfg = self.config.clone();
-        let n = data.len();
         let mut rng = step_rng(cfg.seed ^ SCHEDULE_SALT, self.step);
         let ids: Vec<usize> = if cfg.pool_size == cfg.batch {
             (0..cfg.batch).collect()
@@ -218,7 +217,6 @@ impl<M: Trainable> Trainer<M> {
             }
         }
         let (labels, env, (h, w)) = self.slot_inputs(&ids, data)?;
-        let (_, lh, lw) = labels.dims3()?;
         let targets = LossTargets::new(
             &labels,
             self.model.rule().config().num_classes,
@@ -227,47 +225,8 @@ impl<M: Trainable> Trainer<M> {
         )?;
         let (state, fresh) = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
-        let mut state = self.cascade_prefix(state, &env, &fresh, &mut ages)?;
-
-        // The CA draws of step k of optimizer step s come from stream
-        // s * stride + k; with a curriculum the stride is the longer unroll,
-        // so that no two steps share a stream.
-        let unroll = cfg.unroll_for(full);
-        let stride = if cfg.full_unroll_fraction > 0.0 {
-            cfg.target.max(cfg.mini_unroll)
-        } else {
-            unroll
-        } as u64;
-        let rule = self.model.rule();
-        let mut total: Option<Tensor> = None;
-        let mut terms = 0usize;
-        for k in 0..unroll {
-            let draw_step = self.step * stride + k as u64;
-            let draws = StepDraws::sample(
-                rule.config(),
-                (ids.len(), h, w),
-                &mut step_rng(cfg.seed, draw_step),
-                &self.device,
-            )?;
-            state = rule.step(&state, &env, &draws)?;
-            ages.iter_mut().for_each(|a| *a += 1);
-            let weights: Vec<f32> = ages
-                .iter()
-                .map(|&a| if a >= cfg.loss_start() { 1.0 } else { 0.0 })
-                .collect();
-            let counted = weights.iter().filter(|&&x| x > 0.0).count();
-            if counted == 0 {
-                continue;
-            }
-            let ce = targets.per_sample_loss(&self.model.logits(&state, (lh, lw))?)?;
-            let weights = Tensor::from_vec(weights, ids.len(), &self.device)?;
-            let term = (ce * weights)?.sum_all()?;
-            total = Some(match total {
-                None => term,
-                Some(t) => (t + term)?,
-            });
-            terms += counted;
-        }
+        let state = self.cascade_prefix(state, &env, &fresh, &mut ages)?;
+        let (state, loss) = self.unroll(state, &env, &targets, &mut ages, full)?;
 
         let learning_rate = cfg.learning_rate_at(self.step, self.progress);
         let mut report = StepReport {
@@ -279,55 +238,28 @@ impl<M: Trainable> Trainer<M> {
             resets: ResetCounts::default(),
         };
         let mut keep_states = true;
-        if let Some(total) = total {
-            let loss = (total / terms as f64)?;
+        if let Some(loss) = loss {
             let value = loss.to_scalar::<f32>()?;
             report.loss = Some(value);
-            if value.is_finite() {
-                let grads = loss.backward()?;
-                let per_var: Vec<Option<Tensor>> = self
-                    .model
-                    .named_params()
-                    .into_iter()
-                    .filter(|p| p.trainable)
-                    .map(|p| grads.get(p.var.as_tensor()).cloned())
-                    .collect();
-                if all_finite(&per_var)? {
-                    candle_nn::Optimizer::set_learning_rate(&mut self.adam, learning_rate);
-                    self.adam.step_grads(&per_var)?;
-                    if let Some(ema) = &mut self.ema {
-                        ema.update(self.adam.vars())?;
-                    }
-                    self.bad_streak = 0;
-                } else {
-                    // A finite loss can still have an overflowing gradient;
-                    // applying it would put infinities in the weights.
-                    report.non_finite = true;
-                    keep_states = false;
-                    self.bad_streak += 1;
-                }
+            // A finite loss can still have an overflowing gradient; applying
+            // it would put infinities in the weights.
+            if value.is_finite() && self.apply_gradients(&loss, learning_rate)? {
+                self.bad_streak = 0;
             } else {
                 report.non_finite = true;
                 keep_states = false;
                 self.bad_streak += 1;
             }
         }
-
-        let flat = state.detach().flatten_from(1)?.to_vec2::<f32>()?;
-        for ((&id, age), values) in ids.iter().zip(ages).zip(flat) {
-            let slot = &mut self.pool.slots[id];
-            slot.age = age;
-            slot.state = keep_states.then_some(values);
-            if !keep_states {
-                slot.age = 0;
-            }
-        }
+        self.store_states(&ids, ages, &state, keep_states)?;
         let (p_image, p_state) = if full {
             (1.0, 1.0)
         } else {
             (cfg.image_reset_prob(), cfg.state_reset_prob())
         };
-        report.resets = self.pool.reset(&ids, p_image, p_state, n, &mut rng);
+        report.resets = self
+            .pool
+            .reset(&ids, p_image, p_state, data.len(), &mut rng);
         self.step += 1;
         if self.bad_streak >= cfg.max_bad_steps {
             return Err(SchedError::Diverged {
@@ -336,6 +268,104 @@ impl<M: Trainable> Trainer<M> {
             });
         }
         Ok(report)
+    }
+
+    /// The mini-unroll (or full unroll) of one optimizer step from `state`:
+    /// the state after it, and the loss averaged over the steps and slots
+    /// old enough to count (`None` when none is). `ages` advance by one per
+    /// step. The CA draws of step k of optimizer step s come from stream
+    /// s * stride + k; with a curriculum the stride is the longer unroll,
+    /// so that no two steps share a stream.
+    fn unroll(
+        &self,
+        mut state: Tensor,
+        env: &Tensor,
+        targets: &LossTargets,
+        ages: &mut [usize],
+        full: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let cfg = &self.config;
+        let unroll = cfg.unroll_for(full);
+        let stride = if cfg.full_unroll_fraction > 0.0 {
+            cfg.target.max(cfg.mini_unroll)
+        } else {
+            unroll
+        } as u64;
+        let (_, _, h, w) = state.dims4()?;
+        let label_size = targets.size();
+        let rule = self.model.rule();
+        let mut total: Option<Tensor> = None;
+        let mut terms = 0usize;
+        for k in 0..unroll {
+            let draw_step = self.step * stride + k as u64;
+            let draws = StepDraws::sample(
+                rule.config(),
+                (ages.len(), h, w),
+                &mut step_rng(cfg.seed, draw_step),
+                &self.device,
+            )?;
+            state = rule.step(&state, env, &draws)?;
+            ages.iter_mut().for_each(|a| *a += 1);
+            let weights: Vec<f32> = ages
+                .iter()
+                .map(|&a| if a >= cfg.loss_start() { 1.0 } else { 0.0 })
+                .collect();
+            let counted = weights.iter().filter(|&&x| x > 0.0).count();
+            if counted == 0 {
+                continue;
+            }
+            let ce = targets.per_sample_loss(&self.model.logits(&state, label_size)?)?;
+            let weights = Tensor::from_vec(weights, ages.len(), &self.device)?;
+            let term = (ce * weights)?.sum_all()?;
+            total = Some(match total {
+                None => term,
+                Some(t) => (t + term)?,
+            });
+            terms += counted;
+        }
+        let loss = total.map(|t| t / terms as f64).transpose()?;
+        Ok((state, loss))
+    }
+
+    /// Back-propagates `loss` and takes an Adam step (and the EMA's) at
+    /// `learning_rate`; false, changing nothing, when a gradient is not
+    /// finite.
+    fn apply_gradients(&mut self, loss: &Tensor, learning_rate: f64) -> Result<bool> {
+        let grads = loss.backward()?;
+        let per_var: Vec<Option<Tensor>> = self
+            .model
+            .named_params()
+            .into_iter()
+            .filter(|p| p.trainable)
+            .map(|p| grads.get(p.var.as_tensor()).cloned())
+            .collect();
+        if !all_finite(&per_var)? {
+            return Ok(false);
+        }
+        candle_nn::Optimizer::set_learning_rate(&mut self.adam, learning_rate);
+        self.adam.step_grads(&per_var)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(self.adam.vars())?;
+        }
+        Ok(true)
+    }
+
+    /// Puts the batch's states and ages back into their pool slots, or,
+    /// when `keep` is false (a skipped step), empties the slots.
+    fn store_states(
+        &mut self,
+        ids: &[usize],
+        ages: Vec<usize>,
+        state: &Tensor,
+        keep: bool,
+    ) -> Result<()> {
+        let flat = state.detach().flatten_from(1)?.to_vec2::<f32>()?;
+        for ((&id, age), values) in ids.iter().zip(ages).zip(flat) {
+            let slot = &mut self.pool.slots[id];
+            slot.age = if keep { age } else { 0 };
+            slot.state = keep.then_some(values);
+        }
+        Ok(())
     }
 
     /// The labels, the environment (from the images) and the state grid
