@@ -212,6 +212,13 @@ impl TrainConfig {
 
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<()> {
+        self.validate_pool_and_unroll()?;
+        self.validate_optimizer()?;
+        self.validate_loss_and_init()
+    }
+
+    /// Batch, pool, target, unroll lengths and reset probabilities.
+    fn validate_pool_and_unroll(&self) -> Result<()> {
         if self.batch == 0 {
             return Err(invalid("batch", self.batch, "must be at least 1"));
         }
@@ -237,6 +244,19 @@ impl TrainConfig {
                 return Err(invalid(field, p, "must lie in [0, 1]"));
             }
         }
+        if !(0.0..=1.0).contains(&self.full_unroll_fraction) {
+            return Err(invalid(
+                "full_unroll_fraction",
+                self.full_unroll_fraction,
+                "must lie in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adam, gradient normalisation, the learning-rate schedule, the EMA
+    /// and the perception's learning-rate factor.
+    fn validate_optimizer(&self) -> Result<()> {
         self.adam().validate()?;
         if let GradNorm::Clip(c) = self.grad_norm {
             if !(c > 0.0 && c.is_finite()) {
@@ -250,6 +270,29 @@ impl TrainConfig {
         if self.max_bad_steps == 0 {
             return Err(invalid("max_bad_steps", 0, "must be at least 1"));
         }
+        if let LrSchedule::Step { drops: 0 } = self.lr_schedule {
+            return Err(invalid("lr_schedule", "step:0", "needs at least one drop"));
+        }
+        if !(0.0..=1.0).contains(&self.lr_floor) {
+            return Err(invalid("lr_floor", self.lr_floor, "must lie in [0, 1]"));
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return Err(invalid("ema_decay", d, "must lie in [0, 1)"));
+            }
+        }
+        if !(self.perception_lr_scale > 0.0 && self.perception_lr_scale.is_finite()) {
+            return Err(invalid(
+                "perception_lr_scale",
+                self.perception_lr_scale,
+                "must be positive and finite",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Class weights, the Dice weight and the initialisation factors.
+    fn validate_loss_and_init(&self) -> Result<()> {
         if let Some(w) = &self.class_weights {
             if w.is_empty()
                 || w.iter().any(|x| !(x.is_finite() && *x >= 0.0))
@@ -274,24 +317,6 @@ impl TrainConfig {
                 return Err(invalid("reset_bias_init", b, "must be finite"));
             }
         }
-        if let LrSchedule::Step { drops: 0 } = self.lr_schedule {
-            return Err(invalid("lr_schedule", "step:0", "needs at least one drop"));
-        }
-        if !(0.0..=1.0).contains(&self.lr_floor) {
-            return Err(invalid("lr_floor", self.lr_floor, "must lie in [0, 1]"));
-        }
-        if let Some(d) = self.ema_decay {
-            if !(0.0..1.0).contains(&d) {
-                return Err(invalid("ema_decay", d, "must lie in [0, 1)"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.full_unroll_fraction) {
-            return Err(invalid(
-                "full_unroll_fraction",
-                self.full_unroll_fraction,
-                "must lie in [0, 1]",
-            ));
-        }
         let [state_scale, image_scale] = self.perception_init_scale;
         if !(state_scale.is_finite()
             && image_scale.is_finite()
@@ -302,13 +327,6 @@ impl TrainConfig {
                 "perception_init_scale",
                 format!("{state_scale},{image_scale}"),
                 "both factors must be finite and at least 0",
-            ));
-        }
-        if !(self.perception_lr_scale > 0.0 && self.perception_lr_scale.is_finite()) {
-            return Err(invalid(
-                "perception_lr_scale",
-                self.perception_lr_scale,
-                "must be positive and finite",
             ));
         }
         Ok(())
