@@ -2,6 +2,7 @@
 //! whose errors name the setting and the value.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -95,57 +96,27 @@ impl Default for ServeConfig {
 impl ServeConfig {
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let error = |setting, value: String, reason: &str| {
+        let error = |setting, value: String, reason: String| {
             Err(ConfigError {
                 setting,
                 value,
-                reason: reason.into(),
+                reason,
             })
         };
         if self.models_dir.as_os_str().is_empty() {
-            return error("models_dir", "''".into(), "must name a folder");
+            return error("models_dir", "''".into(), "must name a folder".into());
         }
         if crate::models::check_model_name(&self.default_model).is_err() {
             return error(
                 "default_model",
                 format!("'{}'", self.default_model),
-                "must be a model name: letters, digits, '-', '_' and inner '.', no path",
+                "must be a model name: letters, digits, '-', '_' and inner '.', no path".into(),
             );
         }
-        if self.max_upload_bytes < 64 || self.max_upload_bytes > 256 << 20 {
-            return error(
-                "max_upload_bytes",
-                self.max_upload_bytes.to_string(),
-                "must be 64 bytes to 256 MiB",
-            );
-        }
-        if self.max_pixels == 0 || self.max_pixels > 1 << 28 {
-            return error(
-                "max_pixels",
-                self.max_pixels.to_string(),
-                "must be 1 to 2^28",
-            );
-        }
-        if self.max_colonies == 0 || self.max_colonies > 256 {
-            return error(
-                "max_colonies",
-                self.max_colonies.to_string(),
-                "must be 1 to 256",
-            );
-        }
-        if self.max_api_colonies == 0 || self.max_api_colonies > 256 {
-            return error(
-                "max_api_colonies",
-                self.max_api_colonies.to_string(),
-                "must be 1 to 256",
-            );
-        }
-        if self.api_queue > 100_000 {
-            return error(
-                "api_queue",
-                self.api_queue.to_string(),
-                "must be 0 to 100000",
-            );
+        for (setting, value, range, reason) in self.numeric_ranges() {
+            if !range.contains(&value) {
+                return error(setting, value.to_string(), reason);
+            }
         }
         for (setting, value) in [
             ("api_wait", self.api_wait),
@@ -156,42 +127,79 @@ impl ServeConfig {
                 return error(
                     setting,
                     format!("{value:?}"),
-                    "must be over 0 and at most a day",
+                    "must be over 0 and at most a day".into(),
                 );
             }
         }
-        if self.max_steps == 0 || self.max_steps > 1_000_000 {
-            return error(
-                "max_steps",
-                self.max_steps.to_string(),
-                "must be 1 to 1000000",
-            );
-        }
-        if self.default_steps == 0 || self.default_steps > self.max_steps {
-            return error(
-                "default_steps",
-                self.default_steps.to_string(),
-                &format!("must be 1 to max_steps ({})", self.max_steps),
-            );
-        }
-        if self.max_fps == 0 || self.max_fps > 60 {
-            return error("max_fps", self.max_fps.to_string(), "must be 1 to 60");
-        }
-        if !(16..=1024).contains(&self.view_size) {
-            return error(
-                "view_size",
-                self.view_size.to_string(),
-                "must be 16 to 1024 pixels",
-            );
-        }
-        if !(2..=16).contains(&self.uncertainty_runs) {
-            return error(
-                "uncertainty_runs",
-                self.uncertainty_runs.to_string(),
-                "a variance needs 2 to 16 runs",
-            );
-        }
         Ok(())
+    }
+
+    /// Every whole-number setting with the range it must lie in and the
+    /// reason given when it does not, in the order they are checked.
+    fn numeric_ranges(&self) -> [(&'static str, u64, RangeInclusive<u64>, String); 10] {
+        let n = |v: usize| v as u64;
+        [
+            (
+                "max_upload_bytes",
+                n(self.max_upload_bytes),
+                64..=256 << 20,
+                "must be 64 bytes to 256 MiB".into(),
+            ),
+            (
+                "max_pixels",
+                self.max_pixels,
+                1..=1 << 28,
+                "must be 1 to 2^28".into(),
+            ),
+            (
+                "max_colonies",
+                n(self.max_colonies),
+                1..=256,
+                "must be 1 to 256".into(),
+            ),
+            (
+                "max_api_colonies",
+                n(self.max_api_colonies),
+                1..=256,
+                "must be 1 to 256".into(),
+            ),
+            (
+                "api_queue",
+                n(self.api_queue),
+                0..=100_000,
+                "must be 0 to 100000".into(),
+            ),
+            (
+                "max_steps",
+                n(self.max_steps),
+                1..=1_000_000,
+                "must be 1 to 1000000".into(),
+            ),
+            (
+                "default_steps",
+                n(self.default_steps),
+                1..=n(self.max_steps),
+                format!("must be 1 to max_steps ({})", self.max_steps),
+            ),
+            (
+                "max_fps",
+                u64::from(self.max_fps),
+                1..=60,
+                "must be 1 to 60".into(),
+            ),
+            (
+                "view_size",
+                u64::from(self.view_size),
+                16..=1024,
+                "must be 16 to 1024 pixels".into(),
+            ),
+            (
+                "uncertainty_runs",
+                n(self.uncertainty_runs),
+                2..=16,
+                "a variance needs 2 to 16 runs".into(),
+            ),
+        ]
     }
 }
 
