@@ -69,6 +69,32 @@ pub fn final_eval_steps(target: usize) -> Vec<usize> {
     steps
 }
 
+impl LearnerConfig {
+    /// How much of the budget `step` optimizer steps, `wall` seconds and
+    /// `cpu` CPU seconds have used: the largest fraction of the step, time
+    /// and CPU-time limits (what the learning-rate schedule follows), or
+    /// the limit reached.
+    fn budget_used(&self, step: u64, wall: f64, cpu: f64) -> std::result::Result<f64, Stop> {
+        if step >= self.max_steps {
+            return Err(Stop::Steps);
+        }
+        if self.max_minutes.is_some_and(|m| wall > m * 60.0) {
+            return Err(Stop::WallTime);
+        }
+        if self.max_cpu_minutes.is_some_and(|m| cpu > m * 60.0) {
+            return Err(Stop::CpuTime);
+        }
+        let mut progress = step as f64 / self.max_steps as f64;
+        if let Some(m) = self.max_minutes {
+            progress = progress.max(wall / (m * 60.0));
+        }
+        if let Some(m) = self.max_cpu_minutes {
+            progress = progress.max(cpu / (m * 60.0));
+        }
+        Ok(progress)
+    }
+}
+
 impl Default for LearnerConfig {
     /// 3,000 steps, no time limits, a checkpoint every 100 steps, an
     /// evaluation of 64 validation samples at CA steps 10, 20 and 40 every
@@ -363,23 +389,10 @@ impl<'d, M: Trainable> Learner<'d, M> {
         let stop = loop {
             let step = self.trainer.step_count();
             let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_used());
-            if step >= cfg.max_steps {
-                break Stop::Steps;
+            match cfg.budget_used(step, wall, cpu) {
+                Err(stop) => break stop,
+                Ok(progress) => self.trainer.set_progress(progress),
             }
-            if cfg.max_minutes.is_some_and(|m| wall > m * 60.0) {
-                break Stop::WallTime;
-            }
-            if cfg.max_cpu_minutes.is_some_and(|m| cpu > m * 60.0) {
-                break Stop::CpuTime;
-            }
-            let mut progress = step as f64 / cfg.max_steps as f64;
-            if let Some(m) = cfg.max_minutes {
-                progress = progress.max(wall / (m * 60.0));
-            }
-            if let Some(m) = cfg.max_cpu_minutes {
-                progress = progress.max(cpu / (m * 60.0));
-            }
-            self.trainer.set_progress(progress);
 
             let step_start = Instant::now();
             let report = self.trainer.train_step(self.train)?;
@@ -447,6 +460,22 @@ mod tests {
         assert_eq!(final_eval_steps(10), [10, 20]);
         assert_eq!(LearnerConfig::default().eval_steps, [10, 20, 40]);
         assert_eq!(LearnerConfig::default().class_names, paper_class_names());
+    }
+
+    #[test]
+    fn the_budget_is_the_tightest_limit() {
+        let cfg = LearnerConfig {
+            max_steps: 100,
+            max_minutes: Some(2.0),
+            max_cpu_minutes: Some(1.0),
+            ..LearnerConfig::default()
+        };
+        assert_eq!(cfg.budget_used(10, 12.0, 30.0), Ok(0.5));
+        assert_eq!(cfg.budget_used(50, 12.0, 6.0), Ok(0.5));
+        assert_eq!(cfg.budget_used(10, 60.0, 6.0), Ok(0.5));
+        assert_eq!(cfg.budget_used(100, 0.0, 0.0), Err(Stop::Steps));
+        assert_eq!(cfg.budget_used(10, 121.0, 0.0), Err(Stop::WallTime));
+        assert_eq!(cfg.budget_used(10, 0.0, 61.0), Err(Stop::CpuTime));
     }
 
     fn paper_class_names() -> Vec<String> {
