@@ -341,6 +341,34 @@ impl TrainArgs {
             min_crop: self.min_crop,
         };
         augment.validate()?;
+        let schedule = self.schedule(batch)?;
+        let learner = self.learner_config(fixture, batch)?;
+        let out = self.out.clone().unwrap_or_else(|| match levels {
+            0 => PathBuf::from(format!("runs/pets{size}")),
+            _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
+        });
+        Ok(TrainPlan {
+            levels,
+            size,
+            out,
+            cell,
+            image_gain,
+            schedule,
+            learner,
+            augment,
+            load: LoadOptions {
+                policy: match self.lenient {
+                    true => LoadPolicy::Lenient,
+                    false => LoadPolicy::Strict,
+                },
+                ..LoadOptions::square(size)
+            },
+        })
+    }
+
+    /// The training schedule the flags ask for (`--paper`'s settings over
+    /// them), validated, errors naming the flag.
+    fn schedule(&self, batch: usize) -> Result<TrainConfig, Box<dyn std::error::Error>> {
         let schedule = TrainConfig {
             batch,
             pool_size: self.pool.unwrap_or(batch),
@@ -381,6 +409,16 @@ impl TrainArgs {
         schedule
             .validate()
             .map_err(|e| flag_error(e.invalid_field(), e))?;
+        Ok(schedule)
+    }
+
+    /// Budgets, cadences and evaluation of the run (smaller defaults on the
+    /// bundled fixture), validated, errors naming the flag.
+    fn learner_config(
+        &self,
+        fixture: bool,
+        batch: usize,
+    ) -> Result<LearnerConfig, Box<dyn std::error::Error>> {
         let learner = LearnerConfig {
             max_steps: self.steps.unwrap_or(if fixture { 200 } else { 3000 }),
             max_minutes: self.minutes,
@@ -398,27 +436,7 @@ impl TrainArgs {
         learner
             .validate()
             .map_err(|e| flag_error(e.invalid_field(), e))?;
-        let out = self.out.clone().unwrap_or_else(|| match levels {
-            0 => PathBuf::from(format!("runs/pets{size}")),
-            _ => PathBuf::from(format!("runs/pets{size}s{}", size >> levels)),
-        });
-        Ok(TrainPlan {
-            levels,
-            size,
-            out,
-            cell,
-            image_gain,
-            schedule,
-            learner,
-            augment,
-            load: LoadOptions {
-                policy: match self.lenient {
-                    true => LoadPolicy::Lenient,
-                    false => LoadPolicy::Strict,
-                },
-                ..LoadOptions::square(size)
-            },
-        })
+        Ok(learner)
     }
 }
 
