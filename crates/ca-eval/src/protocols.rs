@@ -615,18 +615,10 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
             let logits = col.logits()?;
             let pred = logits.argmax(1)?;
             if records.get(k) == Some(&t) {
-                let changed = pred
-                    .ne(&prev_pred)?
-                    .to_dtype(DType::F32)?
-                    .mean_all()?
-                    .to_scalar::<f32>()?;
-                let row = [
-                    mean_abs(&state)?,
-                    mean_abs(&logits)?,
-                    mean_abs(&(&state - &prev_state)?)?,
-                    mean_abs(&(&logits - &prev_logits)?)?,
-                    f64::from(changed),
-                ];
+                let row = norms_row(
+                    [&prev_state, &prev_logits, &prev_pred],
+                    [&state, &logits, &pred],
+                )?;
                 for (s, v) in sums[k].iter_mut().zip(row) {
                     *s += v * weight;
                 }
@@ -635,7 +627,38 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
             (prev_state, prev_logits, prev_pred) = (state, logits, pred);
         }
     }
-    let n = set.len() as f64;
+    Ok(norms_output(&records, &sums, set.len(), opts))
+}
+
+/// One recorded step of the norms protocol from the state, logits and
+/// prediction before and after it: `|s|`, `|l|`, `|s_t - s_t-1|`,
+/// `|l_t - l_t-1|` (means of absolute values) and the fraction of pixels
+/// whose class changed.
+fn norms_row(before: [&Tensor; 3], after: [&Tensor; 3]) -> Result<[f64; 5]> {
+    let [prev_state, prev_logits, prev_pred] = before;
+    let [state, logits, pred] = after;
+    let changed = pred
+        .ne(prev_pred)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()?;
+    Ok([
+        mean_abs(state)?,
+        mean_abs(logits)?,
+        mean_abs(&(state - prev_state)?)?,
+        mean_abs(&(logits - prev_logits)?)?,
+        f64::from(changed),
+    ])
+}
+
+/// The norms protocol's output from its per-step sums over `images`.
+fn norms_output(
+    records: &[usize],
+    sums: &[[f64; 5]],
+    images: usize,
+    opts: &RunOptions,
+) -> ProtocolOutput {
+    let n = images as f64;
     let columns = [
         "step",
         "state_l1",
@@ -648,7 +671,7 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
     .to_vec();
     let rows = records
         .iter()
-        .zip(&sums)
+        .zip(sums)
         .map(|(&t, s)| {
             std::iter::once(t as f64)
                 .chain(s.iter().map(|v| v / n))
@@ -657,10 +680,7 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
         .collect();
     let table = Table { columns, rows };
     let chart = Chart {
-        title: format!(
-            "Mean absolute values against CA step ({} images)",
-            set.len()
-        ),
+        title: format!("Mean absolute values against CA step ({images} images)"),
         x_label: "CA step".into(),
         y_label: "mean |value|".into(),
         columns: labelled(&[
@@ -673,13 +693,13 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
         marks: vec![opts.target as f64],
         y_range: None,
     };
-    Ok(ProtocolOutput {
+    ProtocolOutput {
         name: "norms",
         table,
         extra_tables: vec![],
         chart,
         maps: vec![],
-    })
+    }
 }
 
 /// Per-pixel spread of the prediction over `runs` stochastic runs of each
@@ -736,18 +756,7 @@ pub fn uncertainty<M: CellModel>(
             sums[k][1] += mean(&spread.disagreement);
             k += 1;
             if t == opts.steps {
-                let correct = spread
-                    .majority
-                    .iter()
-                    .zip(&set.labels[i])
-                    .filter(|(p, l)| **p == u32::from(**l))
-                    .count();
-                per_sample.push(vec![
-                    i as f64,
-                    mean(&spread.prob_variance),
-                    mean(&spread.disagreement),
-                    correct as f64 / (s * s) as f64,
-                ]);
+                per_sample.push(spread_row(i, &spread, &set.labels[i]));
                 if i < maps {
                     kept.push(SpreadMap {
                         index: i,
@@ -769,6 +778,44 @@ pub fn uncertainty<M: CellModel>(
             .map(|(&t, v)| vec![t as f64, v[0] / n, v[1] / n])
             .collect(),
     };
+    Ok(uncertainty_output(
+        runs,
+        set.len(),
+        opts,
+        table,
+        per_sample,
+        kept,
+    ))
+}
+
+/// The per-sample row of the uncertainty protocol at its last step: the
+/// sample's index, its mean softmax variance and class disagreement, and
+/// the pixel accuracy of the runs' majority against `labels`.
+fn spread_row(index: usize, spread: &Spread, labels: &[u8]) -> Vec<f64> {
+    let correct = spread
+        .majority
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == u32::from(**l))
+        .count();
+    vec![
+        index as f64,
+        mean(&spread.prob_variance),
+        mean(&spread.disagreement),
+        correct as f64 / labels.len().max(1) as f64,
+    ]
+}
+
+/// The uncertainty protocol's output from its step table, its per-sample
+/// rows and the spread maps it kept.
+fn uncertainty_output(
+    runs: usize,
+    images: usize,
+    opts: &RunOptions,
+    table: Table,
+    per_sample: Vec<Vec<f64>>,
+    kept: Vec<SpreadMap>,
+) -> ProtocolOutput {
     let samples = Table {
         columns: ["index", "prob_variance", "disagreement", "pixel_accuracy"]
             .map(String::from)
@@ -776,10 +823,7 @@ pub fn uncertainty<M: CellModel>(
         rows: per_sample,
     };
     let chart = Chart {
-        title: format!(
-            "Spread over {runs} stochastic runs against CA step ({} images)",
-            set.len()
-        ),
+        title: format!("Spread over {runs} stochastic runs against CA step ({images} images)"),
         x_label: "CA step".into(),
         y_label: "mean per-pixel spread".into(),
         columns: labelled(&[
@@ -789,13 +833,13 @@ pub fn uncertainty<M: CellModel>(
         marks: vec![opts.target as f64],
         y_range: None,
     };
-    Ok(ProtocolOutput {
+    ProtocolOutput {
         name: "uncertainty",
         table,
         extra_tables: vec![("samples".into(), samples)],
         chart,
         maps: kept,
-    })
+    }
 }
 
 /// Owned `(column, label)` pairs.
