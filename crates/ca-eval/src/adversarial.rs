@@ -106,7 +106,6 @@ pub fn attack(
         .collect();
     let region_idx = Tensor::from_vec(region_idx, (cells,), device)?;
     let target = target.index_select(&region_idx, 0)?;
-    let s = rule.config().state_channels;
     let max = f64::from(options.max_perturbation);
     let mut losses = Vec::with_capacity(options.iterations);
     for it in 0..options.iterations {
@@ -117,29 +116,7 @@ pub fn attack(
         } else {
             (it as u64) * (options.steps as u64 + 1)
         };
-        let mut rng = step_rng(options.seed, stream);
-        let mut state = normal_state((1, s, size, size), &mut rng, device)?;
-        let mut loss_sum: Option<Tensor> = None;
-        let first_counted = options.steps / 2 + 1;
-        for t in 1..=options.steps {
-            let mut rng = step_rng(options.seed, stream + t as u64);
-            state = ca_core::cascade::step_at(rule, &state, &env, t as u64 - 1, &mut rng, true)?;
-            if t >= first_counted {
-                let logits = rule.logits(&state)?; // [1, C, S, S]
-                let c = logits.dim(1)?;
-                let per_cell = logits.reshape((c, size * size))?.t()?.contiguous()?;
-                let inside = per_cell.index_select(&region_idx, 0)?;
-                let l = candle_nn::loss::cross_entropy(&inside, &target)?;
-                loss_sum = Some(match loss_sum {
-                    Some(acc) => (acc + l)?,
-                    None => l,
-                });
-            }
-        }
-        let counted = (options.steps + 1 - first_counted) as f64;
-        let loss = loss_sum
-            .ok_or_else(|| EvalError::invalid("steps", options.steps, "no step counted"))?;
-        let loss = (loss / counted)?;
+        let loss = target_loss(rule, &env, (&region_idx, &target), stream, options)?;
         losses.push(loss.to_scalar::<f32>()?);
         adam.backward_step(&loss)?;
     }
@@ -156,6 +133,44 @@ pub fn attack(
         perturbation,
         losses,
     })
+}
+
+/// The attack's loss for one environment: the colony from a fresh state
+/// (draws from `stream` on), the cross-entropy of the cells of `region`
+/// (their indices) against `target` averaged over the second half of the
+/// steps, with its graph back to the environment.
+fn target_loss(
+    rule: &CellRule,
+    env: &Tensor,
+    (region, target): (&Tensor, &Tensor),
+    stream: u64,
+    options: &AttackOptions,
+) -> Result<Tensor> {
+    let (_, _, h, w) = env.dims4()?;
+    let s = rule.config().state_channels;
+    let mut rng = step_rng(options.seed, stream);
+    let mut state = normal_state((1, s, h, w), &mut rng, rule.device())?;
+    let mut loss_sum: Option<Tensor> = None;
+    let first_counted = options.steps / 2 + 1;
+    for t in 1..=options.steps {
+        let mut rng = step_rng(options.seed, stream + t as u64);
+        state = ca_core::cascade::step_at(rule, &state, env, t as u64 - 1, &mut rng, true)?;
+        if t >= first_counted {
+            let logits = rule.logits(&state)?; // [1, C, H, W]
+            let c = logits.dim(1)?;
+            let per_cell = logits.reshape((c, h * w))?.t()?.contiguous()?;
+            let inside = per_cell.index_select(region, 0)?;
+            let l = candle_nn::loss::cross_entropy(&inside, target)?;
+            loss_sum = Some(match loss_sum {
+                Some(acc) => (acc + l)?,
+                None => l,
+            });
+        }
+    }
+    let counted = (options.steps + 1 - first_counted) as f64;
+    let loss =
+        loss_sum.ok_or_else(|| EvalError::invalid("steps", options.steps, "no step counted"))?;
+    Ok((loss / counted)?)
 }
 
 /// `clamp(base + mask * clamp(delta, -max, max), 0, 1)`.
