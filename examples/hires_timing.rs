@@ -37,7 +37,7 @@ use candle_core::{Device, Tensor};
 use cellseg::device::parse_device;
 use clap::Parser;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use timing::measure;
+use timing::{measure, Timing};
 
 #[derive(Parser)]
 struct Args {
@@ -76,7 +76,9 @@ impl TrainData for Random {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BoxResult<()> {
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
     let args = Args::parse();
@@ -84,34 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--reps 0: must be at least 1".into());
     }
     let device = args.device.clone();
-    let config = CellConfig::default();
-    let hires_config = CellConfig {
-        env_channels: ENV_CHANNELS,
-        ..config.clone()
-    };
-    let cases: [(&str, usize, AnyModel); 5] = [
-        (
-            "48/48",
-            48,
-            Arc::new(CellRule::new(config.clone(), 0, &device)?),
-        ),
-        ("96/96", 96, Arc::new(CellRule::new(config, 0, &device)?)),
-        (
-            "96/48",
-            96,
-            Arc::new(HiresModel::new(hires_config.clone(), 1, 0, &device)?),
-        ),
-        (
-            "192/48",
-            192,
-            Arc::new(HiresModel::new(hires_config.clone(), 2, 0, &device)?),
-        ),
-        (
-            "384/48",
-            384,
-            Arc::new(HiresModel::new(hires_config, 3, 0, &device)?),
-        ),
-    ];
+    let cases = cases(&device)?;
     if let Some(name) = &args.model {
         if !cases.iter().any(|c| c.0 == name) {
             return Err(
@@ -126,67 +101,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let data = Random { size };
         let params = model.trainable_params();
         let levels = model.levels();
-
-        // Inference: one CA step and the logits, no backward; one warm-up
-        // step, then `reps` timed ones, each on the state the one before
-        // left, with its own draws (made outside the timed region).
-        let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
-        let (images, _) = data.batch(&items, &device)?;
-        // The encoder, once per image: a single timed run.
-        let mut env = None;
-        let encoder = measure(0, 1, &device, || -> ca_sched::Result<()> {
-            env = Some(model.environment(&images)?);
-            Ok(())
-        })?;
-        let encoder_s = encoder.median();
-        let env = env.expect("the encoder ran").detach();
-        let (h, w) = model.state_size((size, size));
-        let s = model.rule().config().state_channels;
-        let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), &device)?;
-        let draws = (0..=args.reps)
-            .map(|k| {
-                StepDraws::sample(
-                    model.rule().config(),
-                    (BATCH, h, w),
-                    &mut step_rng(2, k as u64),
-                    &device,
-                )
-            })
-            .collect::<ca_core::Result<Vec<_>>>()?;
-        let mut draws = draws.iter();
-        let infer = measure(1, args.reps, &device, || -> ca_sched::Result<()> {
-            let d = draws.next().expect("one draw per run");
-            let next = model.rule().step_detached(&state, &env, d)?;
-            model.logits(&next, (size, size))?.detach();
-            state = next;
-            Ok(())
-        })?;
-
-        // Training: the trainer's own step; two warm-up steps bring every
-        // slot past T0 = T/3 so that all K steps count in the loss.
-        let schedule = TrainConfig {
-            batch: BATCH,
-            pool_size: BATCH,
-            mini_unroll: 10,
-            target: 40,
-            p_image: 0.0,
-            p_state: 0.0,
-            ..TrainConfig::default()
-        };
-        let mut trainer = Trainer::new(model, schedule, data.len())?;
-        // Runs 3.. are the timed ones; each must have had a loss.
-        let (mut run, mut lossless) = (0, 0);
-        let train = measure(2, args.reps, &device, || -> ca_sched::Result<()> {
-            let report = trainer.train_step(&data)?;
-            run += 1;
-            if run > 2 && report.loss.is_none() {
-                lossless += 1;
-            }
-            Ok(())
-        })?;
-        if lossless > 0 {
-            return Err(format!("{name}: {lossless} timed step(s) had no loss").into());
-        }
+        let (infer, encoder_s) = time_inference(&model, &data, args.reps, &device)?;
+        let train = time_training(name, model, &data, args.reps, &device)?;
         println!(
             "HIRES model={name} levels={levels} params={params} batch={BATCH} reps={} \
              train_median_s={:.3} train_min_s={:.3} train_cpu_s={:.3} \
@@ -201,4 +117,104 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// The five cases: `(name, image size, model)` with fresh weights.
+fn cases(device: &Device) -> BoxResult<[(&'static str, usize, AnyModel); 5]> {
+    let config = CellConfig::default();
+    let hires_config = CellConfig {
+        env_channels: ENV_CHANNELS,
+        ..config.clone()
+    };
+    let hires = |levels| HiresModel::new(hires_config.clone(), levels, 0, device);
+    Ok([
+        (
+            "48/48",
+            48,
+            Arc::new(CellRule::new(config.clone(), 0, device)?),
+        ),
+        ("96/96", 96, Arc::new(CellRule::new(config, 0, device)?)),
+        ("96/48", 96, Arc::new(hires(1)?)),
+        ("192/48", 192, Arc::new(hires(2)?)),
+        ("384/48", 384, Arc::new(hires(3)?)),
+    ])
+}
+
+/// Inference: one CA step and the logits, no backward; one warm-up step,
+/// then `reps` timed ones, each on the state the one before left, with its
+/// own draws (made outside the timed region). Also the encoder's seconds,
+/// once per image: a single timed run.
+fn time_inference(
+    model: &AnyModel,
+    data: &Random,
+    reps: usize,
+    device: &Device,
+) -> BoxResult<(Timing, f64)> {
+    let size = data.size;
+    let items: Vec<(usize, u64)> = (0..BATCH).map(|i| (i, 0)).collect();
+    let (images, _) = data.batch(&items, device)?;
+    let mut env = None;
+    let encoder = measure(0, 1, device, || -> ca_sched::Result<()> {
+        env = Some(model.environment(&images)?);
+        Ok(())
+    })?;
+    let env = env.expect("the encoder ran").detach();
+    let (h, w) = model.state_size((size, size));
+    let s = model.rule().config().state_channels;
+    let mut state = normal_state((BATCH, s, h, w), &mut step_rng(1, 0), device)?;
+    let draws = (0..=reps)
+        .map(|k| {
+            StepDraws::sample(
+                model.rule().config(),
+                (BATCH, h, w),
+                &mut step_rng(2, k as u64),
+                device,
+            )
+        })
+        .collect::<ca_core::Result<Vec<_>>>()?;
+    let mut draws = draws.iter();
+    let infer = measure(1, reps, device, || -> ca_sched::Result<()> {
+        let d = draws.next().expect("one draw per run");
+        let next = model.rule().step_detached(&state, &env, d)?;
+        model.logits(&next, (size, size))?.detach();
+        state = next;
+        Ok(())
+    })?;
+    Ok((infer, encoder.median()))
+}
+
+/// Training: the trainer's own step; two warm-up steps bring every slot
+/// past T0 = T/3 so that all K steps count in the loss, and each timed
+/// step must have had one.
+fn time_training(
+    name: &str,
+    model: AnyModel,
+    data: &Random,
+    reps: usize,
+    device: &Device,
+) -> BoxResult<Timing> {
+    let schedule = TrainConfig {
+        batch: BATCH,
+        pool_size: BATCH,
+        mini_unroll: 10,
+        target: 40,
+        p_image: 0.0,
+        p_state: 0.0,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(model, schedule, data.len())?;
+    // Runs 3.. are the timed ones; each must have had a loss.
+    let (mut run, mut lossless) = (0, 0);
+    let train = measure(2, reps, device, || -> ca_sched::Result<()> {
+        let report = trainer.train_step(data)?;
+        run += 1;
+        if run > 2 && report.loss.is_none() {
+            lossless += 1;
+        }
+        Ok(())
+    })?;
+    if lossless > 0 {
+        return Err(format!("{name}: {lossless} timed step(s) had no loss").into());
+    }
+    Ok(train)
 }
