@@ -62,6 +62,37 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One client's `requests` calls in a row: the status of each (0 when no
+/// answer came) and its latency.
+async fn client_calls(
+    url: String,
+    body: Arc<bytes::Bytes>,
+    requests: usize,
+) -> Vec<(u16, Duration)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut out = Vec::new();
+    for _ in 0..requests {
+        let request = hyper::Request::post(&url)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(Full::new((*body).clone()))
+            .expect("a request");
+        let t = Instant::now();
+        let status = match client.request(request).await {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let _ = res.into_body().collect().await;
+                status
+            }
+            Err(_) => 0,
+        };
+        out.push((status, t.elapsed()));
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -81,35 +112,7 @@ async fn main() -> ExitCode {
     let before = args.pid.and_then(rss_mib);
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
-        .map(|_| {
-            let (body, url) = (body.clone(), url.clone());
-            let requests = args.requests;
-            tokio::spawn(async move {
-                let client =
-                    Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-                let mut out = Vec::new();
-                for _ in 0..requests {
-                    let request = hyper::Request::post(&url)
-                        .header(
-                            "content-type",
-                            format!("multipart/form-data; boundary={BOUNDARY}"),
-                        )
-                        .body(Full::new((*body).clone()))
-                        .expect("a request");
-                    let t = Instant::now();
-                    let status = match client.request(request).await {
-                        Ok(res) => {
-                            let status = res.status().as_u16();
-                            let _ = res.into_body().collect().await;
-                            status
-                        }
-                        Err(_) => 0,
-                    };
-                    out.push((status, t.elapsed()));
-                }
-                out
-            })
-        })
+        .map(|_| tokio::spawn(client_calls(url.clone(), body.clone(), args.requests)))
         .collect();
     let mut results = Vec::new();
     for t in tasks {
