@@ -381,36 +381,8 @@ fn animal<R: Rng + ?Sized>(rng: &mut R, w: u32, h: u32) -> Animal {
             angle: 0.0,
         },
     ];
-    // Ears: pointed (cat-like, thin) or floppy (dog-like, thicker, lower).
-    let pointy = rng.random_bool(0.5);
-    for side in [-1.0f32, 1.0] {
-        let base = (head.0 + side * rh * 0.55, head.1 - rh * 0.55);
-        let tip = if pointy {
-            (base.0 + side * rh * 0.25, base.1 - rh * 0.75)
-        } else {
-            (base.0 + side * rh * 0.55, base.1 + rh * 0.45)
-        };
-        let r = rh * if pointy { 0.22 } else { 0.3 };
-        parts.push(Part::Capsule { p: base, q: tip, r });
-    }
-    // Legs: four standing, two front paws when sitting.
-    let leg_r = b * rng.random_range(0.18..0.26);
-    let bottom = c.1 + if sitting { a * 0.8 } else { b * 0.6 };
-    let legs: &[f32] = if sitting {
-        &[-0.35, 0.35]
-    } else {
-        &[-0.75, -0.45, 0.45, 0.75]
-    };
-    let leg_len = b * rng.random_range(0.8..1.3);
-    for &t in legs {
-        let x = c.0 + t * if sitting { b } else { a } * co.abs().max(0.5);
-        let p = (x, bottom - leg_len * 0.4);
-        let q = (
-            x + rng.random_range(-0.2..0.2) * leg_len,
-            bottom + leg_len * 0.6,
-        );
-        parts.push(Part::Capsule { p, q, r: leg_r });
-    }
+    parts.extend(ears(rng, head, rh));
+    parts.extend(legs(rng, c, (a, b), co, sitting));
     // Tail from the back end.
     let back = if sitting {
         (c.0 - facing * b * 0.6, c.1 + a * 0.6)
@@ -439,6 +411,53 @@ fn animal<R: Rng + ?Sized>(rng: &mut R, w: u32, h: u32) -> Animal {
             (head.0 + eye_shift + eye_dx, eye_y),
         ],
     }
+}
+
+/// Ears on a head at `head` of radius `rh`: pointed (cat-like, thin) or
+/// floppy (dog-like, thicker, lower), one draw for both.
+fn ears<R: Rng + ?Sized>(rng: &mut R, head: (f32, f32), rh: f32) -> [Part; 2] {
+    let pointy = rng.random_bool(0.5);
+    [-1.0f32, 1.0].map(|side| {
+        let base = (head.0 + side * rh * 0.55, head.1 - rh * 0.55);
+        let tip = if pointy {
+            (base.0 + side * rh * 0.25, base.1 - rh * 0.75)
+        } else {
+            (base.0 + side * rh * 0.55, base.1 + rh * 0.45)
+        };
+        let r = rh * if pointy { 0.22 } else { 0.3 };
+        Part::Capsule { p: base, q: tip, r }
+    })
+}
+
+/// Legs under a body centred at `c` with half-axes `(a, b)` and axis
+/// cosine `co`: four standing, two front paws when sitting.
+fn legs<R: Rng + ?Sized>(
+    rng: &mut R,
+    c: (f32, f32),
+    (a, b): (f32, f32),
+    co: f32,
+    sitting: bool,
+) -> Vec<Part> {
+    let leg_r = b * rng.random_range(0.18..0.26);
+    let bottom = c.1 + if sitting { a * 0.8 } else { b * 0.6 };
+    let offsets: &[f32] = if sitting {
+        &[-0.35, 0.35]
+    } else {
+        &[-0.75, -0.45, 0.45, 0.75]
+    };
+    let leg_len = b * rng.random_range(0.8..1.3);
+    offsets
+        .iter()
+        .map(|&t| {
+            let x = c.0 + t * if sitting { b } else { a } * co.abs().max(0.5);
+            let p = (x, bottom - leg_len * 0.4);
+            let q = (
+                x + rng.random_range(-0.2..0.2) * leg_len,
+                bottom + leg_len * 0.6,
+            );
+            Part::Capsule { p, q, r: leg_r }
+        })
+        .collect()
 }
 
 /// Paints a cluttered background: a two-colour noise field, rectangles
@@ -524,8 +543,24 @@ fn generate<R: Rng + ?Sized>(rng: &mut R, long_side: u32) -> Scene {
     let canvas = background(rng, w, h);
     let animal = animal(rng, w, h);
     let outline = Fbm::new(rng, w, h, (animal.size * 0.5).max(3.0));
+    let sdf = signed_distance(&animal, &outline, w, h);
+    let mut fur = fur(rng, &animal, &sdf, w, h);
+    paint_eyes(&mut fur, &animal, w, h);
+    // A boundary band of half-width `band` around the edge.
+    let band = rng.random_range(1.2..1.8) * long_side as f32 / 96.0;
+    let (image, trimap) = composite(&canvas, &fur, &sdf, band, w);
+    Scene {
+        image,
+        trimap,
+        species,
+    }
+}
+
+/// The animal's signed distance at every pixel centre (negative inside):
+/// its parts smoothly united, the edge roughened by `outline`.
+fn signed_distance(animal: &Animal, outline: &Fbm, w: u32, h: u32) -> Vec<f32> {
     let amp = animal.size * 0.12;
-    let sdf: Vec<f32> = (0..h)
+    (0..h)
         .flat_map(|y| (0..w).map(move |x| (x as f32 + 0.5, y as f32 + 0.5)))
         .map(|(x, y)| {
             let mut distances = animal.parts.iter().map(|p| p.distance(x, y));
@@ -533,10 +568,12 @@ fn generate<R: Rng + ?Sized>(rng: &mut R, long_side: u32) -> Scene {
             let d = distances.fold(first, |acc, d| smooth_min(acc, d, 3.0));
             d + amp * outline.at(x, y)
         })
-        .collect();
+        .collect()
+}
 
-    // Fur: base colour with a pattern (tabby stripes or patches), shading
-    // towards the edge, then oriented strokes.
+/// Fur: base colour with a pattern (tabby stripes or patches), shading
+/// towards the edge, then oriented strokes inside the animal.
+fn fur<R: Rng + ?Sized>(rng: &mut R, animal: &Animal, sdf: &[f32], w: u32, h: u32) -> Vec<Colour> {
     let base = FUR[rng.random_range(0..FUR.len())];
     let second = mix(base, FUR[rng.random_range(0..FUR.len())], 0.7);
     let tabby = rng.random_bool(0.5);
@@ -577,31 +614,38 @@ fn generate<R: Rng + ?Sized>(rng: &mut R, long_side: u32) -> Scene {
             blend(&mut fur, w, h, px as i32, py as i32, colour, 0.45);
         }
     }
-    for (ex, ey) in animal.eyes {
-        let r = (animal.size * 0.09).max(1.0);
-        for dy in -(r.ceil() as i32)..=r.ceil() as i32 {
-            for dx in -(r.ceil() as i32)..=r.ceil() as i32 {
+    fur
+}
+
+/// Dark discs at the animal's eyes.
+fn paint_eyes(fur: &mut [Colour], animal: &Animal, w: u32, h: u32) {
+    let r = (animal.size * 0.09).max(1.0);
+    let reach = r.ceil() as i32;
+    for &(ex, ey) in &animal.eyes {
+        for dy in -reach..=reach {
+            for dx in -reach..=reach {
                 if (dx * dx + dy * dy) as f32 <= r * r {
-                    blend(
-                        &mut fur,
-                        w,
-                        h,
-                        ex as i32 + dx,
-                        ey as i32 + dy,
-                        [0.05, 0.05, 0.03],
-                        0.9,
-                    );
+                    let (x, y) = (ex as i32 + dx, ey as i32 + dy);
+                    blend(fur, w, h, x, y, [0.05, 0.05, 0.03], 0.9);
                 }
             }
         }
     }
+}
 
-    // Composite with a one-pixel anti-aliased edge; trimap with a boundary
-    // band of half-width `band` around the edge.
-    let band = rng.random_range(1.2..1.8) * long_side as f32 / 96.0;
+/// The photo (animal over background with a one-pixel anti-aliased edge)
+/// and its trimap (boundary within `band` of the edge).
+fn composite(
+    canvas: &[Colour],
+    fur: &[Colour],
+    sdf: &[f32],
+    band: f32,
+    w: u32,
+) -> (RgbImage, GrayImage) {
+    let h = sdf.len() as u32 / w;
     let mut image = RgbImage::new(w, h);
     let mut trimap = GrayImage::new(w, h);
-    for (i, (&d, (bg, fg))) in sdf.iter().zip(canvas.iter().zip(&fur)).enumerate() {
+    for (i, (&d, (bg, fg))) in sdf.iter().zip(canvas.iter().zip(fur)).enumerate() {
         let alpha = (0.5 - d).clamp(0.0, 1.0);
         let c = mix(*bg, *fg, alpha);
         let (x, y) = ((i as u32) % w, (i as u32) / w);
@@ -619,11 +663,7 @@ fn generate<R: Rng + ?Sized>(rng: &mut R, long_side: u32) -> Scene {
         };
         trimap.put_pixel(x, y, Luma([t]));
     }
-    Scene {
-        image,
-        trimap,
-        species,
-    }
+    (image, trimap)
 }
 
 #[cfg(test)]
