@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::forward::{add_depthwise, depthwise, with_scratch, Saved, Scratch, TILE};
-use super::layout::{gather3x3, taps, transpose, Dims, First};
+use super::layout::{gather3x3, taps, transpose, Dims, First, Record};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
@@ -266,27 +266,63 @@ fn tile_backward_impl(
     acc: &mut [f32],
 ) {
     let ((rec, gc), (gres, ga)) = (inputs, outputs);
-    let (s, ci, hd) = (d.s, d.ci(), d.hd);
-    let m = cells.len();
-    // The tile's rows are consecutive: its reset noise starts at the first.
-    let k0 = cells
-        .first()
-        .map_or(0, |&n| saved.firing.row_of[n as usize] as usize);
-    let (w, x) = (&saved.weights, &saved.x);
-    let v = &w.v;
-    let rl = d.record(TILE);
-    let h = |k: usize| &rec[rl.h(k)..rl.h(k) + m * hd];
-    let hl = h(d.layers);
-    let cand = &rec[rl.cand()..rl.cand() + m * s];
+    let tile = Tile {
+        d,
+        saved,
+        cells,
+        rec,
+        rl: d.record(TILE),
+    };
+    let (m, s) = (cells.len(), d.s);
+    let (gu, gg) = (&mut scr.gu[..m * s], &mut scr.gg[..m]);
+    reset_mix_backward(&tile, gc, gu, gg);
+    if d.residual {
+        gres[..m * s].copy_from_slice(gu);
+    }
+    let [mut gh, mut gh2] = std::mem::take(&mut scr.gh);
+    update_backward(&tile, (gu, gg), &mut gh, acc);
+    hidden_backward(&tile, (&mut gh, &mut gh2), acc);
+    perception_backward(&tile, &gh[..m * d.hd], scr, ga, acc);
+    scr.gh = [gh, gh2];
+}
 
-    // Reset mix and residual.
-    let gu = &mut scr.gu[..m * s];
-    let gg = &mut scr.gg[..m];
+/// One tile of firing cells as its backward reads it: the dimensions, what
+/// the forward kept, the tile's cells and its record of activations.
+struct Tile<'a> {
+    d: &'a Dims,
+    saved: &'a Saved,
+    cells: &'a [u32],
+    rec: &'a [f32],
+    rl: Record,
+}
+
+impl Tile<'_> {
+    /// The tile's activations `h_k`, `[m, hd]`.
+    #[inline(always)]
+    fn h(&self, k: usize) -> &[f32] {
+        let start = self.rl.h(k);
+        &self.rec[start..start + self.cells.len() * self.d.hd]
+    }
+}
+
+/// Through the reset mix and the residual: `gu` (`[m, S]`) the gradient
+/// at the update, `gg` (`[m]`) at the reset gate's logit, from `gc` at the
+/// mixed candidate. (The helpers of [`tile_backward_impl`] are
+/// `inline(always)` so that they are compiled inside its AVX2 copy.)
+#[inline(always)]
+fn reset_mix_backward(t: &Tile, gc: &[f32], gu: &mut [f32], gg: &mut [f32]) {
+    let (d, s, m) = (t.d, t.d.s, t.cells.len());
+    // The tile's rows are consecutive: its reset noise starts at the first.
+    let k0 = t
+        .cells
+        .first()
+        .map_or(0, |&n| t.saved.firing.row_of[n as usize] as usize);
+    let cand = &t.rec[t.rl.cand()..t.rl.cand() + m * s];
     for i in 0..m {
         let (g, gur) = (&gc[i * s..(i + 1) * s], &mut gu[i * s..(i + 1) * s]);
         if d.reset {
-            let r = rec[rl.r() + i];
-            let z = &saved.z[(k0 + i) * s..(k0 + i + 1) * s];
+            let r = t.rec[t.rl.r() + i];
+            let z = &t.saved.z[(k0 + i) * s..(k0 + i + 1) * s];
             let cr = &cand[i * s..(i + 1) * s];
             let gr: f32 = g
                 .iter()
@@ -302,12 +338,16 @@ fn tile_backward_impl(
             gur.copy_from_slice(g);
         }
     }
-    if d.residual {
-        gres[..m * s].copy_from_slice(gu);
-    }
+}
 
-    // Update layer (and reset gate) back to the last hidden layer.
-    let [mut gh, mut gh2] = std::mem::take(&mut scr.gh);
+/// The update layer (and the reset gate) back to the last hidden layer:
+/// their weight gradients into `acc`, the gradient at `h_L` into `gh`.
+#[inline(always)]
+fn update_backward(t: &Tile, (gu, gg): (&[f32], &[f32]), gh: &mut [f32], acc: &mut [f32]) {
+    let (s, hd, m) = (t.d.s, t.d.hd, t.cells.len());
+    let w = &t.saved.weights;
+    let v = &w.v;
+    let hl = t.h(t.d.layers);
     let (wu, bu) = w.pack.update;
     matmul(
         (hd, s, m),
@@ -340,22 +380,28 @@ fn tile_backward_impl(
             acc[br] += gi;
         }
     }
+}
 
-    // Hidden layers, last to first.
-    for k in (0..d.layers).rev() {
+/// The hidden layers, last to first, through their ReLUs, down to the
+/// gradient at the perception's output (left in `gh.0`).
+#[inline(always)]
+fn hidden_backward(t: &Tile, (gh, gh2): (&mut Vec<f32>, &mut Vec<f32>), acc: &mut [f32]) {
+    let (hd, m) = (t.d.hd, t.cells.len());
+    let w = &t.saved.weights;
+    for k in (0..t.d.layers).rev() {
         let (wo, bo) = w.pack.hidden[k];
-        relu_mask(&mut gh, hd, h(k + 1), hd, (m, hd));
+        relu_mask(gh, hd, t.h(k + 1), hd, (m, hd));
         let ghm = &gh[..m * hd];
         matmul(
             (hd, hd, m),
             &mut acc[wo..wo + hd * hd],
             hd,
             true,
-            (h(k), 1, hd),
+            (t.h(k), 1, hd),
             (ghm, hd, 1),
         );
         add_colsum(&mut acc[bo..bo + hd], ghm, hd, m);
-        let wk = &v[wo..wo + hd * hd];
+        let wk = &w.v[wo..wo + hd * hd];
         matmul(
             (m, hd, hd),
             &mut gh2[..m * hd],
@@ -364,13 +410,21 @@ fn tile_backward_impl(
             (ghm, hd, 1),
             (wk, 1, hd),
         );
-        std::mem::swap(&mut gh, &mut gh2);
+        std::mem::swap(gh, gh2);
     }
-    relu_mask(&mut gh, hd, h(0), hd, (m, hd));
-    let ghm = &gh[..m * hd];
+    relu_mask(gh, hd, t.h(0), hd, (m, hd));
+}
 
-    // Perception layer.
-    match w.pack.first {
+/// The perception layer: its weight gradients into `acc` from `ghm`, the
+/// gradient at its output (`[m, hd]`); the gradient at its input side into
+/// `ga` (`[m, hd]` before the 3x3 weight, `[m, S + E]` at the depthwise
+/// output).
+#[inline(always)]
+fn perception_backward(t: &Tile, ghm: &[f32], scr: &mut Scratch, ga: &mut [f32], acc: &mut [f32]) {
+    let (d, cells, x) = (t.d, t.cells, &t.saved.x);
+    let (ci, hd, m) = (d.ci(), d.hd, cells.len());
+    let v = &t.saved.weights.v;
+    match t.saved.weights.pack.first {
         First::Conv { w: wo, b: bo } => {
             gather3x3(d, x, ci, cells, &mut scr.p);
             let gw = &mut acc[wo..wo + 9 * ci * hd];
@@ -405,7 +459,6 @@ fn tile_backward_impl(
             }
         }
     }
-    scr.gh = [gh, gh2];
 }
 
 with_avx2! {
