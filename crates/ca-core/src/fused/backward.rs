@@ -27,21 +27,38 @@ pub(crate) struct Grads {
 /// The gradients of `loss` given `gout`, its gradient at the new state
 /// (`[B, S, H, W]`), and what the forward kept.
 pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
-    let (cells, s, ci) = (d.cells(), d.s, d.ci());
     let w = &saved.weights;
-    let firing = &saved.firing;
-    let rows = firing.rows();
-    if cells == 0 {
+    if d.cells() == 0 {
         return Grads {
             x: Vec::new(),
             params: vec![0.0; w.pack.len],
         };
     }
-    // Split the incoming gradient by the mask: `gs` flows to the old state
-    // directly, `g` (one row per firing cell) through the normalized
-    // candidate.
+    let (mut gs, mut g) = split_by_mask(d, saved, gout);
+    norm::backward(d, &saved.firing.starts, &saved.stats, &saved.y, &mut g);
+    let (ga, gres, gp) = mlp_backward(d, saved, &g);
+    if d.residual {
+        let s = d.s;
+        saved.firing.for_each_cell(&mut gs, s, |gsc, k| {
+            for (o, gv) in gsc.iter_mut().zip(&gres[k * s..(k + 1) * s]) {
+                *o += gv;
+            }
+        });
+    }
+    let gx = input_grad(d, saved, &ga, &gs);
+    Grads {
+        x: transpose(&gx, d.b, (d.hw(), d.ci())),
+        params: w.to_packed(&gp),
+    }
+}
+
+/// Splits the incoming gradient `gout` (`[B, S, H, W]`) by the mask: `gs`
+/// (`[cells, S]`) flows to the old state directly, `g` (one row per
+/// firing cell) through the normalized candidate.
+fn split_by_mask(d: &Dims, saved: &Saved, gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (s, firing) = (d.s, &saved.firing);
     let mut gs = transpose(gout, d.b, (s, d.hw()));
-    let mut g = vec![0.0; rows * s];
+    let mut g = vec![0.0; firing.rows() * s];
     g.par_chunks_mut(s)
         .zip(firing.cells.par_iter().zip(&firing.mask))
         .with_min_len(256)
@@ -59,18 +76,22 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
             *gv *= keep;
         }
     });
-    norm::backward(d, &firing.starts, &saved.stats, &saved.y, &mut g);
+    (gs, g)
+}
 
-    // The cell MLP in reverse, per tile of rows: the gradient at the first
-    // layer's input side (`ga`) and at the residual (`gres`), one row per
-    // firing cell, and the weight gradients per group of tiles.
+/// The cell MLP in reverse, per tile of rows, from `g` at its output: the
+/// gradient at the first layer's input side (`ga`) and at the residual
+/// (`gres`), one row per firing cell, and the weight gradients (internal
+/// layout), summed per group of tiles and then over the groups in order.
+fn mlp_backward(d: &Dims, saved: &Saved, g: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (s, rows) = (d.s, saved.firing.rows());
     let gw = d.first_grad_width();
     let mut ga = vec![0.0; rows * gw];
     let mut gres = vec![0.0; rows * s];
     let rl = d.record(TILE);
     let per_group = rows.div_ceil(TILE).div_ceil(GROUPS).max(1);
     let group_rows = per_group * TILE;
-    let len = w.pack.len;
+    let len = saved.weights.pack.len;
     let mut partial = vec![0.0; GROUPS * len];
     saved
         .rec
@@ -78,7 +99,7 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         .zip(g.par_chunks(group_rows * s))
         .zip(gres.par_chunks_mut(group_rows * s))
         .zip(ga.par_chunks_mut(group_rows * gw))
-        .zip(firing.cells.par_chunks(group_rows))
+        .zip(saved.firing.cells.par_chunks(group_rows))
         .zip(partial.par_chunks_mut(len))
         .for_each(|(((((rec, gc), grg), gag), cg), acc)| {
             let tiles = rec
@@ -99,20 +120,20 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
             *a += b;
         }
     }
-    if d.residual {
-        firing.for_each_cell(&mut gs, s, |gsc, k| {
-            for (o, gv) in gsc.iter_mut().zip(&gres[k * s..(k + 1) * s]) {
-                *o += gv;
-            }
-        });
-    }
-    let gx = match w.pack.first {
-        First::Conv { .. } => conv_input_grad(d, saved, &ga, &gs),
+    (ga, gres, gp)
+}
+
+/// The gradient at `x` (`[cells, S + E]`) from `ga` at the first layer's
+/// input side and `gs` on the state channels.
+fn input_grad(d: &Dims, saved: &Saved, ga: &[f32], gs: &[f32]) -> Vec<f32> {
+    let (cells, s, ci) = (d.cells(), d.s, d.ci());
+    match saved.weights.pack.first {
+        First::Conv { .. } => conv_input_grad(d, saved, ga, gs),
         First::Depthwise { .. } => {
             // Spread the rows over the grid (zero where a cell does not
             // fire), then the flipped filter gathers from it.
             let mut gcells = vec![0.0; cells * ci];
-            firing.for_each_cell(&mut gcells, ci, |o, k| {
+            saved.firing.for_each_cell(&mut gcells, ci, |o, k| {
                 o.copy_from_slice(&ga[k * ci..(k + 1) * ci])
             });
             let mut gx = vec![0.0; cells * ci];
@@ -124,10 +145,6 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
                 });
             gx
         }
-    };
-    Grads {
-        x: transpose(&gx, d.b, (d.hw(), ci)),
-        params: w.to_packed(&gp),
     }
 }
 

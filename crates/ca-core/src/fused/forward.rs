@@ -227,31 +227,13 @@ fn tile_impl(
     rec: &mut [f32],
     y: &mut [f32],
 ) {
-    let (x, z) = xz;
-    let (s, ci, hd) = (d.s, d.ci(), d.hd);
+    let x = xz.0;
     let m = cells.len();
     let rl = d.record(TILE);
-    let v = &w.v;
-    {
-        let h0 = &mut rec[..m * hd];
-        match w.pack.first {
-            First::Conv { w: wo, b: bo } => {
-                gather3x3(d, x, ci, cells, p);
-                let wc = &v[wo..wo + 9 * ci * hd];
-                matmul((m, hd, 9 * ci), h0, hd, false, (p, 9 * ci, 1), (wc, hd, 1));
-                bias_relu(h0, hd, m, &v[bo..bo + hd]);
-            }
-            First::Depthwise { dw, db, pw, pb } => {
-                let dwo = &mut dwo[..m * ci];
-                depthwise(d, x, cells, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
-                let wp = &v[pw..pw + ci * hd];
-                matmul((m, hd, ci), h0, hd, false, (dwo, ci, 1), (wp, hd, 1));
-                bias_relu(h0, hd, m, &v[pb..pb + hd]);
-            }
-        }
-    }
+    perception_forward(d, w, x, cells, (p, dwo), &mut rec[..m * d.hd]);
     for (k, &(wo, bo)) in w.pack.hidden.iter().enumerate() {
         let (lo, hi) = rec.split_at_mut(rl.h(k + 1));
+        let hd = d.hd;
         let (hin, hout) = (&lo[rl.h(k)..rl.h(k) + m * hd], &mut hi[..m * hd]);
         matmul(
             (m, hd, hd),
@@ -259,10 +241,62 @@ fn tile_impl(
             hd,
             false,
             (hin, hd, 1),
-            (&v[wo..wo + hd * hd], hd, 1),
+            (&w.v[wo..wo + hd * hd], hd, 1),
         );
-        bias_relu(hout, hd, m, &v[bo..bo + hd]);
+        bias_relu(hout, hd, m, &w.v[bo..bo + hd]);
     }
+    update_forward(d, w, xz, cells, rec, y);
+}
+
+/// The perception layer of the tile: `h0` (`[m, hd]`, after the ReLU) from
+/// `x`; `p` (im2col) and `dwo` (depthwise output) are scratch. (The
+/// helpers of [`tile_impl`] are `inline(always)` so that they are compiled
+/// inside its AVX2 copy.)
+#[inline(always)]
+fn perception_forward(
+    d: &Dims,
+    w: &Weights,
+    x: &[f32],
+    cells: &[u32],
+    (p, dwo): (&mut [f32], &mut [f32]),
+    h0: &mut [f32],
+) {
+    let (ci, hd, m) = (d.ci(), d.hd, cells.len());
+    let v = &w.v;
+    match w.pack.first {
+        First::Conv { w: wo, b: bo } => {
+            gather3x3(d, x, ci, cells, p);
+            let wc = &v[wo..wo + 9 * ci * hd];
+            matmul((m, hd, 9 * ci), h0, hd, false, (p, 9 * ci, 1), (wc, hd, 1));
+            bias_relu(h0, hd, m, &v[bo..bo + hd]);
+        }
+        First::Depthwise { dw, db, pw, pb } => {
+            let dwo = &mut dwo[..m * ci];
+            depthwise(d, x, cells, (&v[dw..dw + 9 * ci], &v[db..db + ci]), dwo);
+            let wp = &v[pw..pw + ci * hd];
+            matmul((m, hd, ci), h0, hd, false, (dwo, ci, 1), (wp, hd, 1));
+            bias_relu(h0, hd, m, &v[pb..pb + hd]);
+        }
+    }
+}
+
+/// The update layer, the residual and the reset mix of the tile: the
+/// candidate and the gate into `rec`, the mixed candidate into `y`
+/// (`[m, S]`), from the last hidden activations in `rec`, `x` and the
+/// reset noise `z` (`xz`).
+#[inline(always)]
+fn update_forward(
+    d: &Dims,
+    w: &Weights,
+    (x, z): (&[f32], &[f32]),
+    cells: &[u32],
+    rec: &mut [f32],
+    y: &mut [f32],
+) {
+    let (s, ci, hd) = (d.s, d.ci(), d.hd);
+    let m = cells.len();
+    let rl = d.record(TILE);
+    let v = &w.v;
     let (lo, hi) = rec.split_at_mut(rl.cand());
     let hl = &lo[rl.h(d.layers)..rl.h(d.layers) + m * hd];
     let (cand, gate) = hi.split_at_mut(rl.r() - rl.cand());
