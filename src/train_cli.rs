@@ -431,7 +431,7 @@ impl TrainArgs {
             eval_batch: batch.max(32),
             eval_seed: 1,
             gate_every: 25,
-            class_names: CLASS_NAMES.iter().map(|n| n.to_string()).collect(),
+            class_names: ca_core::classes::class_names(),
         };
         learner
             .validate()

@@ -322,7 +322,7 @@ impl Tile<'_> {
     }
 }
 
-/// Through the reset mix and the residual: `gu` (`[m, S]`) the gradient
+/// Through the reset mix: `gu` (`[m, S]`) the gradient
 /// at the update, `gg` (`[m]`) at the reset gate's logit, from `gc` at the
 /// mixed candidate. (The helpers of [`tile_backward_impl`] are
 /// `inline(always)` so that they are compiled inside its AVX2 copy.)

@@ -227,13 +227,11 @@ fn tile_impl(
     rec: &mut [f32],
     y: &mut [f32],
 ) {
-    let x = xz.0;
-    let m = cells.len();
+    let (m, hd) = (cells.len(), d.hd);
     let rl = d.record(TILE);
-    perception_forward(d, w, x, cells, (p, dwo), &mut rec[..m * d.hd]);
+    perception_forward(d, w, xz.0, cells, (p, dwo), &mut rec[..m * hd]);
     for (k, &(wo, bo)) in w.pack.hidden.iter().enumerate() {
         let (lo, hi) = rec.split_at_mut(rl.h(k + 1));
-        let hd = d.hd;
         let (hin, hout) = (&lo[rl.h(k)..rl.h(k) + m * hd], &mut hi[..m * hd]);
         matmul(
             (m, hd, hd),
