@@ -56,6 +56,7 @@ pub fn flag_of_field(field: &str) -> Option<&'static str> {
         "full_unroll_fraction" => "--curriculum",
         "perception_init_scale" => "--perception-init",
         "perception_lr_scale" => "--perception-lr-scale",
+        "fixed_filters" => "--fixed-filters",
         "max_steps" => "--steps",
         "max_minutes" => "--minutes",
         "max_cpu_minutes" => "--cpu-minutes",

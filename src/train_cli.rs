@@ -162,6 +162,11 @@ pub struct TrainArgs {
     /// Factor on the perception layer's learning rate.
     #[arg(long, default_value_t = 1.0)]
     pub perception_lr_scale: f64,
+    /// Growing NCA's fixed identity, Sobel and Laplacian filters of every
+    /// input channel beside the learned 3x3 perception, with a learned mix
+    /// (conv3x3 only; the saved model is a plain conv3x3 one).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub fixed_filters: bool,
     /// A coarse-to-fine colony: the grid sides its evolution runs on,
     /// coarsest first, the last one the state grid (e.g. `12,24,48`); one
     /// rule for all, the state upsampled between levels. Needs
@@ -391,6 +396,7 @@ impl TrainArgs {
             full_unroll_fraction: self.curriculum,
             perception_init_scale: self.perception_init,
             perception_lr_scale: self.perception_lr_scale,
+            fixed_filters: self.fixed_filters,
             ..TrainConfig::default()
         };
         let schedule = if self.paper {
@@ -578,11 +584,11 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
         plan.learner.max_steps, plan.out.display()
     ));
     lines.push(format!(
-        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} perception_init {:?} perception_lr_scale {} augment {:?}",
+        "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} perception_init {:?} perception_lr_scale {} fixed_filters {} augment {:?}",
         sched.class_weights, sched.dice_weight, sched.zero_update_init, sched.reset_bias_init,
         sched.lr_schedule, sched.warmup_steps, sched.lr_floor, sched.ema_decay,
         sched.full_unroll_fraction, sched.perception_init_scale, sched.perception_lr_scale,
-        plan.augment
+        sched.fixed_filters, plan.augment
     ));
     lines
 }

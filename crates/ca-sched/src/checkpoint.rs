@@ -1,7 +1,9 @@
 //! Resumable training checkpoints: one safetensors file holding the model
 //! tensors (`model.NAME`), Adam's moments (`adam.m.NAME`, `adam.v.NAME`),
 //! the moving average of the weights when the run has one (`ema.NAME`),
-//! the pool's states (`pool.states`), and, in the metadata, the model's own
+//! the pool's states (`pool.states`), the mix of the fixed perception
+//! filters when the run has them (`filters.mix`, with its `adam.m.`,
+//! `adam.v.` and `ema.` entries), and, in the metadata, the model's own
 //! metadata (its config), the training config, the step counter and the
 //! pool's slots. Random draws derive from `(seed, step)`, so the step
 //! counter is the whole RNG state. Written atomically (temporary file, then
@@ -20,6 +22,9 @@ use crate::error::{Result, SchedError};
 use crate::model::Trainable;
 use crate::pool::Slot;
 use crate::trainer::Trainer;
+
+/// Tensor name of the fixed perception filters' mix.
+const MIX: &str = "filters.mix";
 
 /// Metadata key of the training state.
 pub const TRAIN_STATE_KEY: &str = "ca.train_state";
@@ -66,12 +71,21 @@ impl<M: Trainable> Trainer<M> {
         for p in &params {
             tensors.push((format!("model.{}", p.name), p.var.as_tensor().clone()));
         }
-        for (i, p) in params.iter().filter(|p| p.trainable).enumerate() {
+        let mut optimized: Vec<String> = params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.name.clone())
+            .collect();
+        if let Some(f) = self.filters() {
+            tensors.push((MIX.into(), f.fixed.mix().as_tensor().clone()));
+            optimized.push(MIX.into());
+        }
+        for (i, name) in optimized.iter().enumerate() {
             let (m, v) = self.adam().moments(i);
-            tensors.push((format!("adam.m.{}", p.name), m.clone()));
-            tensors.push((format!("adam.v.{}", p.name), v.clone()));
+            tensors.push((format!("adam.m.{name}"), m.clone()));
+            tensors.push((format!("adam.v.{name}"), v.clone()));
             if let Some(ema) = self.ema() {
-                tensors.push((format!("ema.{}", p.name), ema.average()[i].clone()));
+                tensors.push((format!("ema.{name}"), ema.average()[i].clone()));
             }
         }
         let slots = &self.pool().slots;
@@ -155,13 +169,34 @@ impl<M: Trainable> Trainer<M> {
             }
             p.var.set(&t)?;
         }
+        let mut optimized: Vec<String> = params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.name.clone())
+            .collect();
+        if let Some(f) = trainer.filters() {
+            let mix = f.fixed.mix();
+            let t = load(MIX)?;
+            if t.dims() != mix.dims() {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor '{MIX}' has shape {:?}, the model needs {:?}",
+                        t.dims(),
+                        mix.dims()
+                    ),
+                ));
+            }
+            mix.set(&t)?;
+            optimized.push(MIX.into());
+        }
         let (mut ms, mut vs, mut averages) = (Vec::new(), Vec::new(), Vec::new());
         let with_ema = trainer.ema().is_some();
-        for p in params.iter().filter(|p| p.trainable) {
-            ms.push(load(&format!("adam.m.{}", p.name))?);
-            vs.push(load(&format!("adam.v.{}", p.name))?);
+        for name in &optimized {
+            ms.push(load(&format!("adam.m.{name}"))?);
+            vs.push(load(&format!("adam.v.{name}"))?);
             if with_ema {
-                averages.push(load(&format!("ema.{}", p.name))?);
+                averages.push(load(&format!("ema.{name}"))?);
             }
         }
         if state.slots.iter().any(|s| s.image >= num_samples) {

@@ -155,6 +155,11 @@ pub struct TrainConfig {
     /// (`perceive.*`, or `depthwise.*` and `pointwise.*`); 1: the same rate
     /// as the rest.
     pub perception_lr_scale: f64,
+    /// Growing NCA's fixed identity, Sobel and Laplacian filters of every
+    /// input channel beside the learned 3x3 perception, mixed in by a
+    /// learned `[H, C, 4]` (see [`crate::FixedFilters`]); conv3x3 rules
+    /// only. The saved rule is a plain conv3x3 one (the mix folded in).
+    pub fixed_filters: bool,
 }
 
 impl Default for TrainConfig {
@@ -185,6 +190,7 @@ impl Default for TrainConfig {
             full_unroll_fraction: 0.0,
             perception_init_scale: [1.0, 1.0],
             perception_lr_scale: 1.0,
+            fixed_filters: false,
         }
     }
 }

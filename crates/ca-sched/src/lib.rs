@@ -23,6 +23,7 @@ mod cpu_time;
 mod ema;
 mod error;
 mod eval;
+mod filters;
 mod learner;
 mod loss;
 mod metrics;
@@ -41,6 +42,7 @@ pub use eval::{
     accumulate, chunk_seed, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame,
     IouTable,
 };
+pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
     final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,
 };

@@ -12,6 +12,7 @@ use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::ema::Ema;
 use crate::error::{Result, SchedError};
+use crate::filters::FixedFilters;
 use crate::loss::LossTargets;
 use crate::model::{TrainData, Trainable};
 use crate::pool::{Pool, ResetCounts};
@@ -54,6 +55,17 @@ pub struct Trainer<M: Trainable> {
     bad_streak: usize,
     progress: f64,
     device: Device,
+    filters: Option<Filters>,
+}
+
+/// The fixed perception filters of a run with `fixed_filters`: their mix
+/// (the last of Adam's vars) and the rule's perception weight they fold
+/// into (Adam's var number `weight_index`).
+#[derive(Debug, Clone)]
+pub(crate) struct Filters {
+    pub(crate) fixed: FixedFilters,
+    weight: Var,
+    weight_index: usize,
 }
 
 impl<M: Trainable> Trainer<M> {
@@ -92,7 +104,16 @@ impl<M: Trainable> Trainer<M> {
                 false => 1.0,
             })
             .collect();
-        let vars: Vec<Var> = trainable.into_iter().map(|p| p.var).collect();
+        let mut lr_scales: Vec<f64> = lr_scales;
+        let filters = match config.fixed_filters {
+            true => Some(perception_filters(&trainable)?),
+            false => None,
+        };
+        let mut vars: Vec<Var> = trainable.into_iter().map(|p| p.var).collect();
+        if let Some(f) = &filters {
+            vars.push(f.fixed.mix().clone());
+            lr_scales.push(config.perception_lr_scale);
+        }
         let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
         let adam = Adam::new(vars, config.adam())?.with_lr_scales(lr_scales)?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
@@ -108,7 +129,19 @@ impl<M: Trainable> Trainer<M> {
             bad_streak: 0,
             progress: 0.0,
             device,
+            filters,
         })
+    }
+
+    /// The fixed perception filters, when the config has them.
+    pub(crate) fn filters(&self) -> Option<&Filters> {
+        self.filters.as_ref()
+    }
+
+    /// The fixed perception filters and their learned mix, when the config
+    /// has `fixed_filters`.
+    pub fn fixed_filters(&self) -> Option<&FixedFilters> {
+        self.filters.as_ref().map(|f| &f.fixed)
     }
 
     /// Sets the run's progress in [0, 1] (the fraction of its budget spent:
@@ -332,18 +365,32 @@ impl<M: Trainable> Trainer<M> {
     /// finite.
     fn apply_gradients(&mut self, loss: &Tensor, learning_rate: f64) -> Result<bool> {
         let grads = loss.backward()?;
-        let per_var: Vec<Option<Tensor>> = self
+        let mut per_var: Vec<Option<Tensor>> = self
             .model
             .named_params()
             .into_iter()
             .filter(|p| p.trainable)
             .map(|p| grads.get(p.var.as_tensor()).cloned())
             .collect();
+        if let Some(f) = &self.filters {
+            let mix_grad = per_var[f.weight_index]
+                .as_ref()
+                .map(|g| f.fixed.mix_grad(g))
+                .transpose()?;
+            per_var.push(mix_grad);
+        }
         if !all_finite(&per_var)? {
             return Ok(false);
         }
         candle_nn::Optimizer::set_learning_rate(&mut self.adam, learning_rate);
+        let old_mix = match &self.filters {
+            Some(f) => Some(f.fixed.mix().as_tensor().copy()?),
+            None => None,
+        };
         self.adam.step_grads(&per_var)?;
+        if let (Some(f), Some(old)) = (&self.filters, old_mix) {
+            f.fixed.follow_mix(&f.weight, &old)?;
+        }
         if let Some(ema) = &mut self.ema {
             ema.update(self.adam.vars())?;
         }
@@ -470,6 +517,28 @@ impl<M: Trainable> Trainer<M> {
             None => Ok(None),
         }
     }
+}
+
+/// The fixed filters for the 3x3 perception weight among `trainable`.
+fn perception_filters(trainable: &[NamedParam]) -> Result<Filters> {
+    let found = trainable
+        .iter()
+        .enumerate()
+        .find(|(_, p)| LayerId::parse(&p.name) == Some((LayerId::Perceive, TensorKind::Weight)));
+    let Some((weight_index, p)) = found else {
+        return Err(SchedError::InvalidConfig {
+            field: "fixed_filters",
+            value: "true".into(),
+            reason: "needs a rule whose first layer is a trained 3x3 convolution \
+                     (perception conv3x3)"
+                .into(),
+        });
+    };
+    Ok(Filters {
+        fixed: FixedFilters::new(&p.var)?,
+        weight: p.var.clone(),
+        weight_index,
+    })
 }
 
 /// Whether a parameter belongs to the perception (first) layer of a rule.

@@ -1,10 +1,11 @@
 //! The perception levers of issue 23 item 3: the initial scale of the
-//! perception weights that read the state and the image, and a learning
-//! rate of its own for the perception layer.
+//! perception weights that read the state and the image, a learning rate
+//! of its own for the perception layer, and fixed filters beside the
+//! learned ones.
 
 use ca_core::{CellConfig, CellRule, Perception};
-use ca_sched::{TrainConfig, TrainData, Trainer};
-use candle_core::{Device, Tensor};
+use ca_sched::{FixedFilters, TrainConfig, TrainData, Trainer};
+use candle_core::{Device, Tensor, Var, D};
 
 const SIZE: usize = 8;
 
@@ -115,4 +116,94 @@ fn the_perception_steps_at_its_own_learning_rate() {
         (update_q / update_1 - 1.0).abs() < 1e-6,
         "{update_q} / {update_1}"
     );
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The folded weight is the architecture it stands for: each input channel
+/// filtered by the four fixed kernels (a depthwise convolution), the `4 C`
+/// responses mixed into `H` channels by a 1x1 layer.
+#[test]
+fn a_folded_mix_is_the_fixed_channels_mixed_by_a_linear_layer() {
+    let dev = Device::Cpu;
+    let (h, c) = (5, 3);
+    let w = Var::zeros((h, c, 3, 3), candle_core::DType::F32, &dev).unwrap();
+    let filters = FixedFilters::new(&w).unwrap();
+    let mix = Tensor::randn(0f32, 1.0, (h, c, 4), &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, c, 7, 6), &dev).unwrap();
+    let folded = x.conv2d(&filters.fold(&mix).unwrap(), 1, 1, 1, 1).unwrap();
+    // Depthwise: output channel 4 c + k is filter k of input channel c.
+    let kernels = filters
+        .filters()
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+        .repeat((c, 1, 1, 1))
+        .unwrap()
+        .reshape((4 * c, 1, 3, 3))
+        .unwrap();
+    let responses = x.conv2d(&kernels, 1, 1, 1, c).unwrap();
+    let pointwise = mix.reshape((h, 4 * c, 1, 1)).unwrap();
+    let mixed = responses.conv2d(&pointwise, 0, 1, 1, 1).unwrap();
+    let diff = max_abs_diff(&folded, &mixed);
+    assert!(diff < 1e-4, "{diff}");
+}
+
+/// The mix starts at zero, so the first step's gradients are the plain
+/// run's: afterwards the perception weight is the plain run's plus the
+/// fold of the mix Adam moved, and every other tensor is the plain run's.
+#[test]
+fn fixed_filters_add_the_folded_mix_to_the_plain_update() {
+    let plain_cfg = schedule();
+    let filters_cfg = TrainConfig {
+        fixed_filters: true,
+        ..schedule()
+    };
+    let mut plain = Trainer::new(rule(Perception::Conv3x3), plain_cfg, 4).unwrap();
+    let mut with = Trainer::new(rule(Perception::Conv3x3), filters_cfg, 4).unwrap();
+    plain.train_step(&Halves).unwrap();
+    with.train_step(&Halves).unwrap();
+    let named = |t: &Trainer<CellRule>| t.model().params().named();
+    for (p, q) in named(&plain).iter().zip(named(&with)) {
+        let gap = max_abs_diff(p.var.as_tensor(), q.var.as_tensor());
+        if p.name == "perceive.weight" {
+            assert!(gap > 1e-4, "the mix did not move the weight");
+        } else {
+            assert!(gap < 1e-6, "{}: {gap}", p.name);
+        }
+    }
+    let mix = with.fixed_filters().expect("the run has fixed filters");
+    let gap = (named(&with)[0].var.as_tensor() - named(&plain)[0].var.as_tensor()).unwrap();
+    let folded = mix.fold(mix.mix().as_tensor()).unwrap();
+    let diff = max_abs_diff(&gap, &folded);
+    assert!(diff < 1e-6, "{diff}");
+    // Adam's first step moves each mix entry by the rate (1e-2), or not
+    // at all where its gradient is zero.
+    let size = mix.mix().abs().unwrap().mean_all().unwrap();
+    let size = size.to_scalar::<f32>().unwrap();
+    assert!(size > 5e-3 && size < 1.0001e-2, "mean |mix| {size}");
+}
+
+#[test]
+fn fixed_filters_need_a_3x3_perception() {
+    let cfg = TrainConfig {
+        fixed_filters: true,
+        ..schedule()
+    };
+    let e = Trainer::new(rule(Perception::Depthwise), cfg, 4)
+        .err()
+        .expect("a depthwise rule with fixed filters")
+        .to_string();
+    assert!(e.contains("fixed_filters") && e.contains("conv3x3"), "{e}");
 }

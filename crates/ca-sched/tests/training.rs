@@ -166,19 +166,20 @@ fn full_unroll_resets_every_slot_every_step() {
         .all(|s| s.age == 0 && s.state.is_none()));
 }
 
-#[test]
-fn a_resumed_run_follows_the_uninterrupted_one() {
+/// Trains 8 steps straight, and 4 + save + resume + 4; the losses and the
+/// final weights agree.
+fn assert_resume_follows(schedule: TrainConfig, name: &str) {
     let data = Squares::new(8);
-    let mut straight = Trainer::new(small_rule(4), small_schedule(), data.len()).unwrap();
+    let mut straight = Trainer::new(small_rule(4), schedule.clone(), data.len()).unwrap();
     let expected: Vec<Option<f32>> = (0..8)
         .map(|_| straight.train_step(&data).unwrap().loss)
         .collect();
 
-    let mut first = Trainer::new(small_rule(4), small_schedule(), data.len()).unwrap();
+    let mut first = Trainer::new(small_rule(4), schedule, data.len()).unwrap();
     let mut got: Vec<Option<f32>> = (0..4)
         .map(|_| first.train_step(&data).unwrap().loss)
         .collect();
-    let path = temp_path("resume.safetensors");
+    let path = temp_path(name);
     first.save_checkpoint(&path).unwrap();
     drop(first);
     // A different initial model: resume must overwrite every tensor.
@@ -189,11 +190,37 @@ fn a_resumed_run_follows_the_uninterrupted_one() {
         match (a, b) {
             (Some(a), Some(b)) => assert!(
                 (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                "step {k}: {a} vs {b}"
+                "{name} step {k}: {a} vs {b}"
             ),
-            _ => assert_eq!(a, b, "step {k}"),
+            _ => assert_eq!(a, b, "{name} step {k}"),
         }
     }
+    let weights = |t: &Trainer<CellRule>| -> Vec<f32> {
+        t.model()
+            .params()
+            .named()
+            .iter()
+            .flat_map(|p| p.var.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
+    };
+    for (k, (a, b)) in weights(&straight).iter().zip(weights(&resumed)).enumerate() {
+        assert!((a - b).abs() <= 1e-5, "{name} weight {k}: {a} vs {b}");
+    }
+}
+
+#[test]
+fn a_resumed_run_follows_the_uninterrupted_one() {
+    assert_resume_follows(small_schedule(), "resume.safetensors");
+}
+
+#[test]
+fn a_resumed_run_with_fixed_filters_follows_the_uninterrupted_one() {
+    let schedule = TrainConfig {
+        fixed_filters: true,
+        ema_decay: Some(0.9),
+        ..small_schedule()
+    };
+    assert_resume_follows(schedule, "resume-filters.safetensors");
 }
 
 #[test]
