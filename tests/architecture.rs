@@ -88,3 +88,39 @@ fn actual() -> Graph {
 fn the_documented_crate_graph_is_the_real_one() {
     assert_eq!(documented(), actual());
 }
+
+/// The files under `dir` whose name ends in `.rs`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable source folder") {
+        let path = entry.expect("readable entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A library runs no example by its build path (issue 25 point 2): a
+/// caller says where a program is.
+#[test]
+fn no_library_names_a_build_folder() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(root.join("crates")).expect("crates folder") {
+        rust_files(&krate.expect("crate").path().join("src"), &mut files);
+    }
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 20, "found only {} sources", files.len());
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).expect("readable source");
+            ["target/release", "target/debug"]
+                .iter()
+                .any(|p| text.contains(p))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "{offenders:?}");
+}

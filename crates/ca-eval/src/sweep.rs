@@ -132,7 +132,9 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
 /// How to run a sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepOptions {
-    /// The `train_pets` binary.
+    /// The training program every run executes (the `train_pets` example
+    /// or a program with its flags and `metrics.jsonl`); the caller says
+    /// where it is: this library names no build folder.
     pub train_bin: PathBuf,
     /// The dataset root passed as `--data` (none: `train_pets`'s default).
     pub data: Option<PathBuf>,
@@ -151,25 +153,23 @@ pub struct SweepOptions {
     pub common: Vec<String>,
 }
 
-impl Default for SweepOptions {
-    /// `train_pets` from the working directory's `target/release/examples`,
-    /// 10 CPU-minutes, seeds 0 and 1, 2 lanes, `runs/sweep`, IoU at CA
-    /// step 40, no common arguments.
-    fn default() -> Self {
+impl SweepOptions {
+    /// A sweep running `train_bin` into `out`: `train_pets`'s default
+    /// data, 10 CPU-minutes, seeds 0 and 1, 2 lanes, IoU at CA step 40, no
+    /// common arguments.
+    pub fn new(train_bin: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         SweepOptions {
-            train_bin: PathBuf::from("target/release/examples/train_pets"),
+            train_bin: train_bin.into(),
             data: None,
             cpu_minutes: 10.0,
             seeds: vec![0, 1],
             lanes: 2,
-            out: PathBuf::from("runs/sweep"),
+            out: out.into(),
             at: 40,
             common: Vec::new(),
         }
     }
-}
 
-impl SweepOptions {
     /// Checks every field; the error names the option and its value.
     pub fn validate(&self) -> Result<()> {
         if !(self.cpu_minutes.is_finite() && self.cpu_minutes > 0.0) {
@@ -197,7 +197,8 @@ impl SweepOptions {
             return Err(EvalError::invalid(
                 "--train-bin",
                 self.train_bin.display(),
-                "not found: run `cargo build --release --examples` first",
+                "not found (the `sweep` example runs the `train_pets` built beside it: \
+                 `cargo build --release --example train_pets`)",
             ));
         }
         Ok(())
@@ -811,10 +812,7 @@ mod tests {
         let dir = temp_dir("options");
         let bin = dir.join("train_pets");
         std::fs::write(&bin, "").expect("fake binary file");
-        let good = SweepOptions {
-            train_bin: bin,
-            ..SweepOptions::default()
-        };
+        let good = SweepOptions::new(bin, "runs/sweep");
         assert!(good.validate().is_ok());
         let cases = [
             (
@@ -850,7 +848,7 @@ mod tests {
                     train_bin: dir.join("missing"),
                     ..good.clone()
                 },
-                "cargo build --release --examples",
+                "cargo build --release --example train_pets",
             ),
         ];
         for (options, what) in cases {
@@ -865,9 +863,8 @@ mod tests {
         let options = SweepOptions {
             data: Some("pets".into()),
             cpu_minutes: 2.5,
-            out: "runs/s".into(),
             common: vec!["--steps".into(), "9".into()],
-            ..SweepOptions::default()
+            ..SweepOptions::new("train_pets", "runs/s")
         };
         let config = SweepConfig {
             name: "fast".into(),
