@@ -5,15 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     /// An option, argument or record has a value the tool cannot use.
-    #[error("invalid {name} '{value}': {reason}")]
-    Invalid {
-        /// The option.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    #[error("invalid {} '{}': {}", .0.name, .0.value, .0.reason)]
+    Invalid(#[from] ca_core::InvalidValue),
     /// An evaluation, the adversarial procedure or a sweep failed.
     #[error(transparent)]
     Eval(#[from] ca_eval::EvalError),
@@ -28,10 +21,6 @@ pub type Result<T> = std::result::Result<T, ToolError>;
 impl ToolError {
     /// A [`ToolError::Invalid`] for option `name` with `value`.
     pub fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
-        ToolError::Invalid {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+        ca_core::InvalidValue::new(name, value, reason).into()
     }
 }

@@ -69,18 +69,15 @@ pub fn flag_of_field(field: &str) -> Option<&'static str> {
 /// A config validator's error as the flag that set the field it names
 /// (`field` is the error's [`ca_sched::SchedError::invalid_field`] or
 /// [`ca_core::CoreError::invalid_field`]); any other error unchanged.
-pub fn flag_error<E>(
-    field: Option<(&'static str, String, String)>,
-    error: E,
-) -> Box<dyn std::error::Error>
+pub fn flag_error<E>(field: Option<ca_core::InvalidValue>, error: E) -> Box<dyn std::error::Error>
 where
     E: Into<Box<dyn std::error::Error>>,
 {
-    match field.and_then(|(f, value, reason)| Some((flag_of_field(f)?, value, reason))) {
-        Some((flag, value, reason)) => Box::new(FlagError {
+    match field.and_then(|v| Some((flag_of_field(v.name)?, v))) {
+        Some((flag, v)) => Box::new(FlagError {
             flag,
-            value,
-            reason,
+            value: v.value,
+            reason: v.reason,
         }),
         None => error.into(),
     }
@@ -131,7 +128,7 @@ mod tests {
     use ca_sched::{LearnerConfig, TrainConfig};
 
     fn named(e: ca_sched::SchedError) -> String {
-        flag_error(e.invalid_field(), e).to_string()
+        flag_error(e.invalid_field().cloned(), e).to_string()
     }
 
     #[test]
@@ -159,7 +156,7 @@ mod tests {
         };
         let e = bad.validate().unwrap_err();
         assert_eq!(
-            flag_error(e.invalid_field(), e).to_string(),
+            flag_error(e.invalid_field().cloned(), e).to_string(),
             "--state 0: must be at least 1"
         );
         // A field no flag sets keeps the config's own message.

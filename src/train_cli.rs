@@ -330,14 +330,14 @@ impl TrainArgs {
             ..CellConfig::default()
         };
         cell.validate()
-            .map_err(|e| flag_error(e.invalid_field(), e))?;
+            .map_err(|e| flag_error(e.invalid_field().cloned(), e))?;
         let image_gain = self
             .image_norm
             .unwrap_or(!self.paper)
             .then_some(self.image_gain);
         if let Some(gain) = image_gain {
             ImageNorm::new([0.0; 3], [1.0; 3], gain)
-                .map_err(|e| flag_error(e.invalid_field(), e))?;
+                .map_err(|e| flag_error(e.invalid_field().cloned(), e))?;
         }
         let augment = Augment {
             flip: self.flip,
@@ -414,7 +414,7 @@ impl TrainArgs {
         };
         schedule
             .validate()
-            .map_err(|e| flag_error(e.invalid_field(), e))?;
+            .map_err(|e| flag_error(e.invalid_field().cloned(), e))?;
         Ok(schedule)
     }
 
@@ -441,7 +441,7 @@ impl TrainArgs {
         };
         learner
             .validate()
-            .map_err(|e| flag_error(e.invalid_field(), e))?;
+            .map_err(|e| flag_error(e.invalid_field().cloned(), e))?;
         Ok(learner)
     }
 }
@@ -467,8 +467,8 @@ impl TrainArgs {
             )
             .into());
         }
-        let cascade =
-            Cascade::from_sides(sides, steps).map_err(|e| flag_error(e.invalid_field(), e))?;
+        let cascade = Cascade::from_sides(sides, steps)
+            .map_err(|e| flag_error(e.invalid_field().cloned(), e))?;
         Ok((!cascade.levels.is_empty()).then_some(cascade))
     }
 }

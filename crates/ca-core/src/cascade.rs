@@ -49,11 +49,11 @@ impl Cascade {
     /// grow strictly; naming `level_steps` when a step count is 0.
     pub fn from_sides(sides: &[usize], steps: &[usize]) -> Result<Self> {
         let bad = |field: &'static str, value: String, reason: &'static str| {
-            Err(CoreError::InvalidConfig {
-                field,
+            Err(CoreError::InvalidConfig(crate::InvalidValue {
+                name: field,
                 value,
-                reason,
-            })
+                reason: reason.into(),
+            }))
         };
         if sides.len() != steps.len() || sides.is_empty() {
             return bad(
@@ -96,11 +96,11 @@ impl Cascade {
     /// at least 1; the error names the field `cascade`.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: &'static str| {
-            Err(CoreError::InvalidConfig {
-                field: "cascade",
+            Err(CoreError::InvalidConfig(crate::InvalidValue {
+                name: "cascade",
                 value: format!("{:?}", self.levels),
-                reason,
-            })
+                reason: reason.into(),
+            }))
         };
         for (i, l) in self.levels.iter().enumerate() {
             if l.factor < 2 {
@@ -181,14 +181,14 @@ pub fn subsample(state: &Tensor, factor: usize) -> Result<Tensor> {
 pub fn upsample(coarse: &Tensor, factor: usize, (h, w): (usize, usize)) -> Result<Tensor> {
     let (_, _, hc, wc) = coarse.dims4()?;
     if (hc, wc) != coarse_size((h, w), factor) {
-        return Err(CoreError::Shape {
+        return Err(CoreError::Shape(crate::ShapeError {
             what: "coarse state to upsample",
             expected: format!(
                 "{:?} for {h}x{w} at factor {factor}",
                 coarse_size((h, w), factor)
             ),
             got: vec![hc, wc],
-        });
+        }));
     }
     let dev = coarse.device();
     let rows = index(h, |i| i / factor, dev)?;

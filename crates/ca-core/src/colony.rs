@@ -56,11 +56,11 @@ impl<M: CellModel> Colony<M> {
     /// [`CoreError::Shape`] naming the colony when a size is 0.
     pub fn new(model: M, batch: usize, height: usize, width: usize, seed: u64) -> Result<Self> {
         if batch == 0 || height == 0 || width == 0 {
-            return Err(CoreError::Shape {
+            return Err(CoreError::Shape(crate::ShapeError {
                 what: "colony",
                 expected: "batch, height and width of at least 1".into(),
                 got: vec![batch, height, width],
-            });
+            }));
         }
         let (h, w) = model.state_size((height, width));
         let rule = model.rule();
@@ -109,11 +109,11 @@ impl<M: CellModel> Colony<M> {
     /// `state` `[B, S, h, w]`, the shape of [`Colony::state`].
     pub fn set_state(&mut self, state: Tensor) -> Result<()> {
         if state.dims() != self.state.dims() {
-            return Err(CoreError::Shape {
+            return Err(CoreError::Shape(crate::ShapeError {
                 what: "new colony state",
                 expected: format!("{:?}", self.state.dims()),
                 got: state.dims().to_vec(),
-            });
+            }));
         }
         self.state = state.detach();
         Ok(())

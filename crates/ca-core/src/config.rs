@@ -165,19 +165,19 @@ impl CellConfig {
         ];
         for (field, value) in positive {
             if value == 0 {
-                return Err(CoreError::InvalidConfig {
-                    field,
+                return Err(CoreError::InvalidConfig(crate::InvalidValue {
+                    name: field,
                     value: value.to_string(),
-                    reason: "must be at least 1",
-                });
+                    reason: "must be at least 1".into(),
+                }));
             }
         }
         if !(self.update_prob > 0.0 && self.update_prob <= 1.0) {
-            return Err(CoreError::InvalidConfig {
-                field: "update_prob",
+            return Err(CoreError::InvalidConfig(crate::InvalidValue {
+                name: "update_prob",
                 value: self.update_prob.to_string(),
-                reason: "must lie in (0, 1]",
-            });
+                reason: "must lie in (0, 1]".into(),
+            }));
         }
         if let Some(norm) = &self.image_norm {
             norm.validate()?;
@@ -186,11 +186,11 @@ impl CellConfig {
             cascade.validate()?;
         }
         if self.hidden_layers > 64 {
-            return Err(CoreError::InvalidConfig {
-                field: "hidden_layers",
+            return Err(CoreError::InvalidConfig(crate::InvalidValue {
+                name: "hidden_layers",
                 value: self.hidden_layers.to_string(),
-                reason: "more than 64 hidden layers is not a cell rule",
-            });
+                reason: "more than 64 hidden layers is not a cell rule".into(),
+            }));
         }
         Ok(())
     }

@@ -39,12 +39,10 @@ impl ImageNorm {
     /// Checks that the means are finite, the deviations positive and finite
     /// and the gain positive and finite; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field, value: String, reason| {
-            Err(CoreError::InvalidConfig {
-                field,
-                value,
-                reason,
-            })
+        let bad = |field, value: String, reason: &str| {
+            Err(CoreError::InvalidConfig(crate::InvalidValue::new(
+                field, value, reason,
+            )))
         };
         if self.mean.iter().any(|m| !m.is_finite()) {
             return bad(
@@ -79,11 +77,11 @@ impl ImageNorm {
     pub fn apply(&self, images: &Tensor) -> Result<Tensor> {
         let dims = images.dims();
         if dims.len() != 4 || dims[1] != 3 {
-            return Err(CoreError::Shape {
+            return Err(CoreError::Shape(crate::ShapeError {
                 what: "images to standardise",
                 expected: "[B, 3, H, W]".into(),
                 got: dims.to_vec(),
-            });
+            }));
         }
         let device = images.device();
         let scale: Vec<f32> = self.std.iter().map(|s| self.gain / s).collect();
@@ -149,6 +147,9 @@ mod tests {
     fn wrong_channel_count_is_a_shape_error() {
         let norm = ImageNorm::new([0.5; 3], [0.2; 3], 1.0).unwrap();
         let four = Tensor::zeros((1, 4, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(matches!(norm.apply(&four), Err(CoreError::Shape { .. })));
+        assert!(matches!(
+            norm.apply(&four),
+            Err(CoreError::Shape(crate::ShapeError { .. }))
+        ));
     }
 }

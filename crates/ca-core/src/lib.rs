@@ -65,7 +65,7 @@ pub use cascade::{Cascade, CascadeLevel};
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
 pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorShapes, InvalidValue, PathError, Result, ShapeError};
 pub use image_norm::{standardise, ImageNorm};
 pub use model::CellModel;
 pub use norm::{normalize, normalize_firing, NORM_EPS};

@@ -59,11 +59,11 @@ impl CellModel for CellRule {
     fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor> {
         let (_, _, h, w) = state.dims4()?;
         if (h, w) != out_size {
-            return Err(CoreError::Shape {
+            return Err(CoreError::Shape(crate::ShapeError {
                 what: "labels of a plain CA (one cell per pixel)",
                 expected: format!("[{h}, {w}] (the state grid)"),
                 got: vec![out_size.0, out_size.1],
-            });
+            }));
         }
         CellRule::logits(self, state)
     }

@@ -282,11 +282,11 @@ impl CellRule {
                     ))
                 }
                 (None, true) => {
-                    return Err(CoreError::Shape {
+                    return Err(CoreError::Shape(crate::ShapeError {
                         what: "reset noise",
                         expected: format!("[{b}, {s}, {h}, {w}] (the config has a reset gate)"),
                         got: vec![],
-                    })
+                    }))
                 }
                 _ => {}
             }
@@ -296,11 +296,11 @@ impl CellRule {
 }
 
 fn shape_error(what: &'static str, expected: String, t: &Tensor) -> CoreError {
-    CoreError::Shape {
+    CoreError::Shape(crate::ShapeError {
         what,
         expected,
         got: t.dims().to_vec(),
-    }
+    })
 }
 
 /// Adds a bias `[C]` to every cell of `x` `[B, C, H, W]`.

@@ -173,14 +173,14 @@ impl<M: CellModel> Segmenter<M> {
 }
 
 fn image_error(what: &'static str, shape: &str, t: &Tensor) -> CoreError {
-    CoreError::Shape {
+    CoreError::Shape(crate::ShapeError {
         what,
         expected: format!(
             "f32 {shape} with every size at least 1 (got dtype {:?})",
             t.dtype()
         ),
         got: t.dims().to_vec(),
-    }
+    })
 }
 
 /// An RGB image as `[3, H, W]` f32 values in `[0, 1]` (each byte / 255),

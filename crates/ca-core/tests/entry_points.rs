@@ -354,7 +354,9 @@ fn segmenter_start_gives_the_colony_segment_batch_evolves() {
 
     let bad = Tensor::zeros((3, 8, 8), DType::F32, &Device::Cpu).unwrap();
     match seg.start(&bad).map(|_| ()).unwrap_err() {
-        CoreError::Shape { what, got, .. } => assert_eq!((what, got), ("images", vec![3, 8, 8])),
+        CoreError::Shape(ca_core::ShapeError { what, got, .. }) => {
+            assert_eq!((what, got), ("images", vec![3, 8, 8]))
+        }
         e => panic!("expected a CoreError::Shape, got {e}"),
     }
 }
@@ -365,7 +367,7 @@ fn segmenter_rejects_bad_shapes_naming_the_argument() {
     let seg = Segmenter::new(rule).with_steps(1);
     let zeros = |dims: &[usize], dtype| Tensor::zeros(dims, dtype, &Device::Cpu).unwrap();
     let what = |r: ca_core::Result<Tensor>| match r.unwrap_err() {
-        CoreError::Shape { what, got, .. } => (what, got),
+        CoreError::Shape(ca_core::ShapeError { what, got, .. }) => (what, got),
         e => panic!("expected a CoreError::Shape, got {e}"),
     };
     assert_eq!(
@@ -412,7 +414,10 @@ fn segment_rgb_scales_bytes_to_the_unit_range() {
     assert_eq!(classes(&map), classes(&seg.segment(&tensor).unwrap()));
     let empty = seg.segment_rgb(&image::RgbImage::new(0, 3)).unwrap_err();
     assert!(
-        matches!(empty, CoreError::Shape { what: "image", .. }),
+        matches!(
+            empty,
+            CoreError::Shape(ca_core::ShapeError { what: "image", .. })
+        ),
         "{empty}"
     );
 }

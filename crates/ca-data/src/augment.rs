@@ -56,18 +56,18 @@ impl Augment {
     /// names the field and its value.
     pub fn validate(&self) -> Result<(), DataError> {
         if !(self.min_crop > 0.0 && self.min_crop <= 1.0) {
-            return Err(DataError::InvalidOption {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name: "min_crop",
                 value: self.min_crop.to_string(),
                 reason: "must be in (0, 1]".to_string(),
-            });
+            }));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(DataError::InvalidOption {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name: "jitter",
                 value: self.jitter.to_string(),
                 reason: "must be in [0, 1]".to_string(),
-            });
+            }));
         }
         Ok(())
     }

@@ -44,11 +44,11 @@ impl PetsDataset {
     ) -> Result<Batch, DataError> {
         augment.validate()?;
         if indices.is_empty() {
-            return Err(DataError::InvalidOption {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name: "indices",
                 value: "[]".to_string(),
                 reason: "a batch needs at least one sample".to_string(),
-            });
+            }));
         }
         let (s, l) = (self.image_size(), self.label_size());
         let mut images = Vec::with_capacity(indices.len() * 3 * s * s);
@@ -84,11 +84,11 @@ impl PetsDataset {
         device: &Device,
     ) -> Result<EpochBatches<'_>, DataError> {
         if batch_size == 0 {
-            return Err(DataError::InvalidOption {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name: "batch_size",
                 value: "0".to_string(),
                 reason: "must be at least 1".to_string(),
-            });
+            }));
         }
         augment.validate()?;
         let order = epoch_order(self.len(), seed, epoch);

@@ -58,11 +58,11 @@ impl LoadOptions {
             ("label_size", self.label_size),
         ] {
             if value == 0 || value > 4096 {
-                return Err(DataError::InvalidOption {
+                return Err(DataError::InvalidOption(ca_core::InvalidValue {
                     name,
                     value: value.to_string(),
                     reason: "must be between 1 and 4096 pixels".to_string(),
-                });
+                }));
             }
         }
         Ok(())
@@ -176,7 +176,7 @@ impl PetsDataset {
         let (s, l) = (options.image_size, options.label_size);
         for sample in &samples {
             if sample.image.len() != 3 * s * s || sample.label.len() != l * l {
-                return Err(DataError::InvalidOption {
+                return Err(DataError::InvalidOption(ca_core::InvalidValue {
                     name: "samples",
                     value: sample.name.clone(),
                     reason: format!(
@@ -186,18 +186,18 @@ impl PetsDataset {
                         3 * s * s,
                         l * l
                     ),
-                });
+                }));
             }
             if let Some(&bad) = sample
                 .label
                 .iter()
                 .find(|&&c| usize::from(c) >= crate::NUM_CLASSES)
             {
-                return Err(DataError::InvalidOption {
+                return Err(DataError::InvalidOption(ca_core::InvalidValue {
                     name: "samples",
                     value: sample.name.clone(),
                     reason: format!("label value {bad} is not a class id"),
-                });
+                }));
             }
         }
         let report = LoadReport {
@@ -303,11 +303,11 @@ impl PetsDataset {
     /// error naming `val_fraction` and the value.
     pub fn split_validation(&self, fraction: f64) -> Result<(PetsDataset, PetsDataset), DataError> {
         if !(0.0..1.0).contains(&fraction) {
-            return Err(DataError::InvalidOption {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name: "val_fraction",
                 value: fraction.to_string(),
                 reason: "must be in [0, 1)".to_string(),
-            });
+            }));
         }
         let names: Vec<&str> = self.samples.iter().map(|s| s.name.as_str()).collect();
         let validation: std::collections::HashSet<&str> = names
@@ -366,7 +366,9 @@ fn load_sample(
     let image_file = image_path(root, name);
     let trimap_file = trimap_path(root, name);
     let missing = |e: DataError, trimap: bool| match e {
-        DataError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+        DataError::Io(ca_core::PathError { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             if trimap {
                 DataError::MissingTrimap {
                     name: name.clone(),

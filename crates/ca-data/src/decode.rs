@@ -10,6 +10,7 @@
 //! sample by sample (a 16-bit trimap holding 1, 2, 3 gives 1, 2, 3), and a
 //! palette PNG gives its palette indices.
 
+use ca_core::ErrorShapes;
 use std::io::Cursor;
 use std::path::Path;
 

@@ -8,14 +8,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ca_core::PathError),
 
     /// The dataset root has no `annotations/` directory.
     #[error("{}: no annotations/ directory, so this is not an Oxford-IIIT Pet layout", root.display())]
@@ -154,16 +148,10 @@ pub enum DataError {
         trimap_size: (u32, u32),
     },
 
-    /// An option has a value that cannot work.
-    #[error("invalid option {name} = {value}: {reason}")]
-    InvalidOption {
-        /// The option name (e.g. `image_size`).
-        name: &'static str,
-        /// The value that was given.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    /// An option has a value that cannot work (the name is e.g.
+    /// `image_size`).
+    #[error("invalid option {0}")]
+    InvalidOption(#[from] ca_core::InvalidValue),
 
     /// A sample index is outside the dataset.
     #[error("sample index {index} is out of range for a dataset of {len} samples")]
@@ -186,14 +174,4 @@ pub enum DataError {
     /// Building a candle tensor failed.
     #[error("building a tensor failed: {0}")]
     Tensor(#[from] candle_core::Error),
-}
-
-impl DataError {
-    /// Wraps an I/O error together with the path it concerns.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
-    }
 }

@@ -7,6 +7,7 @@
 //! Also the fixed validation split of a training list: [`breed_of`] and
 //! [`validation_mask`], used by [`crate::PetsDataset::split_validation`].
 
+use ca_core::ErrorShapes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@
 //!
 //! The same `(seed, index)` always gives the same scene, whatever the count.
 
+use ca_core::ErrorShapes;
 use std::f32::consts::PI;
 use std::fs;
 use std::io::BufWriter;
@@ -74,11 +75,11 @@ impl SynthOptions {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), DataError> {
         let invalid = |name, value: String, reason: &str| {
-            Err(DataError::InvalidOption {
+            Err(DataError::InvalidOption(ca_core::InvalidValue {
                 name,
                 value,
                 reason: reason.to_string(),
-            })
+            }))
         };
         if self.count == 0 {
             return invalid("count", "0".into(), "must be at least 1");

@@ -3,6 +3,7 @@
 //! region so that the automaton labels the region "object" again, by Adam on
 //! the perturbation with gradients through the unrolled CA steps.
 
+use ca_core::ErrorShapes;
 use ca_core::{normal_state, step_rng, CellRule};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};

@@ -12,6 +12,7 @@
 //! Both run from fresh states seeded by the evaluator's rule
 //! ([`ca_sched::chunk_seed`]), as the protocols do.
 
+use ca_core::ErrorShapes;
 use ca_core::{CellModel, Colony};
 use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;

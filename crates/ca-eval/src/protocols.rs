@@ -17,6 +17,7 @@
 //! of it shows, and, for [`uncertainty`], the per-pixel maps of the first
 //! images. Drawing them is `ca-viz`'s job (the `evaluate` example does it).
 
+use ca_core::ErrorShapes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

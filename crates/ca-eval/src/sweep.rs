@@ -14,6 +14,7 @@
 //! CPU-minutes, one per configuration) that the `sweep` example draws to
 //! `OUT/curves.png`.
 
+use ca_core::ErrorShapes;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -322,7 +323,7 @@ pub fn read_run_metrics(path: &Path, at: usize) -> Result<RunMetrics> {
 /// [`EvalError`] naming `path:line`).
 fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
     read_metrics_file(path).map_err(|e| match e {
-        SchedError::Io { path, source } => EvalError::io(path, source),
+        SchedError::Io(ca_core::PathError { path, source }) => EvalError::io(path, source),
         e => EvalError::invalid("metrics file", path.display(), e.to_string()),
     })
 }

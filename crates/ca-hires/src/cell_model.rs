@@ -12,19 +12,21 @@ use crate::model::HiresModel;
 impl From<HiresError> for CoreError {
     fn from(e: HiresError) -> Self {
         match e {
-            HiresError::Shape {
+            HiresError::Shape(ca_core::ShapeError {
                 what,
                 expected,
                 got,
-            } => CoreError::Shape {
+            }) => CoreError::Shape(ca_core::ShapeError {
                 what,
                 expected,
                 got,
-            },
+            }),
             HiresError::Checkpoint { path, reason } => CoreError::Checkpoint { path, reason },
             HiresError::Core(e) => e,
             HiresError::Candle(e) => CoreError::Candle(e),
-            e @ HiresError::InvalidConfig { .. } => CoreError::Model(e.to_string()),
+            e @ HiresError::InvalidConfig(ca_core::InvalidValue { .. }) => {
+                CoreError::Model(e.to_string())
+            }
         }
     }
 }

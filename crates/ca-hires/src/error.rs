@@ -7,26 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum HiresError {
     /// A construction argument holds a value the model cannot use.
-    #[error("invalid high-resolution model: {field} = {value}: {reason}")]
-    InvalidConfig {
-        /// The offending field or argument.
-        field: &'static str,
-        /// Its value, printed.
-        value: String,
-        /// Why it is rejected.
-        reason: String,
-    },
+    #[error("invalid high-resolution model: {0}")]
+    InvalidConfig(#[from] ca_core::InvalidValue),
     /// A tensor handed to the encoder, the decoder or the model has the
     /// wrong shape.
-    #[error("{what}: expected shape {expected}, got {got:?}")]
-    Shape {
-        /// Which argument.
-        what: &'static str,
-        /// The expected shape, in words.
-        expected: String,
-        /// The shape received.
-        got: Vec<usize>,
-    },
+    #[error(transparent)]
+    Shape(#[from] ca_core::ShapeError),
     /// A checkpoint file could not be read or written, or does not match.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

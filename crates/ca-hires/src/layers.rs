@@ -81,11 +81,11 @@ fn side_chain(n: usize, levels: usize) -> Vec<usize> {
 /// Checks that `levels` is in `1..=MAX_LEVELS`.
 pub(crate) fn check_levels(levels: usize) -> Result<()> {
     if !(1..=MAX_LEVELS).contains(&levels) {
-        return Err(HiresError::InvalidConfig {
-            field: "levels",
+        return Err(HiresError::InvalidConfig(ca_core::InvalidValue {
+            name: "levels",
             value: levels.to_string(),
             reason: format!("must lie in 1..={MAX_LEVELS} (a factor of 2, 4 or 8)"),
-        });
+        }));
     }
     Ok(())
 }
@@ -159,11 +159,11 @@ fn add_bias(x: &Tensor, bias: &Var) -> Result<Tensor> {
 }
 
 fn shape_error(what: &'static str, expected: String, t: &Tensor) -> HiresError {
-    HiresError::Shape {
+    HiresError::Shape(ca_core::ShapeError {
         what,
         expected,
         got: t.dims().to_vec(),
-    }
+    })
 }
 
 /// Salt of the encoder's initialisation stream (the rule uses the plain seed).

@@ -84,25 +84,25 @@ impl HiresModel {
     pub fn from_parts(encoder: Encoder, rule: CellRule, decoder: Decoder) -> Result<Self> {
         let levels = encoder.levels();
         if decoder.levels() != levels {
-            return Err(HiresError::InvalidConfig {
-                field: "decoder levels",
+            return Err(HiresError::InvalidConfig(ca_core::InvalidValue {
+                name: "decoder levels",
                 value: decoder.levels().to_string(),
                 reason: format!("the encoder has {levels}"),
-            });
+            }));
         }
         let cfg = rule.config();
         check_env_channels(cfg)?;
         let first = decoder.layers()[0].weight.dim(0)?;
         let last = decoder.layers()[levels - 1].weight.dim(1)?;
         if (first, last) != (cfg.state_channels, cfg.num_classes) {
-            return Err(HiresError::InvalidConfig {
-                field: "decoder channels",
+            return Err(HiresError::InvalidConfig(ca_core::InvalidValue {
+                name: "decoder channels",
                 value: format!("{first} -> {last}"),
                 reason: format!(
                     "the rule has {} state channels and {} classes",
                     cfg.state_channels, cfg.num_classes
                 ),
-            });
+            }));
         }
         Ok(HiresModel {
             encoder,
@@ -200,13 +200,9 @@ impl HiresModel {
 
 fn check_env_channels(cfg: &CellConfig) -> Result<()> {
     if cfg.env_channels != ENV_CHANNELS {
-        return Err(HiresError::InvalidConfig {
-            field: "env_channels",
-            value: cfg.env_channels.to_string(),
-            reason: format!(
+        return Err(HiresError::InvalidConfig(ca_core::InvalidValue { name: "env_channels", value: cfg.env_channels.to_string(), reason: format!(
                 "the rule of a high-resolution model reads the encoder's {ENV_CHANNELS} channels; set env_channels to {ENV_CHANNELS}"
-            ),
-        });
+            ) }));
     }
     Ok(())
 }

@@ -78,7 +78,10 @@ fn wrong_shapes_are_named() {
     let model = small_model(2, 0);
     let err = model.environment(&uniform(&[1, 4, 16, 16], 0)).unwrap_err();
     assert!(
-        matches!(err, HiresError::Shape { what: "images", .. }),
+        matches!(
+            err,
+            HiresError::Shape(ca_core::ShapeError { what: "images", .. })
+        ),
         "{err}"
     );
     // 95 pixels need a 24-cell state at two levels, not 23.

@@ -35,10 +35,12 @@ impl Default for AdamConfig {
 impl AdamConfig {
     /// Checks every field; the error names it and its value.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &'static str, value: f64, reason: &str| SchedError::InvalidConfig {
-            field,
-            value: value.to_string(),
-            reason: reason.into(),
+        let invalid = |field: &'static str, value: f64, reason: &str| {
+            SchedError::InvalidConfig(ca_core::InvalidValue {
+                name: field,
+                value: value.to_string(),
+                reason: reason.into(),
+            })
         };
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(invalid(
@@ -97,11 +99,11 @@ impl Adam {
     /// [`Adam::new`]).
     pub fn with_lr_scales(mut self, scales: Vec<f64>) -> Result<Self> {
         if scales.len() != self.vars.len() || scales.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
-            return Err(SchedError::InvalidConfig {
-                field: "lr_scales",
+            return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
+                name: "lr_scales",
                 value: format!("{scales:?}"),
                 reason: format!("needs {} positive finite factors", self.vars.len()),
-            });
+            }));
         }
         self.lr_scales = scales;
         Ok(self)

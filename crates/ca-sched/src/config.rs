@@ -196,11 +196,11 @@ impl Default for TrainConfig {
 }
 
 fn invalid(field: &'static str, value: impl ToString, reason: &str) -> SchedError {
-    SchedError::InvalidConfig {
-        field,
+    SchedError::InvalidConfig(ca_core::InvalidValue {
+        name: field,
         value: value.to_string(),
         reason: reason.to_string(),
-    }
+    })
 }
 
 impl TrainConfig {

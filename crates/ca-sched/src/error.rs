@@ -6,15 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SchedError {
     /// A [`crate::TrainConfig`] field holds a value training cannot use.
-    #[error("invalid training config: {field} = {value}: {reason}")]
-    InvalidConfig {
-        /// The offending field.
-        field: &'static str,
-        /// Its value, printed.
-        value: String,
-        /// Why it is rejected.
-        reason: String,
-    },
+    #[error("invalid training config: {0}")]
+    InvalidConfig(#[from] ca_core::InvalidValue),
     /// The loss was NaN or infinite for too many steps in a row.
     #[error("training diverged: the loss was not finite for {count} steps in a row (last at step {step}); the last good checkpoint is kept")]
     Diverged {
@@ -35,13 +28,8 @@ pub enum SchedError {
     #[error("data: {0}")]
     Data(String),
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ca_core::PathError),
     /// From the cell rule.
     #[error(transparent)]
     Core(#[from] ca_core::CoreError),
@@ -57,16 +45,13 @@ pub enum SchedError {
 pub type Result<T> = std::result::Result<T, SchedError>;
 
 impl SchedError {
-    /// `(field, value, reason)` when this is an invalid-config error (of a
-    /// [`crate::TrainConfig`], [`crate::AdamConfig`] or [`crate::LearnerConfig`] field), e.g. for a command line that names
+    /// The field, value and reason of an invalid-config error (of a
+    /// [`crate::TrainConfig`], [`crate::AdamConfig`] or
+    /// [`crate::LearnerConfig`] field), e.g. for a command line that names
     /// the flag that set the field; `None` for every other error.
-    pub fn invalid_field(&self) -> Option<(&'static str, String, String)> {
+    pub fn invalid_field(&self) -> Option<&ca_core::InvalidValue> {
         match self {
-            SchedError::InvalidConfig {
-                field,
-                value,
-                reason,
-            } => Some((field, value.clone(), reason.clone())),
+            SchedError::InvalidConfig(v) => Some(v),
             _ => None,
         }
     }

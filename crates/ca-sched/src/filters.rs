@@ -58,11 +58,11 @@ impl FixedFilters {
         let (hidden, inputs) = match weight.dims() {
             &[h, c, 3, 3] => (h, c),
             other => {
-                return Err(SchedError::InvalidConfig {
-                    field: "fixed_filters",
+                return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
+                    name: "fixed_filters",
                     value: "true".into(),
                     reason: format!("needs a 3x3 perception weight [H, C, 3, 3], got {other:?}"),
-                })
+                }))
             }
         };
         let device = weight.device();

@@ -121,11 +121,11 @@ impl LearnerConfig {
     /// Checks every field; the error names it and its value.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &'static str, value: String, reason: &str| {
-            Err(SchedError::InvalidConfig {
-                field,
+            Err(SchedError::InvalidConfig(ca_core::InvalidValue {
+                name: field,
                 value,
                 reason: reason.into(),
-            })
+            }))
         };
         if self.max_steps == 0 {
             return invalid("max_steps", "0".into(), "must be at least 1");

@@ -27,9 +27,11 @@ impl MetricsLog {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| SchedError::Io {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| {
+                SchedError::Io(ca_core::PathError {
+                    path: path.to_path_buf(),
+                    source,
+                })
             })?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
@@ -43,9 +45,11 @@ impl MetricsLog {
             .map_err(|e| SchedError::Data(format!("cannot write a metrics record: {e}")))?;
         writeln!(self.file, "{line}")
             .and_then(|_| self.file.flush())
-            .map_err(|source| SchedError::Io {
-                path: self.path.clone(),
-                source,
+            .map_err(|source| {
+                SchedError::Io(ca_core::PathError {
+                    path: self.path.clone(),
+                    source,
+                })
             })
     }
 }
@@ -172,9 +176,11 @@ impl MetricsRecord {
 /// [`SchedError::Data`] naming `path:line`, except a last line without its
 /// newline (a run killed while writing it), which is left out.
 pub fn read_metrics_file(path: &Path) -> Result<Vec<MetricsRecord>> {
-    let text = std::fs::read_to_string(path).map_err(|source| SchedError::Io {
-        path: path.to_path_buf(),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        SchedError::Io(ca_core::PathError {
+            path: path.to_path_buf(),
+            source,
+        })
     })?;
     let lines: Vec<&str> = text.split('\n').collect();
     let mut records = Vec::new();

@@ -526,13 +526,11 @@ fn perception_filters(trainable: &[NamedParam]) -> Result<Filters> {
         .enumerate()
         .find(|(_, p)| LayerId::parse(&p.name) == Some((LayerId::Perceive, TensorKind::Weight)));
     let Some((weight_index, p)) = found else {
-        return Err(SchedError::InvalidConfig {
-            field: "fixed_filters",
-            value: "true".into(),
-            reason: "needs a rule whose first layer is a trained 3x3 convolution \
-                     (perception conv3x3)"
-                .into(),
-        });
+        return Err(SchedError::InvalidConfig(ca_core::InvalidValue::new(
+            "fixed_filters",
+            true,
+            "needs a rule whose first layer is a trained 3x3 convolution (perception conv3x3)",
+        )));
     };
     Ok(Filters {
         fixed: FixedFilters::new(&p.var)?,
@@ -585,8 +583,8 @@ fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()>
         } else {
             "full_unroll_fraction"
         };
-        return Err(SchedError::InvalidConfig {
-            field,
+        return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
+            name: field,
             value: if config.full_unroll {
                 "true".into()
             } else {
@@ -596,18 +594,18 @@ fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()>
                 "a coarse-to-fine model ({}) trains through the pool, without full unrolls",
                 cascade.describe()
             ),
-        });
+        }));
     }
     if config.target <= cascade.coarse_steps() {
-        return Err(SchedError::InvalidConfig {
-            field: "target",
+        return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
+            name: "target",
             value: config.target.to_string(),
             reason: format!(
                 "must exceed the cascade's {} coarse steps ({})",
                 cascade.coarse_steps(),
                 cascade.describe()
             ),
-        });
+        }));
     }
     Ok(())
 }

@@ -116,7 +116,9 @@ fn schedules_a_cascade_cannot_train_are_refused_by_name() {
     ] {
         let err = Trainer::new(rule(Some(cascade())), cfg, 10).err().unwrap();
         match err {
-            SchedError::InvalidConfig { field: f, .. } => assert_eq!(f, field),
+            SchedError::InvalidConfig(ca_core::InvalidValue { name: f, .. }) => {
+                assert_eq!(f, field)
+            }
             e => panic!("expected an invalid config, got {e}"),
         }
     }

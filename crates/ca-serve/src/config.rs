@@ -6,17 +6,10 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What [`ServeConfig::validate`] rejects: the setting, its value and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting} = {value}: {reason}")]
-pub struct ConfigError {
-    /// The setting's name (as the `serve` example's flag spells it).
-    pub setting: &'static str,
-    /// The rejected value.
-    pub value: String,
-    /// Why it is rejected.
-    pub reason: String,
-}
+/// What [`ServeConfig::validate`] rejects: the setting (its `name`, as the
+/// `serve` example's flag spells it), its value and why; the workspace's
+/// one shape of a rejected value.
+pub type ConfigError = ca_core::InvalidValue;
 
 /// Settings of the server. The server listens on [`ServeConfig::bind`]
 /// (127.0.0.1 unless set otherwise).
@@ -96,13 +89,8 @@ impl Default for ServeConfig {
 impl ServeConfig {
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let error = |setting, value: String, reason: String| {
-            Err(ConfigError {
-                setting,
-                value,
-                reason,
-            })
-        };
+        let error =
+            |setting, value: String, reason: String| Err(ConfigError::new(setting, value, reason));
         if self.models_dir.as_os_str().is_empty() {
             return error("models_dir", "''".into(), "must name a folder".into());
         }

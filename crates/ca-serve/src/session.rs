@@ -4,6 +4,7 @@
 //! and pushes frames at a bounded rate. The thread ends when the page's
 //! command channel closes (the WebSocket closed) and frees its colony slot.
 
+use ca_core::ErrorShapes;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

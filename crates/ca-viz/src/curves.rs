@@ -3,6 +3,7 @@
 //! split for runs made before it existed) against the optimizer step, one
 //! line per run, as [`LinePlot`]s.
 
+use ca_core::ErrorShapes;
 use std::path::Path;
 
 use ca_sched::{read_metrics_file, SchedError};
@@ -25,7 +26,7 @@ pub struct RunCurves {
 /// `final_eval` in older files, which evaluated the test split).
 pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
     let records = read_metrics_file(path).map_err(|e| match e {
-        SchedError::Io { path, source } => VizError::io(path, source),
+        SchedError::Io(ca_core::PathError { path, source }) => VizError::io(path, source),
         e => VizError::invalid("metrics file", path.display(), e.to_string()),
     })?;
     let mut out = RunCurves::default();

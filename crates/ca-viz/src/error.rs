@@ -7,13 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum VizError {
     /// A file or directory could not be read, written or created.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ca_core::PathError),
     /// An image could not be encoded or written.
     #[error("cannot write image {path}: {source}")]
     Image {
@@ -31,15 +26,8 @@ pub enum VizError {
         reason: String,
     },
     /// An option or argument has a value the function cannot use.
-    #[error("invalid {name} '{value}': {reason}")]
-    Invalid {
-        /// The option.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    #[error("invalid {} '{}': {}", .0.name, .0.value, .0.reason)]
+    Invalid(#[from] ca_core::InvalidValue),
     /// The model failed (shapes, device).
     #[error(transparent)]
     Core(#[from] ca_core::CoreError),
@@ -50,22 +38,3 @@ pub enum VizError {
 
 /// Results of `ca-viz`.
 pub type Result<T> = std::result::Result<T, VizError>;
-
-impl VizError {
-    /// A [`VizError::Io`] for `path`.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        VizError::Io {
-            path: path.into(),
-            source,
-        }
-    }
-
-    /// A [`VizError::Invalid`] for option `name` with `value`.
-    pub fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
-        VizError::Invalid {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
-    }
-}

@@ -2,6 +2,7 @@
 //! photo, the hidden state projected to RGB, heat maps, and animated GIFs of
 //! an evolution (paper Figs 2, 3 and 9).
 
+use ca_core::ErrorShapes;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;

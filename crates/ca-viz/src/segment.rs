@@ -2,6 +2,7 @@
 //! resolution): the class map, an overlay on the photo, and the frames of an
 //! evolution GIF.
 
+use ca_core::ErrorShapes;
 use std::path::{Path, PathBuf};
 
 use ca_core::{CellModel, Colony, Segmenter};
