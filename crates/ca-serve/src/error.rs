@@ -8,8 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::config::ConfigError;
-
 /// An error answered to a client: an HTTP status and a message, sent as
 /// `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,7 +93,7 @@ impl IntoResponse for ApiError {
 pub enum ServeError {
     /// A setting is out of range.
     #[error("bad setting: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ca_core::InvalidValue),
     /// The models folder cannot be listed.
     #[error("cannot list the models folder {}: {source}", dir.display())]
     ModelsDir {
