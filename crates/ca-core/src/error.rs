@@ -109,9 +109,10 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A tensor of a rule's parameters is missing, has a shape other than
-    /// the config needs, or is not f32 on the rule's device.
-    #[error("rule tensor '{name}': {reason}")]
+    /// A tensor of a rule's parameters (or of a model built around the
+    /// rule, read by [`crate::var_builder_tensor`]) is missing, has a shape
+    /// other than the config needs, or is not f32 on the rule's device.
+    #[error("tensor '{name}': {reason}")]
     Param {
         /// The tensor's name (as in a safetensors file, with the prefix of
         /// the var builder it came from, if any).

@@ -77,3 +77,4 @@ pub use rule::{CellRule, StepBackend};
 #[cfg(feature = "image")]
 pub use segmenter::rgb_to_chw;
 pub use segmenter::{Segmenter, DEFAULT_STEPS};
+pub use var_builder::var_builder_tensor;

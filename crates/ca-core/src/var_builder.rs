@@ -58,17 +58,17 @@ impl CellRule {
 }
 
 /// Tensor `name` of shape `shape` from `vb`, created with `init` by a
-/// builder that creates tensors; the error names the tensor with the
-/// builder's prefix and says whether it is missing or of another shape.
-fn get(vb: &VarBuilder, name: &str, shape: Vec<usize>, init: ParamInit) -> Result<Tensor> {
-    let hint = match init {
-        ParamInit::Uniform(bound) => Init::Uniform {
-            lo: -f64::from(bound),
-            up: f64::from(bound),
-        },
-        ParamInit::Const(v) => Init::Const(f64::from(v)),
-    };
-    let err = match vb.get_with_hints_dtype(Shape::from(shape.clone()), name, hint, DType::F32) {
+/// builder that creates tensors, f32; the error ([`CoreError::Param`])
+/// names the tensor with the builder's prefix and says whether it is
+/// missing or of another shape (both shapes given). The rule's tensors
+/// come through it, and so can those of a model built around the rule.
+pub fn var_builder_tensor(
+    vb: &VarBuilder,
+    name: &str,
+    shape: &[usize],
+    init: Init,
+) -> Result<Tensor> {
+    let err = match vb.get_with_hints_dtype(Shape::from(shape.to_vec()), name, init, DType::F32) {
         Ok(t) => return Ok(t),
         Err(e) => e,
     };
@@ -76,7 +76,7 @@ fn get(vb: &VarBuilder, name: &str, shape: Vec<usize>, init: ParamInit) -> Resul
         format!("missing from the var builder (the config needs shape {shape:?})")
     } else {
         match vb.get_unchecked_dtype(name, DType::F32) {
-            Ok(t) if t.dims() != shape.as_slice() => {
+            Ok(t) if t.dims() != shape => {
                 format!("has shape {:?}, the config needs {shape:?}", t.dims())
             }
             _ => without_backtrace(err).to_string(),
@@ -91,6 +91,18 @@ fn get(vb: &VarBuilder, name: &str, shape: Vec<usize>, init: ParamInit) -> Resul
         },
         reason,
     })
+}
+
+/// [`var_builder_tensor`] with the rule's own initialisation of the tensor.
+fn get(vb: &VarBuilder, name: &str, shape: Vec<usize>, init: ParamInit) -> Result<Tensor> {
+    let hint = match init {
+        ParamInit::Uniform(bound) => Init::Uniform {
+            lo: -f64::from(bound),
+            up: f64::from(bound),
+        },
+        ParamInit::Const(v) => Init::Const(f64::from(v)),
+    };
+    var_builder_tensor(vb, name, &shape, hint)
 }
 
 /// The error itself, without the backtrace candle attaches when

@@ -19,7 +19,12 @@
 //!
 //! ## Layering
 //!
-//! The model needs `ca-core` and candle only. [`HiresModel`] implements
+//! The model needs `ca-core` and candle only. Besides [`HiresModel::new`]
+//! (fresh, seeded) and [`HiresModel::load`] (a file with its metadata),
+//! [`HiresModel::from_var_builder`] builds it from a
+//! [`candle_nn::VarBuilder`] (a memory-mapped file, a `VarMap` to train it
+//! inside a larger candle model), and the [`Encoder`] is a
+//! [`candle_nn::Module`]. [`HiresModel`] implements
 //! [`ca_core::CellModel`], so [`ca_core::Colony`] evolves it exactly as it
 //! evolves a plain rule; the trainer (`ca-sched`) sits above this crate and
 //! knows how to train and save it.
@@ -47,6 +52,7 @@ mod checkpoint;
 mod error;
 mod layers;
 mod model;
+mod var_builder;
 
 pub use checkpoint::{expect_levels, hires_levels, HIRES_FORMAT, HIRES_KEY};
 pub use error::{HiresError, Result};

@@ -198,11 +198,16 @@ impl HiresModel {
     }
 }
 
-fn check_env_channels(cfg: &CellConfig) -> Result<()> {
+pub(crate) fn check_env_channels(cfg: &CellConfig) -> Result<()> {
     if cfg.env_channels != ENV_CHANNELS {
-        return Err(HiresError::InvalidConfig(ca_core::InvalidValue { name: "env_channels", value: cfg.env_channels.to_string(), reason: format!(
-                "the rule of a high-resolution model reads the encoder's {ENV_CHANNELS} channels; set env_channels to {ENV_CHANNELS}"
-            ) }));
+        return Err(HiresError::InvalidConfig(ca_core::InvalidValue::new(
+            "env_channels",
+            cfg.env_channels,
+            format!(
+                "the rule of a high-resolution model reads the encoder's {ENV_CHANNELS} \
+                 channels; set env_channels to {ENV_CHANNELS}"
+            ),
+        )));
     }
     Ok(())
 }
