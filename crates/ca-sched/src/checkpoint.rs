@@ -64,6 +64,15 @@ pub fn checkpoint_metadata(path: &Path) -> Result<HashMap<String, String>> {
 }
 
 impl<M: Trainable> Trainer<M> {
+    /// The names of Adam's variables in its order: the model's trainable
+    /// tensors, then the fixed filters' mix when the run has them.
+    fn optimized_names(&self) -> Vec<String> {
+        let params = self.model().named_params();
+        let trainable = params.into_iter().filter(|p| p.trainable).map(|p| p.name);
+        let mix = self.filters().map(|_| MIX.to_string());
+        trainable.chain(mix).collect()
+    }
+
     /// Writes the whole training state to `path` atomically.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -71,14 +80,9 @@ impl<M: Trainable> Trainer<M> {
         for p in &params {
             tensors.push((format!("model.{}", p.name), p.var.as_tensor().clone()));
         }
-        let mut optimized: Vec<String> = params
-            .iter()
-            .filter(|p| p.trainable)
-            .map(|p| p.name.clone())
-            .collect();
+        let optimized = self.optimized_names();
         if let Some(f) = self.filters() {
             tensors.push((MIX.into(), f.fixed.mix().as_tensor().clone()));
-            optimized.push(MIX.into());
         }
         for (i, name) in optimized.iter().enumerate() {
             let (m, v) = self.adam().moments(i);
@@ -169,11 +173,7 @@ impl<M: Trainable> Trainer<M> {
             }
             p.var.set(&t)?;
         }
-        let mut optimized: Vec<String> = params
-            .iter()
-            .filter(|p| p.trainable)
-            .map(|p| p.name.clone())
-            .collect();
+        let optimized = trainer.optimized_names();
         if let Some(f) = trainer.filters() {
             let mix = f.fixed.mix();
             let t = load(MIX)?;
@@ -188,7 +188,6 @@ impl<M: Trainable> Trainer<M> {
                 ));
             }
             mix.set(&t)?;
-            optimized.push(MIX.into());
         }
         let (mut ms, mut vs, mut averages) = (Vec::new(), Vec::new(), Vec::new());
         let with_ema = trainer.ema().is_some();
