@@ -97,14 +97,13 @@ impl<M: Trainable> Trainer<M> {
             .into_iter()
             .filter(|p| p.trainable)
             .collect();
-        let lr_scales = trainable
+        let mut lr_scales: Vec<f64> = trainable
             .iter()
             .map(|p| match is_perception(&p.name) {
                 true => config.perception_lr_scale,
                 false => 1.0,
             })
             .collect();
-        let mut lr_scales: Vec<f64> = lr_scales;
         let filters = match config.fixed_filters {
             true => Some(perception_filters(&trainable)?),
             false => None,
