@@ -2,6 +2,10 @@
 //! both model kinds, is applied by the environment, and older files (and
 //! configs without one) read the raw image.
 
+mod common;
+
+use common::max_diff;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,19 +22,6 @@ fn temp_path(name: &str) -> PathBuf {
 
 fn norm() -> ImageNorm {
     ImageNorm::new([0.48, 0.44, 0.39], [0.25, 0.24, 0.26], 3.0).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn images(size: usize) -> Tensor {

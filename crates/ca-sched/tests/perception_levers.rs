@@ -3,9 +3,12 @@
 //! of its own for the perception layer, and fixed filters beside the
 //! learned ones.
 
+mod common;
+
 use ca_core::{CellConfig, CellRule, Perception};
 use ca_sched::{FixedFilters, TrainConfig, TrainData, Trainer};
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
+use common::max_diff;
 
 const SIZE: usize = 8;
 
@@ -118,19 +121,6 @@ fn the_perception_steps_at_its_own_learning_rate() {
     );
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// The folded weight is the architecture it stands for: each input channel
 /// filtered by the four fixed kernels (a depthwise convolution), the `4 C`
 /// responses mixed into `H` channels by a 1x1 layer.
@@ -156,7 +146,7 @@ fn a_folded_mix_is_the_fixed_channels_mixed_by_a_linear_layer() {
     let responses = x.conv2d(&kernels, 1, 1, 1, c).unwrap();
     let pointwise = mix.reshape((h, 4 * c, 1, 1)).unwrap();
     let mixed = responses.conv2d(&pointwise, 0, 1, 1, 1).unwrap();
-    let diff = max_abs_diff(&folded, &mixed);
+    let diff = max_diff(&folded, &mixed);
     assert!(diff < 1e-4, "{diff}");
 }
 
@@ -176,7 +166,7 @@ fn fixed_filters_add_the_folded_mix_to_the_plain_update() {
     with.train_step(&Halves).unwrap();
     let named = |t: &Trainer<CellRule>| t.model().params().named();
     for (p, q) in named(&plain).iter().zip(named(&with)) {
-        let gap = max_abs_diff(p.var.as_tensor(), q.var.as_tensor());
+        let gap = max_diff(p.var.as_tensor(), q.var.as_tensor());
         if p.name == "perceive.weight" {
             assert!(gap > 1e-4, "the mix did not move the weight");
         } else {
@@ -186,7 +176,7 @@ fn fixed_filters_add_the_folded_mix_to_the_plain_update() {
     let mix = with.fixed_filters().expect("the run has fixed filters");
     let gap = (named(&with)[0].var.as_tensor() - named(&plain)[0].var.as_tensor()).unwrap();
     let folded = mix.fold(mix.mix().as_tensor()).unwrap();
-    let diff = max_abs_diff(&gap, &folded);
+    let diff = max_diff(&gap, &folded);
     assert!(diff < 1e-6, "{diff}");
     // Adam's first step moves each mix entry by the rate (1e-2), or not
     // at all where its gradient is zero.
@@ -206,4 +196,23 @@ fn fixed_filters_need_a_3x3_perception() {
         .expect("a depthwise rule with fixed filters")
         .to_string();
     assert!(e.contains("fixed_filters") && e.contains("conv3x3"), "{e}");
+}
+
+/// `mix_grad` is the adjoint of `fold`: candle's autograd of the fold
+/// gives the same gradient.
+#[test]
+fn the_mix_gradient_is_the_folds_adjoint() {
+    let dev = Device::Cpu;
+    let w = Var::zeros((3, 2, 3, 3), candle_core::DType::F32, &dev).unwrap();
+    let f = FixedFilters::new(&w).unwrap();
+    let mix = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 2, 4), &dev).unwrap()).unwrap();
+    let up = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
+    let loss = (f.fold(mix.as_tensor()).unwrap() * &up)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let auto = loss.backward().unwrap();
+    let auto = auto.get(mix.as_tensor()).unwrap();
+    let diff = max_diff(auto, &f.mix_grad(&up).unwrap());
+    assert!(diff < 1e-5, "{diff}");
 }
