@@ -104,13 +104,20 @@ fn init_layers(
     let mut bound = 1.0;
     for (name, shape) in shapes {
         if name.ends_with(".weight") {
-            bound = 1.0 / ((shape[fan_in_dim] * 9) as f32).sqrt();
+            bound = init_bound(shape, fan_in_dim);
         }
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
         tensors.push(Tensor::from_vec(values, shape.as_slice(), device)?);
     }
     pair_up(tensors)
+}
+
+/// The bound of a fresh 3x3 layer's uniform weights and bias,
+/// `1/sqrt(fan_in)` with `fan_in = weight_shape[fan_in_dim] * 9`
+/// (PyTorch's default for a convolution).
+pub(crate) fn init_bound(weight_shape: &[usize], fan_in_dim: usize) -> f32 {
+    1.0 / ((weight_shape[fan_in_dim] * 9) as f32).sqrt()
 }
 
 /// Weight/bias pairs from tensors in the order of the shape lists.

@@ -9,7 +9,9 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::Result;
-use crate::layers::{check_levels, decoder_shapes, encoder_shapes, pair_up, Decoder, Encoder};
+use crate::layers::{
+    check_levels, decoder_shapes, encoder_shapes, init_bound, pair_up, Decoder, Encoder,
+};
 use crate::model::{check_env_channels, HiresModel};
 
 /// The layers of `shapes` (full names `{part}.{k}.weight|bias`) from `vb`
@@ -25,7 +27,7 @@ fn layers(
     let mut bound = 1.0;
     for (name, shape) in shapes {
         if name.ends_with(".weight") {
-            bound = 1.0 / ((shape[fan_in_dim] * 9) as f64).sqrt();
+            bound = f64::from(init_bound(shape, fan_in_dim));
         }
         let local = name.split_once('.').map_or(name.as_str(), |(_, rest)| rest);
         let init = Init::Uniform {
