@@ -69,10 +69,7 @@ struct Args {
 fn main() {
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cellseg::error::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -245,10 +245,7 @@ fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
 fn main() {
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
-    if let Err(e) = run(Cli::parse().protocol) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cellseg::error::exit_on_error(run(Cli::parse().protocol));
 }
 
 /// Loads the model and the data (at the model's training size unless

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use ca_hires::{HiresModel, ENV_CHANNELS};
-use ca_sched::{AnyModel, TrainConfig, TrainData, Trainable, Trainer};
+use ca_sched::{AnyModel, TrainConfig, TrainData, Trainable, Trainer, UnrollConfig};
 use candle_core::{Device, Tensor};
 use cellseg::device::parse_device;
 use clap::Parser;
@@ -194,12 +194,15 @@ fn time_training(
     device: &Device,
 ) -> BoxResult<Timing> {
     let schedule = TrainConfig {
-        batch: BATCH,
-        pool_size: BATCH,
-        mini_unroll: 10,
-        target: 40,
-        p_image: 0.0,
-        p_state: 0.0,
+        unroll: UnrollConfig {
+            batch: BATCH,
+            pool_size: BATCH,
+            mini_unroll: 10,
+            target: 40,
+            p_image: 0.0,
+            p_state: 0.0,
+            ..UnrollConfig::default()
+        },
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(model, schedule, data.len())?;

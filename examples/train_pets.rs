@@ -45,10 +45,7 @@ fn main() {
         .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
         .map(|id| id.to_string())
         .collect();
-    if let Err(e) = run(args, &given) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cellseg::error::exit_on_error(run(args, &given));
 }
 
 /// A loaded split, its skipped samples (lenient loading) printed.
@@ -179,12 +176,21 @@ fn resumed_learner<'d>(
         )
         .into());
     }
+    let spent = learner.trainer().time_spent();
     println!(
-        "resumed {} at step {}",
+        "resumed {} at step {} ({:.1} CPU-min trained{})",
         checkpoint.display(),
-        learner.trainer().step_count()
+        learner.trainer().step_count(),
+        spent.cpu_seconds / 60.0,
+        match args.restart_schedule {
+            true => "; --restart-schedule: the time budgets and the schedule start over",
+            false => "",
+        }
     );
-    Ok(learner)
+    Ok(match args.restart_schedule {
+        true => learner.restart_schedule(),
+        false => learner,
+    })
 }
 
 /// The learner of a fresh run: a new model of the plan's kind, drawn from
@@ -218,7 +224,7 @@ fn fit_with_progress(
     learner: &mut Learner<'_, AnyModel>,
     plan: &TrainPlan,
 ) -> BoxResult<FitSummary> {
-    let target = learner.trainer().config().target;
+    let target = learner.trainer().config().unroll.target;
     let names = &plan.learner.class_names;
     let bar = ProgressBar::new(plan.learner.max_steps);
     bar.set_position(learner.trainer().step_count());
@@ -268,7 +274,7 @@ fn final_evaluation(
     splits: &Splits,
     names: &[String],
 ) -> BoxResult<()> {
-    let eval_steps = ca_sched::final_eval_steps(learner.trainer().config().target);
+    let eval_steps = ca_sched::final_eval_steps(learner.trainer().config().unroll.target);
     let mut record = FinalRecord {
         step: summary.steps,
         train_seconds: summary.seconds,

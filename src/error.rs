@@ -24,3 +24,13 @@ impl ToolError {
         ca_core::InvalidValue::new(name, value, reason).into()
     }
 }
+
+/// The end of a command-line program's `main`: on an error, prints
+/// `error: ...` to stderr and exits with status 1 (a clean message, not a
+/// panic's backtrace); on success returns.
+pub fn exit_on_error<E: std::fmt::Display>(result: std::result::Result<(), E>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use ca_core::{Cascade, CellConfig, ImageNorm, Norm, Perception};
 
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
-use ca_sched::{GradNorm, LearnerConfig, LrSchedule, TrainConfig, Trainable, Trainer};
+use ca_sched::{
+    AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig, LossConfig, LrSchedule,
+    LrScheduleConfig, TrainConfig, Trainable, Trainer, UnrollConfig,
+};
 use clap::Parser;
 
 use crate::device::parse_device;
-use crate::flags::{check_size, flag_error, flag_of_field, levels_for};
+use crate::flags::{check_size, levels_for, FlagError};
 
 #[derive(Parser, Debug)]
 /// Every flag of `train_pets`, as parsed.
@@ -40,10 +43,10 @@ pub struct TrainArgs {
     #[arg(long, requires = "image_size")]
     pub state_size: Option<usize>,
     /// State channels [default: 48; 16 on the fixture].
-    #[arg(long)]
+    #[arg(long = "state", value_name = "STATE", id = "state_channels")]
     pub state: Option<usize>,
     /// Hidden channels [default: 72; 32 on the fixture].
-    #[arg(long)]
+    #[arg(long = "hidden", value_name = "HIDDEN", id = "hidden_channels")]
     pub hidden: Option<usize>,
     /// Hidden 1x1 layers.
     #[arg(long, default_value_t = 2)]
@@ -62,22 +65,28 @@ pub struct TrainArgs {
     pub residual: bool,
     /// Optimizer steps in total (a resumed run stops at the same total)
     /// [default: 3000; 200 on the fixture].
-    #[arg(long)]
+    #[arg(long = "steps", value_name = "STEPS", id = "max_steps")]
     pub steps: Option<u64>,
-    /// Stop after this many minutes of training, whatever `--steps` says.
-    #[arg(long)]
+    /// Stop after this many minutes of training, whatever `--steps` says
+    /// (a resumed run counts its earlier minutes).
+    #[arg(long = "minutes", value_name = "MINUTES", id = "max_minutes")]
     pub minutes: Option<f64>,
     /// Stop after this many minutes of CPU time (all threads of this
     /// process, Linux only; counted from the first step, periodic
     /// evaluations included), whatever `--steps` says: an equal budget for
-    /// runs that share a machine with other jobs.
-    #[arg(long)]
+    /// runs that share a machine with other jobs (a resumed run counts its
+    /// earlier CPU time, so stopping and resuming keeps the schedule).
+    #[arg(
+        long = "cpu-minutes",
+        value_name = "CPU_MINUTES",
+        id = "max_cpu_minutes"
+    )]
     pub cpu_minutes: Option<f64>,
     /// Slots per optimizer step [default: 8; 32 with --paper].
     #[arg(long)]
     pub batch: Option<usize>,
     /// Slots in the pool [default: the batch size].
-    #[arg(long)]
+    #[arg(long = "pool", value_name = "POOL", id = "pool_size")]
     pub pool: Option<usize>,
     /// K: CA steps per optimizer step.
     #[arg(long, default_value_t = 10)]
@@ -95,7 +104,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.5)]
     pub p_state: f64,
     /// Adam learning rate [default: 2e-3; 3e-4 with --paper].
-    #[arg(long)]
+    #[arg(long = "lr", value_name = "LR", id = "learning_rate")]
     pub lr: Option<f64>,
     /// Gradient treatment: none, per-tensor, or clip:MAX.
     #[arg(long, default_value = "per-tensor")]
@@ -131,7 +140,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub zero_update_init: bool,
     /// Initial bias of the reset gate [default: the rule's own, -2].
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(
+        long = "reset-bias",
+        value_name = "RESET_BIAS",
+        id = "reset_bias_init",
+        allow_hyphen_values = true
+    )]
     pub reset_bias: Option<f64>,
     /// Learning-rate schedule over the budget: constant, cosine or step:N.
     #[arg(long, default_value = "cosine")]
@@ -144,7 +158,7 @@ pub struct TrainArgs {
     pub lr_floor: f64,
     /// Decay of the moving average of the weights used for evaluation and
     /// the saved model, or `none`.
-    #[arg(long, default_value = "0.99", value_parser = parse_ema)]
+    #[arg(long = "ema", value_name = "EMA", id = "ema_decay", default_value = "0.99", value_parser = parse_ema)]
     pub ema: Ema,
     /// Standardise the image by the training part's per-channel mean and
     /// standard deviation (recorded in the model file) before the cells
@@ -153,20 +167,26 @@ pub struct TrainArgs {
     pub image_norm: Option<bool>,
     /// Factor on the standardised image (with `--image-norm true`): a
     /// larger share of the perception's input for the image.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(
+        long = "image-gain",
+        value_name = "IMAGE_GAIN",
+        id = "image_norm.gain",
+        default_value_t = 3.0
+    )]
     pub image_gain: f32,
     /// Factors on the perception layer's initial weights that read the
     /// state and the image, `STATE,IMAGE` (issue 23 item 3).
-    #[arg(long, value_parser = parse_pair, default_value = "1,1")]
+    #[arg(long = "perception-init", value_name = "PERCEPTION_INIT", id = "perception_init_scale", value_parser = parse_pair, default_value = "1,1")]
     pub perception_init: [f64; 2],
     /// Factor on the perception layer's learning rate.
     #[arg(long, default_value_t = 1.0)]
     pub perception_lr_scale: f64,
     /// Growing NCA's fixed identity, Sobel and Laplacian filters of every
     /// input channel beside the learned 3x3 perception, with a learned mix
-    /// (conv3x3 only; the saved model is a plain conv3x3 one).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    pub fixed_filters: bool,
+    /// (conv3x3 only; the saved model is a plain conv3x3 one) [default:
+    /// true for conv3x3; false for the depthwise cells and with --paper].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub fixed_filters: Option<bool>,
     /// A coarse-to-fine colony: the grid sides its evolution runs on,
     /// coarsest first, the last one the state grid (e.g. `12,24,48`); one
     /// rule for all, the state upsampled between levels. Needs
@@ -180,7 +200,12 @@ pub struct TrainArgs {
     pub level_steps: Option<Vec<usize>>,
     /// Curriculum: fraction of the budget trained with full unrolls
     /// (fresh states, unroll T) before the pool phase.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(
+        long = "curriculum",
+        value_name = "CURRICULUM",
+        id = "full_unroll_fraction",
+        default_value_t = 0.0
+    )]
     pub curriculum: f64,
     /// The paper's recipe instead of the default one (chosen on the
     /// validation split, see docs/RESULTS.md): batch 32, lr 3e-4 constant,
@@ -189,7 +214,7 @@ pub struct TrainArgs {
     /// cannot be combined with it).
     #[arg(long, conflicts_with_all = [
         "class_weights", "dice_weight", "zero_update_init", "lr_schedule",
-        "warmup_steps", "ema",
+        "warmup_steps", "ema_decay",
     ])]
     pub paper: bool,
     /// Seed of every random draw.
@@ -204,9 +229,15 @@ pub struct TrainArgs {
     /// Continue the run in OUT/checkpoint.safetensors, with its model and
     /// schedule: a model or schedule flag typed with another value than the
     /// checkpoint's is an error naming it (the stopping, evaluation and
-    /// checkpoint flags are the new run's).
+    /// checkpoint flags are the new run's; steps and time budgets count
+    /// the whole run, the checkpoint's steps and time included).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: count --minutes and --cpu-minutes from zero again,
+    /// so the learning-rate schedule starts over (a warm restart, as in
+    /// SGDR) while the weights, Adam's moments and the pool go on.
+    #[arg(long, requires = "resume")]
+    pub restart_schedule: bool,
     /// Evaluate on the validation split every N steps (0: only at the end)
     /// [default: 500; 100 on the fixture].
     #[arg(long)]
@@ -218,6 +249,42 @@ pub struct TrainArgs {
     /// Write a checkpoint every N steps.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: u64,
+}
+
+/// The `train_pets` flag that sets config field `field` (of `CellConfig`,
+/// `TrainConfig` and its parts, or `LearnerConfig`), if one does: every
+/// such flag carries the field's name as its clap id (`--lr` is
+/// `learning_rate`), so the flag is read off the command's own definition.
+pub fn flag_of_field(field: &str) -> Option<String> {
+    use clap::CommandFactory;
+    flag_in(&TrainArgs::command(), field)
+}
+
+/// [`flag_of_field`] in an already built `command` (one build for many
+/// lookups).
+fn flag_in(command: &clap::Command, field: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|a| a.get_id() == field)
+        .and_then(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+}
+
+/// A config validator's error as the flag that set the field it names
+/// (`field` is the error's [`ca_sched::SchedError::invalid_field`] or
+/// [`ca_core::CoreError::invalid_field`]); any other error unchanged.
+pub fn flag_error<E>(field: Option<ca_core::InvalidValue>, error: E) -> Box<dyn std::error::Error>
+where
+    E: Into<Box<dyn std::error::Error>>,
+{
+    match field.and_then(|v| Some((flag_of_field(v.name)?, v))) {
+        Some((flag, v)) => Box::new(FlagError {
+            flag,
+            value: v.value,
+            reason: v.reason,
+        }),
+        None => error.into(),
+    }
 }
 
 /// A config as JSON, for comparing field by field.
@@ -374,43 +441,54 @@ impl TrainArgs {
     /// The training schedule the flags ask for (`--paper`'s settings over
     /// them), validated, errors naming the flag.
     fn schedule(&self, batch: usize) -> Result<TrainConfig, Box<dyn std::error::Error>> {
+        let paper = self.paper;
         let schedule = TrainConfig {
-            batch,
-            pool_size: self.pool.unwrap_or(batch),
-            mini_unroll: self.mini_unroll,
-            target: self.target,
-            full_unroll: self.full_unroll,
-            p_image: self.p_image,
-            p_state: self.p_state,
-            learning_rate: self.lr.unwrap_or(if self.paper { 3e-4 } else { 2e-3 }),
-            grad_norm: self.grad_norm,
-            seed: self.seed,
-            class_weights: self.class_weights.0.clone(),
-            dice_weight: self.dice_weight,
-            zero_update_init: self.zero_update_init,
-            reset_bias_init: self.reset_bias,
-            lr_schedule: self.lr_schedule,
-            warmup_steps: self.warmup_steps,
-            lr_floor: self.lr_floor,
-            ema_decay: self.ema.0,
-            full_unroll_fraction: self.curriculum,
-            perception_init_scale: self.perception_init,
+            unroll: UnrollConfig {
+                batch,
+                pool_size: self.pool.unwrap_or(batch),
+                mini_unroll: self.mini_unroll,
+                target: self.target,
+                full_unroll: self.full_unroll,
+                p_image: self.p_image,
+                p_state: self.p_state,
+            },
+            curriculum: CurriculumConfig {
+                full_unroll_fraction: self.curriculum,
+            },
+            optimizer: AdamConfig {
+                learning_rate: self.lr.unwrap_or(if paper { 3e-4 } else { 2e-3 }),
+                grad_norm: self.grad_norm,
+                ..AdamConfig::default()
+            },
+            // --paper: a constant rate without warm-up, the plain
+            // cross-entropy, the rule's own initialisation, no average.
+            lr_schedule: LrScheduleConfig {
+                shape: match paper {
+                    true => LrSchedule::Constant,
+                    false => self.lr_schedule,
+                },
+                warmup_steps: if paper { 0 } else { self.warmup_steps },
+                floor: self.lr_floor,
+            },
+            loss: match paper {
+                true => LossConfig::default(),
+                false => LossConfig {
+                    class_weights: self.class_weights.0.clone(),
+                    dice_weight: self.dice_weight,
+                },
+            },
+            init: InitConfig {
+                zero_update_init: self.zero_update_init && !paper,
+                reset_bias_init: self.reset_bias,
+                perception_init_scale: self.perception_init,
+            },
             perception_lr_scale: self.perception_lr_scale,
-            fixed_filters: self.fixed_filters,
+            fixed_filters: self
+                .fixed_filters
+                .unwrap_or(!paper && self.perception == Perception::Conv3x3),
+            ema_decay: if paper { None } else { self.ema.0 },
+            seed: self.seed,
             ..TrainConfig::default()
-        };
-        let schedule = if self.paper {
-            TrainConfig {
-                class_weights: None,
-                dice_weight: 0.0,
-                zero_update_init: false,
-                lr_schedule: LrSchedule::Constant,
-                warmup_steps: 0,
-                ema_decay: None,
-                ..schedule
-            }
-        } else {
-            schedule
         };
         schedule
             .validate()
@@ -487,10 +565,9 @@ impl TrainPlan {
         stored_train: &serde_json::Value,
         given: &[String],
     ) -> Vec<String> {
-        let typed = |flag: &str| {
-            let id = flag.trim_start_matches("--").replace('-', "_");
-            given.contains(&id)
-        };
+        // A flag's clap id is the name of the config field it sets.
+        let typed = |id: &str| given.iter().any(|g| g == id);
+        let command = <TrainArgs as clap::CommandFactory>::command();
         let mut conflicts = Vec::new();
         let mut compare = |ours: serde_json::Value, theirs: &serde_json::Value| {
             let (Some(ours), Some(theirs)) = (ours.as_object(), theirs.as_object()) else {
@@ -498,8 +575,8 @@ impl TrainPlan {
             };
             for (field, value) in ours {
                 let stored = theirs.get(field).unwrap_or(&serde_json::Value::Null);
-                match flag_of_field(field) {
-                    Some(flag) if typed(flag) && stored != value => {
+                match flag_in(&command, field) {
+                    Some(flag) if typed(field) && stored != value => {
                         conflicts.push(format!("{flag} {value} (the checkpoint has {stored})"))
                     }
                     _ => {}
@@ -507,16 +584,27 @@ impl TrainPlan {
             }
         };
         compare(to_json(&self.schedule), stored_train);
-        let mut ours = to_json(&self.cell);
-        let mut theirs = to_json(stored_cell);
-        for v in [&mut ours, &mut theirs] {
+        // The image standardisation's statistics come from the data, not
+        // from a flag: compared below, by its gain.
+        let without_norm = |cell: &CellConfig| {
+            let mut v = to_json(cell);
             if let Some(o) = v.as_object_mut() {
                 o.remove("image_norm");
             }
+            v
+        };
+        compare(without_norm(&self.cell), &without_norm(stored_cell));
+        // The two settings made of two flags each.
+        if (typed("levels") || typed("level_steps")) && stored_cell.cascade != self.cell.cascade {
+            let show = |c: &Option<Cascade>| c.as_ref().map_or("none".into(), Cascade::describe);
+            conflicts.push(format!(
+                "--levels/--level-steps: {} (the checkpoint has {})",
+                show(&self.cell.cascade),
+                show(&stored_cell.cascade)
+            ));
         }
-        compare(ours, &theirs);
         let stored_gain = stored_cell.image_norm.as_ref().map(|n| n.gain);
-        if (typed("--image-norm") || typed("--image-gain")) && stored_gain != self.image_gain {
+        if (typed("image_norm") || typed("image_norm.gain")) && stored_gain != self.image_gain {
             let show =
                 |g: Option<f32>| g.map_or("the raw image".to_string(), |g| format!("gain {g}"));
             conflicts.push(format!(
@@ -579,16 +667,120 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
     }
     lines.push(format!(
         "schedule: batch {} pool {} K {} T {} full_unroll {} lr {} p_i {} p_s {} seed {} -> {} steps, out {}",
-        sched.batch, sched.pool_size, sched.unroll(), sched.target, sched.full_unroll,
-        sched.learning_rate, sched.p_image, sched.p_state, sched.seed,
+        sched.unroll.batch, sched.unroll.pool_size, sched.unroll.unroll(), sched.unroll.target, sched.unroll.full_unroll,
+        sched.optimizer.learning_rate, sched.unroll.p_image, sched.unroll.p_state, sched.seed,
         plan.learner.max_steps, plan.out.display()
     ));
     lines.push(format!(
         "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} perception_init {:?} perception_lr_scale {} fixed_filters {} augment {:?}",
-        sched.class_weights, sched.dice_weight, sched.zero_update_init, sched.reset_bias_init,
-        sched.lr_schedule, sched.warmup_steps, sched.lr_floor, sched.ema_decay,
-        sched.full_unroll_fraction, sched.perception_init_scale, sched.perception_lr_scale,
+        sched.loss.class_weights, sched.loss.dice_weight, sched.init.zero_update_init, sched.init.reset_bias_init,
+        sched.lr_schedule, sched.lr_schedule.warmup_steps, sched.lr_schedule.floor, sched.ema_decay,
+        sched.curriculum.full_unroll_fraction, sched.init.perception_init_scale, sched.perception_lr_scale,
         sched.fixed_filters, plan.augment
     ));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(e: ca_sched::SchedError) -> String {
+        flag_error(e.invalid_field().cloned(), e).to_string()
+    }
+
+    #[test]
+    fn config_errors_name_the_flag() {
+        let bad = TrainConfig {
+            unroll: UnrollConfig {
+                batch: 4,
+                pool_size: 2,
+                ..UnrollConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            named(bad.validate().unwrap_err()),
+            "--pool 2: must be at least the batch size (4)"
+        );
+        let bad = LearnerConfig {
+            max_cpu_minutes: Some(0.0),
+            ..LearnerConfig::default()
+        };
+        assert_eq!(
+            named(bad.validate().unwrap_err()),
+            "--cpu-minutes 0: must be positive and finite"
+        );
+        let bad = CellConfig {
+            state_channels: 0,
+            ..CellConfig::default()
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(
+            flag_error(e.invalid_field().cloned(), e).to_string(),
+            "--state 0: must be at least 1"
+        );
+        // A field no flag sets keeps the config's own message.
+        let bad = TrainConfig {
+            max_bad_steps: 0,
+            ..TrainConfig::default()
+        };
+        assert!(named(bad.validate().unwrap_err()).contains("max_bad_steps = 0"));
+    }
+
+    /// Every field a user can set has its flag, found by the clap id; the
+    /// ones without a flag are the ones meant to have none.
+    #[test]
+    fn every_flag_set_field_finds_its_flag() {
+        let unflagged = |config: serde_json::Value| -> Vec<String> {
+            let mut v: Vec<String> = config
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| flag_of_field(k).is_none())
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            unflagged(to_json(&TrainConfig::default())),
+            ["beta1", "beta2", "epsilon", "max_bad_steps"]
+        );
+        assert_eq!(
+            unflagged(to_json(&CellConfig::default())),
+            ["env_channels", "num_classes", "update_prob"]
+        );
+        let learner = [
+            "max_steps",
+            "max_minutes",
+            "max_cpu_minutes",
+            "checkpoint_every",
+            "eval_every",
+            "eval_samples",
+        ];
+        assert!(learner.iter().all(|f| flag_of_field(f).is_some()));
+        assert_eq!(flag_of_field("learning_rate").as_deref(), Some("--lr"));
+        assert_eq!(
+            flag_of_field("image_norm.gain").as_deref(),
+            Some("--image-gain")
+        );
+        assert_eq!(flag_of_field("levels").as_deref(), Some("--levels"));
+    }
+
+    /// The fixed filters pay on the conv3x3 cell (docs/RESULTS.md), so its
+    /// recipe has them by default; the depthwise cells cannot take them and
+    /// `--paper` is the paper's plain perception.
+    #[test]
+    fn fixed_filters_default_to_the_conv3x3_recipe() {
+        let filters = |args: &[&str]| {
+            let args = TrainArgs::try_parse_from(["train_pets"].iter().chain(args)).unwrap();
+            args.plan(true).unwrap().schedule.fixed_filters
+        };
+        assert!(filters(&[]));
+        assert!(!filters(&["--perception", "depthwise"]));
+        assert!(!filters(&["--paper"]));
+        assert!(!filters(&["--fixed-filters", "false"]));
+        assert!(filters(&["--paper", "--fixed-filters", "true"]));
+    }
 }

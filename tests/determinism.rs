@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
-use ca_sched::{evaluate_iou, IouTable, TrainConfig, Trainable, Trainer};
+use ca_sched::{evaluate_iou, AdamConfig, IouTable, TrainConfig, Trainable, Trainer, UnrollConfig};
 use candle_core::Device;
 use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 use cellseg::{ca_core, ca_data, ca_sched};
@@ -33,11 +33,17 @@ fn train(seed: u64, train: &PetsTrainData, test: &PetsTrainData) -> (Vec<Vec<u32
     };
     let rule = CellRule::new(config, seed, &Device::Cpu).expect("rule");
     let schedule = TrainConfig {
-        batch: 4,
-        pool_size: 6,
-        mini_unroll: 4,
-        target: 8,
-        learning_rate: 3e-3,
+        unroll: UnrollConfig {
+            batch: 4,
+            pool_size: 6,
+            mini_unroll: 4,
+            target: 8,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 3e-3,
+            ..AdamConfig::default()
+        },
         seed,
         ..TrainConfig::default()
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
-use ca_sched::{evaluate_iou, majority_mean_iou, TrainConfig, Trainer};
+use ca_sched::{evaluate_iou, majority_mean_iou, AdamConfig, TrainConfig, Trainer, UnrollConfig};
 use candle_core::Device;
 use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 
@@ -33,11 +33,17 @@ fn training_on_the_fixture_lowers_the_loss_and_beats_the_majority_class() {
     )
     .unwrap();
     let schedule = TrainConfig {
-        batch: 8,
-        pool_size: 8,
-        mini_unroll: 5,
-        target: 15,
-        learning_rate: 2e-3,
+        unroll: UnrollConfig {
+            batch: 8,
+            pool_size: 8,
+            mini_unroll: 5,
+            target: 15,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 2e-3,
+            ..AdamConfig::default()
+        },
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(rule, schedule, train.dataset.len()).unwrap();

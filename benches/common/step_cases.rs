@@ -2,11 +2,11 @@
 //! `examples/step_timing.rs` (included with `#[path]`): the six Table 1
 //! rules, a forward step and a training step (K-step unroll, backward,
 //! and the trainer's own Adam, `ca_sched::Adam` under
-//! `TrainConfig::default()`), with the random draws made once, outside the
+//! `AdamConfig::default()`), with the random draws made once, outside the
 //! timed region.
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, Perception, StepBackend, StepDraws};
-use ca_sched::{Adam, TrainConfig};
+use ca_sched::{Adam, AdamConfig};
 use candle_core::{DType, Device, Tensor};
 
 /// Steps of the training unroll.
@@ -91,7 +91,7 @@ impl Forward {
 /// random labels, backward, and an Adam update of the trainable vars as
 /// `ca_sched::Trainer::train_step` makes it: `ca_sched::Adam` (per-tensor
 /// gradient normalization under the default config) with the default
-/// `TrainConfig`'s learning rate, betas and epsilon.
+/// `AdamConfig`'s learning rate, betas and epsilon.
 pub struct Train {
     rule: CellRule,
     opt: Adam,
@@ -112,11 +112,8 @@ impl Train {
         let rule = CellRule::new(config.clone(), 0, dev)
             .expect("valid config")
             .with_backend(backend);
-        let opt = Adam::new(
-            rule.params().trainable_vars(),
-            TrainConfig::default().adam(),
-        )
-        .expect("optimizer");
+        let opt =
+            Adam::new(rule.params().trainable_vars(), AdamConfig::default()).expect("optimizer");
         let mut rng = step_rng(2, 0);
         let state = normal_state((b, config.state_channels, h, w), &mut rng, dev).expect("state");
         let env = normal_state((b, config.env_channels, h, w), &mut rng, dev).expect("env");
@@ -157,7 +154,9 @@ impl Train {
             .iter()
             .map(|v| grads.get(v.as_tensor()).cloned())
             .collect();
-        self.opt.step_grads(&per_var).expect("Adam step");
+        self.opt
+            .step_grads(&per_var, self.opt.config().learning_rate)
+            .expect("Adam step");
         loss.to_dtype(DType::F32)
             .and_then(|l| l.to_scalar::<f32>())
             .expect("scalar loss")

@@ -117,7 +117,7 @@ fn a_coarse_step_carries_gradients_to_the_rule_and_the_state() {
     let loss = next.sqr().unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
     for p in rule.params().named() {
-        if p.name == "perceive.weight" || p.name == "update.weight" {
+        if p.name == "perceive.weight" || p.name == update_weight() {
             let g = grads.get(p.var.as_tensor()).expect("a gradient");
             assert!(
                 g.abs()
@@ -152,4 +152,9 @@ fn the_cascade_round_trips_through_a_model_file_and_old_files_have_none() {
         .join("../../fixtures/models/raw-image-2026-12-02.safetensors");
     let old = CellRule::load(&old, &Device::Cpu).unwrap();
     assert!(old.config().cascade.is_none());
+}
+
+/// The update layer's weight tensor, as `ca-core` names it.
+fn update_weight() -> String {
+    ca_core::LayerId::Update.tensor(ca_core::TensorKind::Weight)
 }

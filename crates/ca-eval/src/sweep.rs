@@ -943,9 +943,17 @@ mod tests {
             text.push_str(&format!("{r}\n"));
         }
         if finished {
-            let r = json!({"step": steps, "final_val": {"40": iou(0.9, Some(object), 0.3),
-                "80": iou(0.1, None, 0.1)}, "val_samples": 8,
-                "train_seconds": 60.0, "train_cpu_seconds": 6.0 * steps as f64 + 3.0});
+            // The final record as the Learner writes it.
+            let final_val = json!({"40": iou(0.9, Some(object), 0.3), "80": iou(0.1, None, 0.1)});
+            let r = ca_sched::FinalRecord {
+                step: steps,
+                train_seconds: 60.0,
+                train_cpu_seconds: 6.0 * steps as f64 + 3.0,
+                final_val: Some(serde_json::from_value(final_val).expect("IoU by step")),
+                val_samples: Some(8),
+                ..ca_sched::FinalRecord::default()
+            };
+            let r = serde_json::to_string(&r).expect("final record");
             text.push_str(&format!("{r}\n"));
         }
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -1,16 +1,52 @@
 //! Adam (Kingma & Ba) with its moments exposed, so that a checkpoint can
 //! store them and a resumed run continues exactly.
 
+use ca_core::ErrorShapes;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
 
-use crate::config::{GradNorm, TrainConfig};
 use crate::error::{Result, SchedError};
 
+/// Optional treatment of each gradient before the Adam update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradNorm {
+    /// Gradients as they are.
+    None,
+    /// Each tensor's gradient divided by its L2 norm (plus 1e-8), as in
+    /// the neural-CA literature: every tensor moves at the pace Adam sets,
+    /// whatever the scale of its gradient.
+    PerTensor,
+    /// Each tensor's gradient scaled down to at most this L2 norm.
+    Clip(f64),
+}
+
+impl std::str::FromStr for GradNorm {
+    type Err = String;
+    /// `none`, `per-tensor` or `clip:MAX` (the norm is checked by
+    /// [`AdamConfig::validate`]).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(GradNorm::None),
+            "per-tensor" => Ok(GradNorm::PerTensor),
+            _ => match s.strip_prefix("clip:").map(str::parse::<f64>) {
+                Some(Ok(c)) => Ok(GradNorm::Clip(c)),
+                _ => Err(format!(
+                    "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
+                )),
+            },
+        }
+    }
+}
+
 /// Adam's settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+// Fields missing from an older stored config take the defaults.
+#[serde(default)]
 pub struct AdamConfig {
-    /// Step size (the trainer changes it every step by its schedule).
+    /// The base step size: the rate before a schedule's factor (a trainer
+    /// passes the scheduled rate to [`Adam::step_grads`]).
     pub learning_rate: f64,
     /// Decay of the first moment, in [0, 1).
     pub beta1: f64,
@@ -24,26 +60,24 @@ pub struct AdamConfig {
 }
 
 impl Default for AdamConfig {
-    /// The trainer's defaults: learning rate 3e-4, betas 0.9 / 0.999,
+    /// The paper's settings: learning rate 3e-4, betas 0.9 / 0.999,
     /// epsilon 1e-8, per-tensor gradient normalization.
     fn default() -> Self {
-        let t = TrainConfig::default();
-        t.adam()
+        AdamConfig {
+            learning_rate: 3e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            grad_norm: GradNorm::PerTensor,
+        }
     }
 }
 
 impl AdamConfig {
     /// Checks every field; the error names it and its value.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &'static str, value: f64, reason: &str| {
-            SchedError::InvalidConfig(ca_core::InvalidValue {
-                name: field,
-                value: value.to_string(),
-                reason: reason.into(),
-            })
-        };
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(invalid(
+            return Err(SchedError::invalid(
                 "learning_rate",
                 self.learning_rate,
                 "must be positive and finite",
@@ -51,11 +85,24 @@ impl AdamConfig {
         }
         for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {
-                return Err(invalid(field, b, "must be in [0, 1)"));
+                return Err(SchedError::invalid(field, b, "must be in [0, 1)"));
             }
         }
         if self.epsilon.is_nan() || self.epsilon <= 0.0 {
-            return Err(invalid("epsilon", self.epsilon, "must be positive"));
+            return Err(SchedError::invalid(
+                "epsilon",
+                self.epsilon,
+                "must be positive",
+            ));
+        }
+        if let GradNorm::Clip(c) = self.grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(SchedError::invalid(
+                    "grad_norm",
+                    format!("clip:{c}"),
+                    "the clip norm must be positive",
+                ));
+            }
         }
         Ok(())
     }
@@ -136,12 +183,14 @@ impl Adam {
         self.t = t;
     }
 
-    /// One update from `grads` (one optional gradient per var, same order);
-    /// vars without a gradient are left alone.
-    pub fn step_grads(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
+    /// One update at step size `learning_rate` (the scheduled rate; var
+    /// `i` moves at `learning_rate` times its factor of
+    /// [`Adam::with_lr_scales`]) from `grads` (one optional gradient per
+    /// var, same order); vars without a gradient are left alone.
+    pub fn step_grads(&mut self, grads: &[Option<Tensor>], learning_rate: f64) -> Result<()> {
         self.t += 1;
         let AdamConfig {
-            learning_rate,
+            learning_rate: _,
             beta1: b1,
             beta2: b2,
             epsilon,
@@ -180,7 +229,8 @@ impl candle_nn::Optimizer for Adam {
             .iter()
             .map(|v| grads.get(v.as_tensor()).cloned())
             .collect();
-        self.step_grads(&per_var).map_err(candle_core::Error::wrap)
+        self.step_grads(&per_var, self.config.learning_rate)
+            .map_err(candle_core::Error::wrap)
     }
 
     fn learning_rate(&self) -> f64 {
@@ -223,7 +273,7 @@ mod tests {
         };
         let mut adam = Adam::new(vec![var.clone()], cfg).unwrap();
         let g = Tensor::new(&[0.5f32, -3.0], &Device::Cpu).unwrap();
-        adam.step_grads(&[Some(g)]).unwrap();
+        adam.step_grads(&[Some(g)], cfg.learning_rate).unwrap();
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         assert!(
             (w[0] - 0.9).abs() < 1e-5 && (w[1] + 1.9).abs() < 1e-5,

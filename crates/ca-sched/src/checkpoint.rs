@@ -4,9 +4,9 @@
 //! the pool's states (`pool.states`), the mix of the fixed perception
 //! filters when the run has them (`filters.mix`, with its `adam.m.`,
 //! `adam.v.` and `ema.` entries), and, in the metadata, the model's own
-//! metadata (its config), the training config, the step counter and the
-//! pool's slots. Random draws derive from `(seed, step)`, so the step
-//! counter is the whole RNG state. Written atomically (temporary file, then
+//! metadata (its config), the training config, the step counter, the
+//! time trained so far and the pool's slots. Random draws derive from
+//! `(seed, step)`, so the step counter is the whole RNG state. Written atomically (temporary file, then
 //! rename): a crash leaves the previous checkpoint intact.
 
 use std::collections::HashMap;
@@ -14,14 +14,14 @@ use std::path::Path;
 
 use ca_core::io::{parse_safetensors, read_file, write_safetensors_atomic};
 use candle_core::safetensors::Load;
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, SchedError};
 use crate::model::Trainable;
 use crate::pool::Slot;
-use crate::trainer::Trainer;
+use crate::trainer::{TimeSpent, Trainer};
 
 /// Tensor name of the fixed perception filters' mix.
 const MIX: &str = "filters.mix";
@@ -36,6 +36,9 @@ struct TrainState {
     #[serde(default)]
     ema_updates: u64,
     bad_streak: usize,
+    /// Absent from checkpoints written before it: nothing spent.
+    #[serde(default)]
+    time_spent: TimeSpent,
     config: TrainConfig,
     slots: Vec<Slot>,
     has_state: Vec<bool>,
@@ -114,6 +117,7 @@ impl<M: Trainable> Trainer<M> {
             adam_steps: self.adam().steps(),
             ema_updates: self.ema().map_or(0, |e| e.updates()),
             bad_streak: self.bad_streak(),
+            time_spent: self.time_spent(),
             config: self.config().clone(),
             slots: slots.clone(),
             has_state,
@@ -135,96 +139,111 @@ impl<M: Trainable> Trainer<M> {
     pub fn resume(model: M, path: &Path, num_samples: usize) -> Result<Self> {
         let bytes = read_file(path)?;
         let (st, meta) = parse_safetensors(&bytes, path)?;
-        let state: TrainState = meta
-            .get(TRAIN_STATE_KEY)
-            .ok_or_else(|| {
-                bad(
-                    path,
-                    format!("no '{TRAIN_STATE_KEY}' metadata: not a training checkpoint"),
-                )
-            })
-            .and_then(|j| {
-                serde_json::from_str(j).map_err(|e| bad(path, format!("training state: {e}")))
-            })?;
-        let device = model.rule().device().clone();
-        let load = |name: &str| -> Result<Tensor> {
-            let view = st
-                .tensor(name)
-                .map_err(|_| bad(path, format!("tensor '{name}' is missing")))?;
-            view.load(&device)
-                .map_err(|e| bad(path, format!("tensor '{name}': {e}")))
+        let state = read_train_state(&meta, path)?;
+        let file = Stored {
+            st: &st,
+            path,
+            device: model.rule().device().clone(),
         };
         let params = model.named_params();
         // Built first: `Trainer::new` applies the config's initialisation,
         // which the saved tensors then overwrite.
-        let mut trainer = Trainer::new(model, state.config, num_samples)?;
+        let mut trainer = Trainer::new(model, state.config.clone(), num_samples)?;
         for p in &params {
-            let t = load(&format!("model.{}", p.name))?;
-            if t.dims() != p.var.dims() {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor 'model.{}' has shape {:?}, the model needs {:?}",
-                        p.name,
-                        t.dims(),
-                        p.var.dims()
-                    ),
-                ));
-            }
-            p.var.set(&t)?;
+            file.load_into(&format!("model.{}", p.name), &p.var)?;
         }
-        let optimized = trainer.optimized_names();
         if let Some(f) = trainer.filters() {
-            let mix = f.fixed.mix();
-            let t = load(MIX)?;
-            if t.dims() != mix.dims() {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor '{MIX}' has shape {:?}, the model needs {:?}",
-                        t.dims(),
-                        mix.dims()
-                    ),
-                ));
-            }
-            mix.set(&t)?;
+            file.load_into(MIX, f.fixed.mix())?;
         }
-        let (mut ms, mut vs, mut averages) = (Vec::new(), Vec::new(), Vec::new());
         let with_ema = trainer.ema().is_some();
-        for name in &optimized {
-            ms.push(load(&format!("adam.m.{name}"))?);
-            vs.push(load(&format!("adam.v.{name}"))?);
+        let (mut ms, mut vs, mut averages) = (Vec::new(), Vec::new(), Vec::new());
+        for name in &trainer.optimized_names() {
+            ms.push(file.load(&format!("adam.m.{name}"))?);
+            vs.push(file.load(&format!("adam.v.{name}"))?);
             if with_ema {
-                averages.push(load(&format!("ema.{name}"))?);
+                averages.push(file.load(&format!("ema.{name}"))?);
             }
         }
+        let slots = file.pool_slots(&state, num_samples)?;
+        trainer.restore(
+            (ms, vs, state.adam_steps),
+            (averages, state.ema_updates),
+            slots,
+            (state.step, state.bad_streak, state.time_spent),
+        );
+        Ok(trainer)
+    }
+}
+
+/// The training state in a checkpoint's metadata.
+fn read_train_state(meta: &HashMap<String, String>, path: &Path) -> Result<TrainState> {
+    let json = meta.get(TRAIN_STATE_KEY).ok_or_else(|| {
+        bad(
+            path,
+            format!("no '{TRAIN_STATE_KEY}' metadata: not a training checkpoint"),
+        )
+    })?;
+    serde_json::from_str(json).map_err(|e| bad(path, format!("training state: {e}")))
+}
+
+/// The tensors of a checkpoint file being read, every error naming it.
+struct Stored<'a> {
+    st: &'a safetensors::SafeTensors<'a>,
+    path: &'a Path,
+    device: candle_core::Device,
+}
+
+impl Stored<'_> {
+    /// Tensor `name` on the model's device.
+    fn load(&self, name: &str) -> Result<Tensor> {
+        let view = self
+            .st
+            .tensor(name)
+            .map_err(|_| bad(self.path, format!("tensor '{name}' is missing")))?;
+        view.load(&self.device)
+            .map_err(|e| bad(self.path, format!("tensor '{name}': {e}")))
+    }
+
+    /// Tensor `name` into `var`, whose shape it must have.
+    fn load_into(&self, name: &str, var: &Var) -> Result<()> {
+        let t = self.load(name)?;
+        if t.dims() != var.dims() {
+            return Err(bad(
+                self.path,
+                format!(
+                    "tensor '{name}' has shape {:?}, the model needs {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        Ok(var.set(&t)?)
+    }
+
+    /// The pool's slots of `state` with their states (`pool.states`, one
+    /// row per slot that has one), checked against a data set of
+    /// `num_samples` samples.
+    fn pool_slots(&self, state: &TrainState, num_samples: usize) -> Result<Vec<Slot>> {
         if state.slots.iter().any(|s| s.image >= num_samples) {
             return Err(bad(
-                path,
+                self.path,
                 format!("its pool refers to samples beyond the {num_samples} of this data set"),
             ));
         }
-        let states = load("pool.states")?.to_device(&candle_core::Device::Cpu)?;
+        let states = self
+            .load("pool.states")?
+            .to_device(&candle_core::Device::Cpu)?;
         let mut rows = states.to_vec2::<f32>()?.into_iter();
-        let mut slots = state.slots;
+        let mut slots = state.slots.clone();
         for (slot, &has) in slots.iter_mut().zip(&state.has_state) {
-            slot.state = if has {
-                Some(
+            slot.state = match has {
+                true => Some(
                     rows.next()
-                        .ok_or_else(|| bad(path, "pool.states has too few rows"))?,
-                )
-            } else {
-                None
+                        .ok_or_else(|| bad(self.path, "pool.states has too few rows"))?,
+                ),
+                false => None,
             };
         }
-        let (adam, ema, pool, step, streak) = trainer.parts_mut();
-        adam.restore(ms, vs, state.adam_steps);
-        if let Some(ema) = ema {
-            ema.restore(averages, state.ema_updates);
-        }
-        pool.slots = slots;
-        *step = state.step;
-        *streak = state.bad_streak;
-        Ok(trainer)
+        Ok(slots)
     }
 }

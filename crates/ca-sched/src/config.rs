@@ -1,156 +1,105 @@
-//! Training hyper-parameters: a plain struct whose `Default` follows the
-//! paper (section 5): mini-unroll 10, target 40, reset probabilities 0.5,
-//! Adam with learning rate 3e-4, batch 32, plain cross-entropy, constant
-//! learning rate, no weight average. The recipe levers of "a rule that
-//! segments" (class weights, a Dice term, a zero-initialised update layer,
-//! a learning-rate schedule, an EMA of the weights, a full-unroll
-//! curriculum) are fields that default to off.
+//! Training hyper-parameters: a plain struct of the five jobs of a run's
+//! settings (the unroll and pool schedule, the curriculum, the optimizer,
+//! its learning-rate schedule, the loss) plus the initialisation and the
+//! weight average, whose `Default` follows the paper (section 5):
+//! mini-unroll 10, target 40, reset probabilities 0.5, Adam with learning
+//! rate 3e-4, batch 32, plain cross-entropy, constant learning rate, no
+//! weight average. The recipe levers of "a rule that segments" (class
+//! weights, a Dice term, a zero-initialised update layer, a learning-rate
+//! schedule, an EMA of the weights, a full-unroll curriculum) default to
+//! off.
+//!
+//! Stored (checkpoints, model metadata) as one flat JSON object: the parts
+//! are `#[serde(flatten)]`, so the keys are the fields' own names and a
+//! config stored before the split reads unchanged.
 
+use ca_core::ErrorShapes;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamConfig;
 use crate::error::{Result, SchedError};
+use crate::loss::LossConfig;
+use crate::schedule::LrScheduleConfig;
+use crate::unroll::{CurriculumConfig, UnrollConfig};
 
-/// Optional treatment of each gradient before the Adam update.
+/// What [`crate::Trainer::new`] does to a fresh model's weights before the
+/// first step (flat in a stored [`TrainConfig`]). `Default`: nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GradNorm {
-    /// Gradients as they are.
-    None,
-    /// Each tensor's gradient divided by its L2 norm (plus 1e-8), as in
-    /// the neural-CA literature: every tensor moves at the pace Adam sets,
-    /// whatever the scale of its gradient.
-    PerTensor,
-    /// Each tensor's gradient scaled down to at most this L2 norm.
-    Clip(f64),
+// Fields missing from an older stored config take the defaults.
+#[serde(default)]
+pub struct InitConfig {
+    /// Set the update layer (`update.*`) to zero, so that a fresh rule
+    /// starts from "no change".
+    pub zero_update_init: bool,
+    /// The reset gate's initial bias; `None` keeps the rule's own
+    /// ([`ca_core::RESET_BIAS_INIT`]).
+    pub reset_bias_init: Option<f64>,
+    /// Factors on the perception layer's initial weights that read the
+    /// state (`[0]`) and the image (`[1]`) (the first layer: `perceive` of
+    /// a 3x3 rule, `pointwise` of a depthwise one); `[1, 1]` keeps the
+    /// rule's own.
+    pub perception_init_scale: [f64; 2],
 }
 
-impl std::str::FromStr for GradNorm {
-    type Err = String;
-    /// `none`, `per-tensor` or `clip:MAX` (the norm is checked by
-    /// [`TrainConfig::validate`]).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "none" => Ok(GradNorm::None),
-            "per-tensor" => Ok(GradNorm::PerTensor),
-            _ => match s.strip_prefix("clip:").map(str::parse::<f64>) {
-                Some(Ok(c)) => Ok(GradNorm::Clip(c)),
-                _ => Err(format!(
-                    "unknown gradient treatment '{s}' (none, per-tensor or clip:MAX)"
-                )),
-            },
+impl Default for InitConfig {
+    fn default() -> Self {
+        InitConfig {
+            zero_update_init: false,
+            reset_bias_init: None,
+            perception_init_scale: [1.0, 1.0],
         }
     }
 }
 
-/// How the learning rate moves over a run, after the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LrSchedule {
-    /// The base rate throughout.
-    Constant,
-    /// Half a cosine from the base rate at progress 0 to `lr_floor` times
-    /// it at progress 1.
-    Cosine,
-    /// Piecewise constant: `drops` equal drops (geometric) at progress
-    /// `1/(drops+1), 2/(drops+1), ...`, the last one reaching `lr_floor`.
-    Step {
-        /// Number of drops (at least 1).
-        drops: u32,
-    },
-}
-
-impl std::str::FromStr for LrSchedule {
-    type Err = String;
-    /// `constant`, `cosine` or `step:N` (`N` is checked by
-    /// [`TrainConfig::validate`]).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "constant" => Ok(LrSchedule::Constant),
-            "cosine" => Ok(LrSchedule::Cosine),
-            _ => match s.strip_prefix("step:").map(str::parse::<u32>) {
-                Some(Ok(drops)) => Ok(LrSchedule::Step { drops }),
-                _ => Err(format!(
-                    "unknown schedule '{s}' (constant, cosine or step:N)"
-                )),
-            },
+impl InitConfig {
+    /// Checks every field; the error names it.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(b) = self.reset_bias_init {
+            if !b.is_finite() {
+                return Err(SchedError::invalid("reset_bias_init", b, "must be finite"));
+            }
         }
+        let [state_scale, image_scale] = self.perception_init_scale;
+        if !(state_scale.is_finite()
+            && image_scale.is_finite()
+            && state_scale >= 0.0
+            && image_scale >= 0.0)
+        {
+            return Err(SchedError::invalid(
+                "perception_init_scale",
+                format!("{state_scale},{image_scale}"),
+                "both factors must be finite and at least 0",
+            ));
+        }
+        Ok(())
     }
 }
 
-/// The training schedule.
+/// The training settings, one part per job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // Fields missing from an older checkpoint's stored config take the paper's
 // values (every lever off), so old runs resume as they were.
 #[serde(default)]
 pub struct TrainConfig {
-    /// Slots trained per optimizer step.
-    pub batch: usize,
-    /// Slots in the pool (at least `batch`); each step trains a random
-    /// `batch` of them.
-    pub pool_size: usize,
-    /// `K`: CA steps per optimizer step, back-propagated through.
-    pub mini_unroll: usize,
-    /// `T`: the target number of steps; the loss counts steps at which a
-    /// slot's age is at least `T0 = T / 3`.
-    pub target: usize,
-    /// `p_i`: probability that a slot's image is replaced at least once
-    /// within `T / K` mini-unrolls.
-    pub p_image: f64,
-    /// `p_s`: the same for a slot's state (reset to fresh `N(0, I)` noise).
-    pub p_state: f64,
-    /// The "full unroll" baseline: every optimizer step starts fresh states
-    /// on fresh images and unrolls `T` steps (`mini_unroll` is ignored).
-    pub full_unroll: bool,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Adam `beta1`.
-    pub beta1: f64,
-    /// Adam `beta2`.
-    pub beta2: f64,
-    /// Adam `epsilon`.
-    pub epsilon: f64,
-    /// Gradient treatment before Adam.
-    pub grad_norm: GradNorm,
-    /// Non-finite losses in a row after which training stops.
-    pub max_bad_steps: usize,
-    /// Seed of every random draw of training.
-    pub seed: u64,
-    /// Weights of the classes `[background, object, boundary]` in the
-    /// cross-entropy (a weighted mean over the pixels); `None`: all 1.
-    pub class_weights: Option<Vec<f64>>,
-    /// Weight of the soft Dice term (`1 - Dice` of the softmax against the
-    /// one-hot labels, averaged over the classes) added to the
-    /// cross-entropy; 0 leaves it out.
-    pub dice_weight: f64,
-    /// Whether [`crate::Trainer::new`] sets the update layer (`update.*`)
-    /// to zero, so that a fresh rule starts from "no change".
-    pub zero_update_init: bool,
-    /// The reset gate's initial bias set by [`crate::Trainer::new`]; `None`
-    /// keeps the rule's own ([`ca_core::RESET_BIAS_INIT`]).
-    pub reset_bias_init: Option<f64>,
-    /// The learning-rate schedule over the run's progress (see
+    /// Batch, pool, `K`, `T` and the reset probabilities.
+    #[serde(flatten)]
+    pub unroll: UnrollConfig,
+    /// The full-unroll part before the pool phase.
+    #[serde(flatten)]
+    pub curriculum: CurriculumConfig,
+    /// Adam: the base learning rate, betas, epsilon, gradient treatment.
+    #[serde(flatten)]
+    pub optimizer: AdamConfig,
+    /// The factor on the base rate over the run (see
     /// [`crate::Trainer::set_progress`]).
-    pub lr_schedule: LrSchedule,
-    /// Optimizer steps of linear warm-up from `learning_rate / warmup_steps`
-    /// to the scheduled rate; 0: none.
-    pub warmup_steps: u64,
-    /// The scheduled rate at the end of the run, as a fraction of
-    /// `learning_rate`, in [0, 1].
-    pub lr_floor: f64,
-    /// Decay of an exponential moving average of the trainable weights,
-    /// used for evaluation and saved models; `None`: no average. The
-    /// effective decay of update `n` is `min(decay, (1 + n) / (10 + n))`,
-    /// so that a short run's average is not dominated by its start.
-    pub ema_decay: Option<f64>,
-    /// Curriculum: the fraction of the run's progress trained in full-unroll
-    /// mode (fresh states and images, unroll `T`) before the pool phase.
-    pub full_unroll_fraction: f64,
-    /// Factors on the perception layer's initial weights that read the
-    /// state (`[0]`) and the image (`[1]`), applied by
-    /// [`crate::Trainer::new`] (the first layer: `perceive` of a 3x3 rule,
-    /// `pointwise` of a depthwise one); `[1, 1]` keeps the rule's own.
-    pub perception_init_scale: [f64; 2],
+    #[serde(flatten)]
+    pub lr_schedule: LrScheduleConfig,
+    /// Class weights and the Dice term.
+    #[serde(flatten)]
+    pub loss: LossConfig,
+    /// What is done to a fresh model's weights before the first step.
+    #[serde(flatten)]
+    pub init: InitConfig,
     /// Factor on the learning rate of the perception layer's parameters
     /// (`perceive.*`, or `depthwise.*` and `pointwise.*`); 1: the same rate
     /// as the rest.
@@ -160,135 +109,58 @@ pub struct TrainConfig {
     /// learned `[H, C, 4]` (see [`crate::FixedFilters`]); conv3x3 rules
     /// only. The saved rule is a plain conv3x3 one (the mix folded in).
     pub fixed_filters: bool,
+    /// Decay of an exponential moving average of the trainable weights,
+    /// used for evaluation and saved models; `None`: no average. The
+    /// effective decay of update `n` is `min(decay, (1 + n) / (10 + n))`,
+    /// so that a short run's average is not dominated by its start.
+    pub ema_decay: Option<f64>,
+    /// Non-finite losses in a row after which training stops.
+    pub max_bad_steps: usize,
+    /// Seed of every random draw of training.
+    pub seed: u64,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            batch: 32,
-            pool_size: 32,
-            mini_unroll: 10,
-            target: 40,
-            p_image: 0.5,
-            p_state: 0.5,
-            full_unroll: false,
-            learning_rate: 3e-4,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            grad_norm: GradNorm::PerTensor,
-            max_bad_steps: 5,
-            seed: 0,
-            class_weights: None,
-            dice_weight: 0.0,
-            zero_update_init: false,
-            reset_bias_init: None,
-            lr_schedule: LrSchedule::Constant,
-            warmup_steps: 0,
-            lr_floor: 1.0,
-            ema_decay: None,
-            full_unroll_fraction: 0.0,
-            perception_init_scale: [1.0, 1.0],
+            unroll: UnrollConfig::default(),
+            curriculum: CurriculumConfig::default(),
+            optimizer: AdamConfig::default(),
+            lr_schedule: LrScheduleConfig::default(),
+            loss: LossConfig::default(),
+            init: InitConfig::default(),
             perception_lr_scale: 1.0,
             fixed_filters: false,
+            ema_decay: None,
+            max_bad_steps: 5,
+            seed: 0,
         }
     }
-}
-
-fn invalid(field: &'static str, value: impl ToString, reason: &str) -> SchedError {
-    SchedError::InvalidConfig(ca_core::InvalidValue {
-        name: field,
-        value: value.to_string(),
-        reason: reason.to_string(),
-    })
 }
 
 impl TrainConfig {
-    /// The optimizer's settings: the learning rate before its schedule, the
-    /// betas, epsilon and the gradient treatment.
-    pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            learning_rate: self.learning_rate,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            epsilon: self.epsilon,
-            grad_norm: self.grad_norm,
-        }
-    }
-
-    /// Checks every field; the error names the field.
+    /// Checks every field, part by part; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        self.validate_pool_and_unroll()?;
-        self.validate_optimizer()?;
-        self.validate_loss_and_init()
-    }
-
-    /// Batch, pool, target, unroll lengths and reset probabilities.
-    fn validate_pool_and_unroll(&self) -> Result<()> {
-        if self.batch == 0 {
-            return Err(invalid("batch", self.batch, "must be at least 1"));
-        }
-        if self.pool_size < self.batch {
-            return Err(invalid(
-                "pool_size",
-                self.pool_size,
-                &format!("must be at least the batch size ({})", self.batch),
-            ));
-        }
-        if self.target == 0 {
-            return Err(invalid("target", self.target, "must be at least 1"));
-        }
-        if !self.full_unroll && (self.mini_unroll == 0 || self.mini_unroll > self.target) {
-            return Err(invalid(
-                "mini_unroll",
-                self.mini_unroll,
-                &format!("must be between 1 and the target ({})", self.target),
-            ));
-        }
-        for (field, p) in [("p_image", self.p_image), ("p_state", self.p_state)] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(invalid(field, p, "must lie in [0, 1]"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.full_unroll_fraction) {
-            return Err(invalid(
-                "full_unroll_fraction",
-                self.full_unroll_fraction,
-                "must lie in [0, 1]",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Adam, gradient normalisation, the learning-rate schedule, the EMA
-    /// and the perception's learning-rate factor.
-    fn validate_optimizer(&self) -> Result<()> {
-        self.adam().validate()?;
-        if let GradNorm::Clip(c) = self.grad_norm {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(invalid(
-                    "grad_norm",
-                    format!("clip:{c}"),
-                    "the clip norm must be positive",
-                ));
-            }
-        }
+        self.unroll.validate()?;
+        self.curriculum.validate()?;
+        self.optimizer.validate()?;
+        self.lr_schedule.validate()?;
+        self.loss.validate()?;
+        self.init.validate()?;
         if self.max_bad_steps == 0 {
-            return Err(invalid("max_bad_steps", 0, "must be at least 1"));
-        }
-        if let LrSchedule::Step { drops: 0 } = self.lr_schedule {
-            return Err(invalid("lr_schedule", "step:0", "needs at least one drop"));
-        }
-        if !(0.0..=1.0).contains(&self.lr_floor) {
-            return Err(invalid("lr_floor", self.lr_floor, "must lie in [0, 1]"));
+            return Err(SchedError::invalid(
+                "max_bad_steps",
+                0,
+                "must be at least 1",
+            ));
         }
         if let Some(d) = self.ema_decay {
             if !(0.0..1.0).contains(&d) {
-                return Err(invalid("ema_decay", d, "must lie in [0, 1)"));
+                return Err(SchedError::invalid("ema_decay", d, "must lie in [0, 1)"));
             }
         }
         if !(self.perception_lr_scale > 0.0 && self.perception_lr_scale.is_finite()) {
-            return Err(invalid(
+            return Err(SchedError::invalid(
                 "perception_lr_scale",
                 self.perception_lr_scale,
                 "must be positive and finite",
@@ -297,144 +169,36 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Class weights, the Dice weight and the initialisation factors.
-    fn validate_loss_and_init(&self) -> Result<()> {
-        if let Some(w) = &self.class_weights {
-            if w.is_empty()
-                || w.iter().any(|x| !(x.is_finite() && *x >= 0.0))
-                || w.iter().all(|&x| x == 0.0)
-            {
-                return Err(invalid(
-                    "class_weights",
-                    format!("{w:?}"),
-                    "must be finite, non-negative and not all zero",
-                ));
-            }
-        }
-        if !(self.dice_weight.is_finite() && self.dice_weight >= 0.0) {
-            return Err(invalid(
-                "dice_weight",
-                self.dice_weight,
-                "must be finite and non-negative",
-            ));
-        }
-        if let Some(b) = self.reset_bias_init {
-            if !b.is_finite() {
-                return Err(invalid("reset_bias_init", b, "must be finite"));
-            }
-        }
-        let [state_scale, image_scale] = self.perception_init_scale;
-        if !(state_scale.is_finite()
-            && image_scale.is_finite()
-            && state_scale >= 0.0
-            && image_scale >= 0.0)
-        {
-            return Err(invalid(
-                "perception_init_scale",
-                format!("{state_scale},{image_scale}"),
-                "both factors must be finite and at least 0",
-            ));
-        }
-        Ok(())
-    }
-
     /// Whether an optimizer step at run progress `progress` (in [0, 1])
     /// is a full unroll: always in `full_unroll` mode, and during the
-    /// curriculum's first `full_unroll_fraction` of the run.
+    /// curriculum's first part of the run.
     pub fn full_unroll_at(&self, progress: f64) -> bool {
-        self.full_unroll || progress < self.full_unroll_fraction
+        self.unroll.full_unroll || self.curriculum.full_unroll_at(progress)
     }
 
     /// The learning rate of optimizer step `step` (0-based) at run progress
-    /// `progress` in [0, 1]: the warm-up ramp times the schedule's factor.
+    /// `progress` in [0, 1]: the optimizer's base rate times the schedule's
+    /// factor.
     pub fn learning_rate_at(&self, step: u64, progress: f64) -> f64 {
-        let p = progress.clamp(0.0, 1.0);
-        let floor = self.lr_floor;
-        let factor = match self.lr_schedule {
-            LrSchedule::Constant => 1.0,
-            LrSchedule::Cosine => {
-                floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
-            }
-            LrSchedule::Step { drops } => {
-                let passed = ((p * f64::from(drops + 1)).floor() as u32).min(drops);
-                floor.powf(f64::from(passed) / f64::from(drops))
-            }
-        };
-        let warm = if self.warmup_steps > 0 && step < self.warmup_steps {
-            (step + 1) as f64 / self.warmup_steps as f64
-        } else {
-            1.0
-        };
-        self.learning_rate * factor * warm
+        self.optimizer.learning_rate * self.lr_schedule.factor(step, progress)
     }
-
-    /// CA steps per optimizer step: `K`, or `T` for the full unroll.
-    pub fn unroll(&self) -> usize {
-        self.unroll_for(self.full_unroll)
-    }
-
-    /// CA steps of an optimizer step that is (or is not) a full unroll.
-    pub fn unroll_for(&self, full_unroll: bool) -> usize {
-        if full_unroll {
-            self.target
-        } else {
-            self.mini_unroll
-        }
-    }
-
-    /// `T0 = T / 3` (integer division): the first age at which the loss counts.
-    pub fn loss_start(&self) -> usize {
-        self.target / 3
-    }
-
-    /// Per-mini-unroll reset probability of the image, see [`reset_probability`].
-    pub fn image_reset_prob(&self) -> f64 {
-        if self.full_unroll {
-            1.0
-        } else {
-            reset_probability(self.p_image, self.mini_unroll, self.target)
-        }
-    }
-
-    /// Per-mini-unroll reset probability of the state, see [`reset_probability`].
-    pub fn state_reset_prob(&self) -> f64 {
-        if self.full_unroll {
-            1.0
-        } else {
-            reset_probability(self.p_state, self.mini_unroll, self.target)
-        }
-    }
-}
-
-/// The per-mini-unroll reset probability `r = 1 - (1 - p)^(K/T)`: with
-/// independent resets after each of the `T / K` mini-unrolls that make up
-/// the target, the chance of at least one reset is `1 - (1 - r)^(T/K) = p`.
-/// (The paper writes `p^(K/T)`: the same rule read as the chance of keeping.)
-pub fn reset_probability(p: f64, mini_unroll: usize, target: usize) -> f64 {
-    1.0 - (1.0 - p).powf(mini_unroll as f64 / target as f64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adam::GradNorm;
+    use crate::schedule::LrSchedule;
 
     #[test]
     fn defaults_follow_the_paper_and_validate() {
         let c = TrainConfig::default();
-        assert_eq!((c.mini_unroll, c.target, c.batch), (10, 40, 32));
-        assert_eq!((c.p_image, c.p_state, c.learning_rate), (0.5, 0.5, 3e-4));
-        assert_eq!(c.loss_start(), 13);
+        let u = c.unroll;
+        assert_eq!((u.mini_unroll, u.target, u.batch), (10, 40, 32));
+        assert_eq!((u.p_image, u.p_state), (0.5, 0.5));
+        assert_eq!(c.optimizer.learning_rate, 3e-4);
+        assert_eq!(u.loss_start(), 13);
         c.validate().unwrap();
-    }
-
-    #[test]
-    fn reset_probability_composes_to_p_over_the_target() {
-        for (p, k, t) in [(0.5, 10, 40), (0.3, 5, 40), (0.9, 1, 7), (0.5, 40, 40)] {
-            let r = reset_probability(p, k, t);
-            let within_target = 1.0 - (1.0 - r).powf(t as f64 / k as f64);
-            assert!((within_target - p).abs() < 1e-12);
-        }
-        assert!((reset_probability(0.5, 10, 40) - 0.159_103_584).abs() < 1e-8);
     }
 
     #[test]
@@ -445,105 +209,145 @@ mod tests {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.contains(field), "{msg}");
         };
-        bad(|c| c.batch = 0, "batch");
-        bad(|c| c.mini_unroll = 41, "mini_unroll");
-        bad(|c| c.mini_unroll = 0, "mini_unroll");
-        bad(|c| c.target = 0, "target");
-        bad(|c| c.pool_size = 3, "pool_size");
-        bad(|c| c.p_state = 1.5, "p_state");
-        bad(|c| c.learning_rate = -1.0, "learning_rate");
-        bad(|c| c.grad_norm = GradNorm::Clip(0.0), "grad_norm");
+        bad(|c| c.unroll.batch = 0, "batch");
+        bad(|c| c.unroll.mini_unroll = 41, "mini_unroll");
+        bad(|c| c.unroll.mini_unroll = 0, "mini_unroll");
+        bad(|c| c.unroll.target = 0, "target");
+        bad(|c| c.unroll.pool_size = 3, "pool_size");
+        bad(|c| c.unroll.p_state = 1.5, "p_state");
+        bad(|c| c.optimizer.learning_rate = -1.0, "learning_rate");
+        bad(|c| c.optimizer.grad_norm = GradNorm::Clip(0.0), "grad_norm");
         bad(
-            |c| c.class_weights = Some(vec![1.0, -1.0, 3.0]),
+            |c| c.loss.class_weights = Some(vec![1.0, -1.0, 3.0]),
             "class_weights",
         );
         bad(
-            |c| c.class_weights = Some(vec![0.0, 0.0, 0.0]),
+            |c| c.loss.class_weights = Some(vec![0.0, 0.0, 0.0]),
             "class_weights",
         );
-        bad(|c| c.dice_weight = f64::NAN, "dice_weight");
-        bad(|c| c.lr_floor = 1.5, "lr_floor");
+        bad(|c| c.loss.dice_weight = f64::NAN, "dice_weight");
+        bad(|c| c.lr_schedule.floor = 1.5, "lr_floor");
         bad(
-            |c| c.lr_schedule = LrSchedule::Step { drops: 0 },
+            |c| c.lr_schedule.shape = LrSchedule::Step { drops: 0 },
             "lr_schedule",
         );
         bad(|c| c.ema_decay = Some(1.0), "ema_decay");
-        bad(|c| c.full_unroll_fraction = -0.1, "full_unroll_fraction");
         bad(
-            |c| c.perception_init_scale = [1.0, -1.0],
+            |c| c.curriculum.full_unroll_fraction = -0.1,
+            "full_unroll_fraction",
+        );
+        bad(
+            |c| c.init.perception_init_scale = [1.0, -1.0],
             "perception_init_scale",
         );
         bad(
-            |c| c.perception_init_scale = [f64::NAN, 1.0],
+            |c| c.init.perception_init_scale = [f64::NAN, 1.0],
             "perception_init_scale",
         );
         bad(|c| c.perception_lr_scale = 0.0, "perception_lr_scale");
         bad(
-            |c| c.reset_bias_init = Some(f64::INFINITY),
+            |c| c.init.reset_bias_init = Some(f64::INFINITY),
             "reset_bias_init",
         );
+        bad(|c| c.max_bad_steps = 0, "max_bad_steps");
     }
 
     #[test]
-    fn schedules_start_at_the_rate_and_end_at_their_floor() {
-        for schedule in [LrSchedule::Cosine, LrSchedule::Step { drops: 2 }] {
-            let c = TrainConfig {
+    fn the_rate_is_the_base_rate_times_the_schedule() {
+        let c = TrainConfig {
+            optimizer: AdamConfig {
                 learning_rate: 2e-3,
-                lr_schedule: schedule,
-                lr_floor: 0.05,
-                ..TrainConfig::default()
-            };
-            assert!(
-                (c.learning_rate_at(100, 0.0) - 2e-3).abs() < 1e-15,
-                "{schedule:?}"
-            );
-            assert!(
-                (c.learning_rate_at(100, 1.0) - 1e-4).abs() < 1e-12,
-                "{schedule:?}"
-            );
-            // Never rises, never goes below the floor.
-            let mut last = f64::INFINITY;
-            for i in 0..=100 {
-                let lr = c.learning_rate_at(100, i as f64 / 100.0);
-                assert!(
-                    lr <= last + 1e-18 && lr >= 1e-4 - 1e-12,
-                    "{schedule:?} at {i}: {lr}"
-                );
-                last = lr;
-            }
-        }
-        let step = TrainConfig {
-            learning_rate: 1.0,
-            lr_schedule: LrSchedule::Step { drops: 2 },
-            lr_floor: 0.01,
+                ..AdamConfig::default()
+            },
+            lr_schedule: LrScheduleConfig {
+                shape: LrSchedule::Cosine,
+                warmup_steps: 0,
+                floor: 0.05,
+            },
             ..TrainConfig::default()
         };
-        assert!((step.learning_rate_at(0, 0.5) - 0.1).abs() < 1e-12);
-        let constant = TrainConfig::default();
-        assert_eq!(constant.learning_rate_at(0, 1.0), constant.learning_rate);
+        assert!((c.learning_rate_at(100, 0.0) - 2e-3).abs() < 1e-15);
+        assert!((c.learning_rate_at(100, 1.0) - 1e-4).abs() < 1e-12);
     }
 
     #[test]
-    fn warmup_ramps_linearly_to_the_rate() {
-        let c = TrainConfig {
-            learning_rate: 1.0,
-            warmup_steps: 4,
-            ..TrainConfig::default()
-        };
-        let ramp: Vec<f64> = (0..6).map(|s| c.learning_rate_at(s, 0.0)).collect();
-        assert_eq!(ramp, [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+    fn curriculum_and_full_unroll_combine() {
+        let mut c = TrainConfig::default();
+        c.curriculum.full_unroll_fraction = 0.25;
+        assert!(c.full_unroll_at(0.1) && !c.full_unroll_at(0.5));
+        c.unroll.full_unroll = true;
+        assert!(c.full_unroll_at(0.5));
+    }
+
+    /// The keys a config was stored with before the split into parts
+    /// (checkpoints of earlier runs hold them, flat).
+    const FLAT_KEYS: [&str; 26] = [
+        "batch",
+        "pool_size",
+        "mini_unroll",
+        "target",
+        "p_image",
+        "p_state",
+        "full_unroll",
+        "learning_rate",
+        "beta1",
+        "beta2",
+        "epsilon",
+        "grad_norm",
+        "max_bad_steps",
+        "seed",
+        "class_weights",
+        "dice_weight",
+        "zero_update_init",
+        "reset_bias_init",
+        "lr_schedule",
+        "warmup_steps",
+        "lr_floor",
+        "ema_decay",
+        "full_unroll_fraction",
+        "perception_init_scale",
+        "perception_lr_scale",
+        "fixed_filters",
+    ];
+
+    #[test]
+    fn it_is_stored_flat_with_the_keys_of_before_the_split() {
+        let stored = serde_json::to_value(TrainConfig::default()).unwrap();
+        let mut keys: Vec<&str> = stored
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        let mut expected = FLAT_KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
     }
 
     #[test]
-    fn curriculum_is_full_unroll_for_its_fraction() {
-        let c = TrainConfig {
-            full_unroll_fraction: 0.25,
-            ..TrainConfig::default()
-        };
-        assert!(c.full_unroll_at(0.0) && c.full_unroll_at(0.24));
-        assert!(!c.full_unroll_at(0.25) && !c.full_unroll_at(1.0));
-        assert_eq!(c.unroll_for(true), c.target);
-        assert_eq!(c.unroll_for(false), c.mini_unroll);
+    fn a_config_stored_before_the_split_reads_field_by_field() {
+        // Written as the pre-split struct wrote it (one flat object).
+        let old = r#"{"batch":8,"pool_size":16,"mini_unroll":10,"target":40,"p_image":0.5,
+            "p_state":0.5,"full_unroll":false,"learning_rate":0.002,"beta1":0.9,"beta2":0.999,
+            "epsilon":1e-8,"grad_norm":"per_tensor","max_bad_steps":5,"seed":3,
+            "class_weights":[0.7,1.0,3.0],"dice_weight":1.0,"zero_update_init":true,
+            "reset_bias_init":null,"lr_schedule":"cosine","warmup_steps":20,"lr_floor":0.05,
+            "ema_decay":0.99,"full_unroll_fraction":0.0,"perception_init_scale":[1.0,1.0],
+            "perception_lr_scale":1.0,"fixed_filters":true}"#;
+        let c: TrainConfig = serde_json::from_str(old).unwrap();
+        assert_eq!((c.unroll.batch, c.unroll.pool_size, c.seed), (8, 16, 3));
+        assert_eq!(c.optimizer.learning_rate, 0.002);
+        assert_eq!(c.lr_schedule.shape, LrSchedule::Cosine);
+        assert_eq!(
+            (c.lr_schedule.warmup_steps, c.lr_schedule.floor),
+            (20, 0.05)
+        );
+        assert_eq!(c.loss.class_weights, Some(vec![0.7, 1.0, 3.0]));
+        assert!(c.init.zero_update_init && c.fixed_filters);
+        assert_eq!(c.ema_decay, Some(0.99));
+        let again: TrainConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
     }
 
     #[test]

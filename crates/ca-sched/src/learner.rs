@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ca_core::ErrorShapes;
 use candle_core::{Device, Tensor};
 
 use crate::config::TrainConfig;
@@ -16,7 +17,7 @@ use crate::eval::{evaluate_iou, IouTable};
 use crate::metrics::{IouByStep, MetricsLog, StepRecord};
 use crate::model::{TrainData, Trainable};
 use crate::saved::save_model;
-use crate::trainer::{StepReport, Trainer};
+use crate::trainer::{StepReport, TimeSpent, Trainer};
 
 /// How long to train, and what to do along the way.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,13 +121,8 @@ impl Default for LearnerConfig {
 impl LearnerConfig {
     /// Checks every field; the error names it and its value.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &'static str, value: String, reason: &str| {
-            Err(SchedError::InvalidConfig(ca_core::InvalidValue {
-                name: field,
-                value,
-                reason: reason.into(),
-            }))
-        };
+        let invalid =
+            |field, value: String, reason: &str| Err(SchedError::invalid(field, value, reason));
         if self.max_steps == 0 {
             return invalid("max_steps", "0".into(), "must be at least 1");
         }
@@ -201,10 +197,11 @@ pub struct FitSummary {
     pub stop: Stop,
     /// Optimizer steps in all (a resumed run's earlier ones included).
     pub steps: u64,
-    /// Wall-clock seconds this call trained.
+    /// Wall-clock seconds of training in all (a resumed run's earlier
+    /// ones included).
     pub seconds: f64,
-    /// CPU seconds this process used while training (`NaN` where the
-    /// system does not report it).
+    /// CPU seconds of training in all, a resumed run's earlier ones
+    /// included (`NaN` where the system does not report it).
     pub cpu_seconds: f64,
 }
 
@@ -226,7 +223,7 @@ impl TrainData for Prefix<'_> {
 ///
 /// ```
 /// # use ca_core::{CellConfig, CellRule};
-/// # use ca_sched::{Learner, LearnerConfig, TrainConfig, TrainData};
+/// # use ca_sched::{Learner, LearnerConfig, TrainConfig, TrainData, UnrollConfig};
 /// # use candle_core::{Device, Tensor};
 /// # struct Flat;
 /// # impl TrainData for Flat {
@@ -240,7 +237,8 @@ impl TrainData for Prefix<'_> {
 /// # fn main() -> ca_sched::Result<()> {
 /// let config = CellConfig { state_channels: 8, hidden_channels: 8, ..CellConfig::default() };
 /// let rule = CellRule::new(config, 0, &Device::Cpu)?;
-/// let schedule = TrainConfig { batch: 2, pool_size: 4, target: 4, mini_unroll: 2, ..TrainConfig::default() };
+/// let unroll = UnrollConfig { batch: 2, pool_size: 4, target: 4, mini_unroll: 2, ..UnrollConfig::default() };
+/// let schedule = TrainConfig { unroll, ..TrainConfig::default() };
 /// let settings = LearnerConfig { max_steps: 3, eval_every: 0, ..LearnerConfig::default() };
 /// let mut learner = Learner::new(rule, schedule, &Flat, settings)?;
 /// let summary = learner.fit(|_| {})?;
@@ -330,6 +328,16 @@ impl<'d, M: Trainable> Learner<'d, M> {
         self
     }
 
+    /// The same run with its time budgets counted from zero again: a
+    /// warm restart of the learning-rate schedule (as in SGDR) for a
+    /// resumed run, whose weights, optimizer moments, pool and step count
+    /// go on. The step budget still counts every step, so the schedule
+    /// restarts when the time budgets are the tightest limit.
+    pub fn restart_schedule(mut self) -> Self {
+        self.trainer.set_time_spent(TimeSpent::default());
+        self
+    }
+
     /// The trainer (model, schedule, step count).
     pub fn trainer(&self) -> &Trainer<M> {
         &self.trainer
@@ -376,20 +384,28 @@ impl<'d, M: Trainable> Learner<'d, M> {
     /// Trains until a stop condition, calling `on_step` after every step;
     /// writes the checkpoint and the model file at the end. The learning
     /// rate schedule runs over the budget: its progress is the furthest
-    /// of steps, wall time and CPU time (time budgets count afresh in a
-    /// resumed run).
+    /// of steps, wall time and CPU time. Steps and times count the whole
+    /// run: a resumed run goes on from the step and the time its
+    /// checkpoint recorded ([`Trainer::time_spent`]), so a run stopped
+    /// and resumed with the same flags trains as long, on the same
+    /// schedule, as one that was never stopped.
     pub fn fit(&mut self, mut on_step: impl FnMut(&StepEvent)) -> Result<FitSummary> {
         let started = Instant::now();
         let cpu_at_start = process_cpu_seconds();
-        let cpu_used = || match (cpu_at_start, process_cpu_seconds()) {
-            (Some(c0), Some(c)) => c - c0,
-            _ => f64::NAN,
+        let before = self.trainer.time_spent();
+        let spent = move || TimeSpent {
+            wall_seconds: before.wall_seconds + started.elapsed().as_secs_f64(),
+            cpu_seconds: before.cpu_seconds
+                + match (cpu_at_start, process_cpu_seconds()) {
+                    (Some(c0), Some(c)) => c - c0,
+                    _ => f64::NAN,
+                },
         };
         let cfg = self.config.clone();
         let stop = loop {
             let step = self.trainer.step_count();
-            let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_used());
-            match cfg.budget_used(step, wall, cpu) {
+            let now = spent();
+            match cfg.budget_used(step, now.wall_seconds, now.cpu_seconds) {
                 Err(stop) => break stop,
                 Ok(progress) => self.trainer.set_progress(progress),
             }
@@ -398,12 +414,14 @@ impl<'d, M: Trainable> Learner<'d, M> {
             let report = self.trainer.train_step(self.train)?;
             let seconds = step_start.elapsed().as_secs_f64();
             let step = self.trainer.step_count();
+            let now = spent();
+            self.trainer.set_time_spent(now);
             let mut record = StepRecord {
                 step,
                 loss: report.loss.map(f64::from),
                 seconds,
-                elapsed: started.elapsed().as_secs_f64(),
-                cpu_seconds: cpu_used(),
+                elapsed: now.wall_seconds,
+                cpu_seconds: now.cpu_seconds,
                 lr: report.learning_rate,
                 full_unroll: report.full_unroll,
                 reset_gate_mean: None,
@@ -439,11 +457,12 @@ impl<'d, M: Trainable> Learner<'d, M> {
             });
         };
         self.save()?;
+        let total = spent();
         Ok(FitSummary {
             stop,
             steps: self.trainer.step_count(),
-            seconds: started.elapsed().as_secs_f64(),
-            cpu_seconds: cpu_used(),
+            seconds: total.wall_seconds,
+            cpu_seconds: total.cpu_seconds,
         })
     }
 }

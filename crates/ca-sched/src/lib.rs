@@ -30,11 +30,13 @@ mod metrics;
 mod model;
 mod pool;
 mod saved;
+mod schedule;
 mod trainer;
+mod unroll;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{Adam, AdamConfig, GradNorm};
 pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
-pub use config::{reset_probability, GradNorm, LrSchedule, TrainConfig};
+pub use config::{InitConfig, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
 pub use error::{Result, SchedError};
@@ -46,7 +48,7 @@ pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
     final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,
 };
-pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossTargets};
+pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossConfig, LossTargets};
 pub use metrics::{
     read_metrics_file, FinalRecord, IouByStep, MetricsLog, MetricsRecord, StepRecord,
 };
@@ -56,4 +58,6 @@ pub use saved::{
     load_model, model_from_metadata, save_model, AnyModel, DEFAULT_STATE_SIZE, IMAGE_SIZE_KEY,
     LEGACY_IMAGE_SIZE_KEY,
 };
-pub use trainer::{StepReport, Trainer};
+pub use schedule::{LrSchedule, LrScheduleConfig};
+pub use trainer::{StepReport, TimeSpent, Trainer};
+pub use unroll::{reset_probability, CurriculumConfig, UnrollConfig};

@@ -1,9 +1,52 @@
 //! The training losses: the per-pixel cross-entropy of the paper (section
 //! 3.1), optionally class-weighted, plus an optional soft Dice term.
 
+use ca_core::ErrorShapes;
 use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SchedError};
+
+/// The training loss's settings (flat in a stored [`crate::TrainConfig`]).
+/// `Default` is the paper's plain cross-entropy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+// Fields missing from an older stored config take the defaults.
+#[serde(default)]
+pub struct LossConfig {
+    /// Weights of the classes `[background, object, boundary]` in the
+    /// cross-entropy (a weighted mean over the pixels); `None`: all 1.
+    pub class_weights: Option<Vec<f64>>,
+    /// Weight of the soft Dice term (`1 - Dice` of the softmax against the
+    /// one-hot labels, averaged over the classes) added to the
+    /// cross-entropy; 0 leaves it out.
+    pub dice_weight: f64,
+}
+
+impl LossConfig {
+    /// Checks both fields; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(w) = &self.class_weights {
+            if w.is_empty()
+                || w.iter().any(|x| !(x.is_finite() && *x >= 0.0))
+                || w.iter().all(|&x| x == 0.0)
+            {
+                return Err(SchedError::invalid(
+                    "class_weights",
+                    format!("{w:?}"),
+                    "must be finite, non-negative and not all zero",
+                ));
+            }
+        }
+        if !(self.dice_weight.is_finite() && self.dice_weight >= 0.0) {
+            return Err(SchedError::invalid(
+                "dice_weight",
+                self.dice_weight,
+                "must be finite and non-negative",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Smoothing of the soft Dice ratio: `(2 |p y| + 1) / (|p| + |y| + 1)`,
 /// so that a class absent from both prediction and labels scores 1.

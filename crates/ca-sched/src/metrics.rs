@@ -98,9 +98,11 @@ pub struct StepRecord {
     pub loss: Option<f64>,
     /// Wall-clock seconds of this step.
     pub seconds: f64,
-    /// Wall-clock seconds since the fit started.
+    /// Wall-clock seconds of training so far (a resumed run's earlier
+    /// ones included).
     pub elapsed: f64,
-    /// CPU seconds of the process so far.
+    /// CPU seconds of training so far (a resumed run's earlier ones
+    /// included).
     pub cpu_seconds: f64,
     /// The learning rate of this step.
     pub lr: f64,
@@ -123,9 +125,11 @@ pub struct StepRecord {
 pub struct FinalRecord {
     /// Optimizer steps done.
     pub step: u64,
-    /// Wall-clock seconds of the training.
+    /// Wall-clock seconds of the training (a resumed run's earlier ones
+    /// included).
     pub train_seconds: f64,
-    /// CPU seconds of the process at its end.
+    /// CPU seconds of the training at its end (a resumed run's earlier
+    /// ones included).
     pub train_cpu_seconds: f64,
     /// The validation split's IoUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

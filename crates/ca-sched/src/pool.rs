@@ -91,7 +91,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reset_probability;
+    use crate::unroll::reset_probability;
     use rand::{rngs::StdRng, SeedableRng};
 
     #[test]

@@ -7,6 +7,7 @@ use ca_core::cascade::step_at;
 use ca_core::{normal_state, step_rng, LayerId, NamedParam, StepDraws, TensorKind};
 use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
 use crate::config::TrainConfig;
@@ -15,7 +16,7 @@ use crate::error::{Result, SchedError};
 use crate::filters::FixedFilters;
 use crate::loss::LossTargets;
 use crate::model::{TrainData, Trainable};
-use crate::pool::{Pool, ResetCounts};
+use crate::pool::{Pool, ResetCounts, Slot};
 
 /// Salt of the generator of slot choices and resets (distinct from the CA
 /// draws, which use the plain seed).
@@ -54,8 +55,19 @@ pub struct Trainer<M: Trainable> {
     step: u64,
     bad_streak: usize,
     progress: f64,
+    time_spent: TimeSpent,
     device: Device,
     filters: Option<Filters>,
+}
+
+/// The time a run has trained so far, over all its processes (a resumed
+/// run's earlier ones included): what its time budgets count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSpent {
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// CPU seconds of the training processes (all threads).
+    pub cpu_seconds: f64,
 }
 
 /// The fixed perception filters of a run with `fixed_filters`: their mix
@@ -83,15 +95,15 @@ impl<M: Trainable> Trainer<M> {
         }
         for p in model.named_params() {
             let value = match LayerId::parse(&p.name) {
-                Some((LayerId::Update, _)) if config.zero_update_init => Some(0.0),
-                Some((LayerId::Reset, TensorKind::Bias)) => config.reset_bias_init,
+                Some((LayerId::Update, _)) if config.init.zero_update_init => Some(0.0),
+                Some((LayerId::Reset, TensorKind::Bias)) => config.init.reset_bias_init,
                 _ => None,
             };
             if let Some(v) = value {
                 p.var.set(&(p.var.as_tensor().zeros_like()? + v)?)?;
             }
         }
-        scale_perception_init(&model, config.perception_init_scale)?;
+        scale_perception_init(&model, config.init.perception_init_scale)?;
         let trainable: Vec<NamedParam> = model
             .named_params()
             .into_iter()
@@ -114,9 +126,9 @@ impl<M: Trainable> Trainer<M> {
             lr_scales.push(config.perception_lr_scale);
         }
         let ema = config.ema_decay.map(|d| Ema::new(&vars, d)).transpose()?;
-        let adam = Adam::new(vars, config.adam())?.with_lr_scales(lr_scales)?;
+        let adam = Adam::new(vars, config.optimizer)?.with_lr_scales(lr_scales)?;
         let mut rng = step_rng(config.seed ^ SCHEDULE_SALT, u64::MAX);
-        let pool = Pool::new(config.pool_size, num_samples, &mut rng);
+        let pool = Pool::new(config.unroll.pool_size, num_samples, &mut rng);
         let device = model.rule().device().clone();
         Ok(Trainer {
             model,
@@ -127,6 +139,7 @@ impl<M: Trainable> Trainer<M> {
             step: 0,
             bad_streak: 0,
             progress: 0.0,
+            time_spent: TimeSpent::default(),
             device,
             filters,
         })
@@ -159,6 +172,26 @@ impl<M: Trainable> Trainer<M> {
     /// The progress last set with [`Trainer::set_progress`].
     pub fn progress(&self) -> f64 {
         self.progress
+    }
+
+    /// The time the run has trained so far, as last set with
+    /// [`Trainer::set_time_spent`] (or restored from a checkpoint); saved
+    /// in checkpoints, so that a resumed run's time budgets count the
+    /// time before the resume.
+    pub fn time_spent(&self) -> TimeSpent {
+        self.time_spent
+    }
+
+    /// Records the time the run has trained so far (a [`crate::Learner`]
+    /// does it after every step). A time that is not finite (the CPU
+    /// time of a system that does not report it, where no CPU budget can
+    /// be set) is kept as 0, so that checkpoints stay readable JSON.
+    pub fn set_time_spent(&mut self, spent: TimeSpent) {
+        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+        self.time_spent = TimeSpent {
+            wall_seconds: finite(spent.wall_seconds),
+            cpu_seconds: finite(spent.cpu_seconds),
+        };
     }
 
     /// The moving average of the weights, when the config has one.
@@ -196,16 +229,25 @@ impl<M: Trainable> Trainer<M> {
         &self.pool
     }
 
-    pub(crate) fn parts_mut(
+    /// Puts back a checkpoint's training state: Adam's moments and update
+    /// count `(m, v, t)`, the weight average and its update count (ignored
+    /// without one), the pool's slots, the step and bad-loss counters and
+    /// the time trained `(step, bad_streak, time_spent)`.
+    pub(crate) fn restore(
         &mut self,
-    ) -> (&mut Adam, Option<&mut Ema>, &mut Pool, &mut u64, &mut usize) {
-        (
-            &mut self.adam,
-            self.ema.as_mut(),
-            &mut self.pool,
-            &mut self.step,
-            &mut self.bad_streak,
-        )
+        (m, v, adam_steps): (Vec<Tensor>, Vec<Tensor>, u64),
+        (averages, ema_updates): (Vec<Tensor>, u64),
+        slots: Vec<Slot>,
+        (step, bad_streak, time_spent): (u64, usize, TimeSpent),
+    ) {
+        self.adam.restore(m, v, adam_steps);
+        if let Some(ema) = &mut self.ema {
+            ema.restore(averages, ema_updates);
+        }
+        self.pool.slots = slots;
+        self.step = step;
+        self.bad_streak = bad_streak;
+        self.time_spent = time_spent;
     }
 
     pub(crate) fn adam(&self) -> &Adam {
@@ -230,15 +272,15 @@ impl<M: Trainable> Trainer<M> {
     pub fn train_step(&mut self, data: &dyn TrainData) -> Result<StepReport> {
         let cfg = self.config.clone();
         let mut rng = step_rng(cfg.seed ^ SCHEDULE_SALT, self.step);
-        let ids: Vec<usize> = if cfg.pool_size == cfg.batch {
-            (0..cfg.batch).collect()
+        let ids: Vec<usize> = if cfg.unroll.pool_size == cfg.unroll.batch {
+            (0..cfg.unroll.batch).collect()
         } else {
-            let mut v = sample(&mut rng, cfg.pool_size, cfg.batch).into_vec();
+            let mut v = sample(&mut rng, cfg.unroll.pool_size, cfg.unroll.batch).into_vec();
             v.sort_unstable();
             v
         };
         let full = cfg.full_unroll_at(self.progress);
-        if full && !cfg.full_unroll {
+        if full && !cfg.unroll.full_unroll {
             // Curriculum: fresh images and states, as the full unroll has.
             for &id in &ids {
                 let slot = &mut self.pool.slots[id];
@@ -252,8 +294,8 @@ impl<M: Trainable> Trainer<M> {
         let targets = LossTargets::new(
             &labels,
             self.model.rule().config().num_classes,
-            cfg.class_weights.as_deref(),
-            cfg.dice_weight,
+            cfg.loss.class_weights.as_deref(),
+            cfg.loss.dice_weight,
         )?;
         let (state, fresh) = self.gather_states(&ids, (h, w))?;
         let mut ages: Vec<usize> = ids.iter().map(|&i| self.pool.slots[i].age).collect();
@@ -287,7 +329,7 @@ impl<M: Trainable> Trainer<M> {
         let (p_image, p_state) = if full {
             (1.0, 1.0)
         } else {
-            (cfg.image_reset_prob(), cfg.state_reset_prob())
+            (cfg.unroll.image_reset_prob(), cfg.unroll.state_reset_prob())
         };
         report.resets = self
             .pool
@@ -317,9 +359,9 @@ impl<M: Trainable> Trainer<M> {
         full: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let cfg = &self.config;
-        let unroll = cfg.unroll_for(full);
-        let stride = if cfg.full_unroll_fraction > 0.0 {
-            cfg.target.max(cfg.mini_unroll)
+        let unroll = cfg.unroll.unroll_for(full);
+        let stride = if cfg.curriculum.full_unroll_fraction > 0.0 {
+            cfg.unroll.target.max(cfg.unroll.mini_unroll)
         } else {
             unroll
         } as u64;
@@ -338,9 +380,10 @@ impl<M: Trainable> Trainer<M> {
             )?;
             state = rule.step(&state, env, &draws)?;
             ages.iter_mut().for_each(|a| *a += 1);
+            let counts = |age: usize| age >= cfg.unroll.loss_start();
             let weights: Vec<f32> = ages
                 .iter()
-                .map(|&a| if a >= cfg.loss_start() { 1.0 } else { 0.0 })
+                .map(|&a| f32::from(u8::from(counts(a))))
                 .collect();
             let counted = weights.iter().filter(|&&x| x > 0.0).count();
             if counted == 0 {
@@ -381,12 +424,11 @@ impl<M: Trainable> Trainer<M> {
         if !all_finite(&per_var)? {
             return Ok(false);
         }
-        candle_nn::Optimizer::set_learning_rate(&mut self.adam, learning_rate);
         let old_mix = match &self.filters {
             Some(f) => Some(f.fixed.mix().as_tensor().copy()?),
             None => None,
         };
-        self.adam.step_grads(&per_var)?;
+        self.adam.step_grads(&per_var, learning_rate)?;
         if let (Some(f), Some(old)) = (&self.filters, old_mix) {
             f.fixed.follow_mix(&f.weight, &old)?;
         }
@@ -508,7 +550,7 @@ impl<M: Trainable> Trainer<M> {
     /// The mean reset-gate value over the cells of the first `batch` slots
     /// (paper 5.5), or `None` without a reset gate.
     pub fn reset_gate_mean(&mut self, data: &dyn TrainData) -> Result<Option<f32>> {
-        let ids: Vec<usize> = (0..self.config.batch).collect();
+        let ids: Vec<usize> = (0..self.config.unroll.batch).collect();
         let (_, env, grid) = self.slot_inputs(&ids, data)?;
         let (state, _) = self.gather_states(&ids, grid)?;
         match self.model.rule().reset_gate(&state, &env)? {
@@ -576,18 +618,18 @@ fn scale_perception_init<M: Trainable>(model: &M, scale: [f64; 2]) -> Result<()>
 /// curriculum) would start every slot fresh at each step, and the target
 /// `T` must leave full-grid steps after the coarse ones.
 fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()> {
-    if config.full_unroll || config.full_unroll_fraction > 0.0 {
-        let field = if config.full_unroll {
+    if config.unroll.full_unroll || config.curriculum.full_unroll_fraction > 0.0 {
+        let field = if config.unroll.full_unroll {
             "full_unroll"
         } else {
             "full_unroll_fraction"
         };
         return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
             name: field,
-            value: if config.full_unroll {
+            value: if config.unroll.full_unroll {
                 "true".into()
             } else {
-                config.full_unroll_fraction.to_string()
+                config.curriculum.full_unroll_fraction.to_string()
             },
             reason: format!(
                 "a coarse-to-fine model ({}) trains through the pool, without full unrolls",
@@ -595,10 +637,10 @@ fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()>
             ),
         }));
     }
-    if config.target <= cascade.coarse_steps() {
+    if config.unroll.target <= cascade.coarse_steps() {
         return Err(SchedError::InvalidConfig(ca_core::InvalidValue {
             name: "target",
-            value: config.target.to_string(),
+            value: config.unroll.target.to_string(),
             reason: format!(
                 "must exceed the cascade's {} coarse steps ({})",
                 cascade.coarse_steps(),

@@ -3,7 +3,9 @@
 //! grid, and schedules a cascade cannot train are refused by name.
 
 use ca_core::{Cascade, CellConfig, CellRule};
-use ca_sched::{SchedError, TrainConfig, TrainData, Trainer};
+use ca_sched::{
+    AdamConfig, CurriculumConfig, SchedError, TrainConfig, TrainData, Trainer, UnrollConfig,
+};
 use candle_core::{Device, Tensor};
 
 const SIZE: usize = 12;
@@ -53,11 +55,17 @@ fn rule(cascade: Option<Cascade>) -> CellRule {
 
 fn schedule() -> TrainConfig {
     TrainConfig {
-        batch: 4,
-        pool_size: 8,
-        mini_unroll: 4,
-        target: 12,
-        learning_rate: 3e-3,
+        unroll: UnrollConfig {
+            batch: 4,
+            pool_size: 8,
+            mini_unroll: 4,
+            target: 12,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 3e-3,
+            ..AdamConfig::default()
+        },
         seed: 3,
         ..TrainConfig::default()
     }
@@ -94,21 +102,29 @@ fn schedules_a_cascade_cannot_train_are_refused_by_name() {
     for (cfg, field) in [
         (
             TrainConfig {
-                full_unroll: true,
+                unroll: UnrollConfig {
+                    full_unroll: true,
+                    ..schedule().unroll
+                },
                 ..schedule()
             },
             "full_unroll",
         ),
         (
             TrainConfig {
-                full_unroll_fraction: 0.3,
+                curriculum: CurriculumConfig {
+                    full_unroll_fraction: 0.3,
+                },
                 ..schedule()
             },
             "full_unroll_fraction",
         ),
         (
             TrainConfig {
-                target: 8,
+                unroll: UnrollConfig {
+                    target: 8,
+                    ..schedule().unroll
+                },
                 ..schedule()
             },
             "target",

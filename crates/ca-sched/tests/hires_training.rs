@@ -6,7 +6,9 @@
 use ca_core::io::config_from_metadata;
 use ca_core::{CellConfig, Norm};
 use ca_hires::{hires_levels, HiresModel};
-use ca_sched::{checkpoint_metadata, evaluate_iou, TrainConfig, TrainData, Trainer};
+use ca_sched::{
+    checkpoint_metadata, evaluate_iou, AdamConfig, TrainConfig, TrainData, Trainer, UnrollConfig,
+};
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -86,11 +88,17 @@ impl TrainData for Squares {
 
 fn schedule() -> TrainConfig {
     TrainConfig {
-        batch: 4,
-        pool_size: 4,
-        mini_unroll: 3,
-        target: 6,
-        learning_rate: 3e-3,
+        unroll: UnrollConfig {
+            batch: 4,
+            pool_size: 4,
+            mini_unroll: 3,
+            target: 6,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 3e-3,
+            ..AdamConfig::default()
+        },
         seed: 7,
         ..TrainConfig::default()
     }

@@ -6,7 +6,10 @@
 mod common;
 
 use ca_core::{CellConfig, CellRule, Perception};
-use ca_sched::{FixedFilters, TrainConfig, TrainData, Trainer};
+use ca_sched::{
+    AdamConfig, FixedFilters, InitConfig, LrScheduleConfig, TrainConfig, TrainData, Trainer,
+    UnrollConfig,
+};
 use candle_core::{Device, Tensor, Var};
 use common::max_diff;
 
@@ -47,13 +50,25 @@ fn rule(perception: Perception) -> CellRule {
 
 fn schedule() -> TrainConfig {
     TrainConfig {
-        batch: 2,
-        pool_size: 2,
-        mini_unroll: 2,
-        target: 3,
-        learning_rate: 1e-2,
-        zero_update_init: false,
-        warmup_steps: 0,
+        unroll: UnrollConfig {
+            batch: 2,
+            pool_size: 2,
+            mini_unroll: 2,
+            target: 3,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 1e-2,
+            ..AdamConfig::default()
+        },
+        init: InitConfig {
+            zero_update_init: false,
+            ..InitConfig::default()
+        },
+        lr_schedule: LrScheduleConfig {
+            warmup_steps: 0,
+            ..LrScheduleConfig::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -72,7 +87,10 @@ fn the_state_and_image_parts_of_the_perception_start_at_their_own_scale() {
     ] {
         let plain = Trainer::new(rule(perception), schedule(), 4).unwrap();
         let cfg = TrainConfig {
-            perception_init_scale: [0.5, 3.0],
+            init: InitConfig {
+                perception_init_scale: [0.5, 3.0],
+                ..schedule().init
+            },
             ..schedule()
         };
         let scaled = Trainer::new(rule(perception), cfg, 4).unwrap();
@@ -85,8 +103,8 @@ fn the_state_and_image_parts_of_the_perception_start_at_their_own_scale() {
         }
         // Other layers are untouched.
         assert_eq!(
-            weights(&plain, "update.weight"),
-            weights(&scaled, "update.weight")
+            weights(&plain, &common::update_weight()),
+            weights(&scaled, &common::update_weight())
         );
     }
 }
@@ -99,9 +117,15 @@ fn the_perception_steps_at_its_own_learning_rate() {
             ..schedule()
         };
         let mut t = Trainer::new(rule(Perception::Conv3x3), cfg, 4).unwrap();
-        let before = (weights(&t, "perceive.weight"), weights(&t, "update.weight"));
+        let before = (
+            weights(&t, "perceive.weight"),
+            weights(&t, &common::update_weight()),
+        );
         t.train_step(&Halves).unwrap();
-        let after = (weights(&t, "perceive.weight"), weights(&t, "update.weight"));
+        let after = (
+            weights(&t, "perceive.weight"),
+            weights(&t, &common::update_weight()),
+        );
         let moved = |a: &[f32], b: &[f32]| -> f64 {
             a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).sum()
         };

@@ -1,8 +1,13 @@
 //! Training behaviour on a tiny in-test data set: a bright square (object)
 //! with a one-pixel rim (boundary) on a dark noisy background.
 
+mod common;
+
 use ca_core::{CellConfig, CellRule, Norm};
-use ca_sched::{evaluate_iou, SchedError, TrainConfig, TrainData, Trainer};
+use ca_sched::{
+    evaluate_iou, AdamConfig, CurriculumConfig, InitConfig, LossConfig, LrScheduleConfig,
+    SchedError, TrainConfig, TrainData, Trainer, UnrollConfig,
+};
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -81,11 +86,17 @@ fn small_rule(seed: u64) -> CellRule {
 
 fn small_schedule() -> TrainConfig {
     TrainConfig {
-        batch: 4,
-        pool_size: 4,
-        mini_unroll: 4,
-        target: 8,
-        learning_rate: 3e-3,
+        unroll: UnrollConfig {
+            batch: 4,
+            pool_size: 4,
+            mini_unroll: 4,
+            target: 8,
+            ..UnrollConfig::default()
+        },
+        optimizer: AdamConfig {
+            learning_rate: 3e-3,
+            ..AdamConfig::default()
+        },
         seed: 3,
         ..TrainConfig::default()
     }
@@ -129,10 +140,13 @@ fn the_loss_counts_only_slots_at_least_t0_old() {
     // K = 2, T = 9, T0 = 3, no resets: unroll 1 sees ages 1, 2 (no loss),
     // unroll 2 sees ages 3, 4 (loss).
     let cfg = TrainConfig {
-        mini_unroll: 2,
-        target: 9,
-        p_image: 0.0,
-        p_state: 0.0,
+        unroll: UnrollConfig {
+            mini_unroll: 2,
+            target: 9,
+            p_image: 0.0,
+            p_state: 0.0,
+            ..small_schedule().unroll
+        },
         ..small_schedule()
     };
     let mut t = Trainer::new(small_rule(2), cfg, data.len()).unwrap();
@@ -152,7 +166,10 @@ fn the_loss_counts_only_slots_at_least_t0_old() {
 fn full_unroll_resets_every_slot_every_step() {
     let data = Squares::new(4);
     let cfg = TrainConfig {
-        full_unroll: true,
+        unroll: UnrollConfig {
+            full_unroll: true,
+            ..small_schedule().unroll
+        },
         ..small_schedule()
     };
     let mut t = Trainer::new(small_rule(2), cfg, data.len()).unwrap();
@@ -227,8 +244,11 @@ fn a_resumed_run_with_fixed_filters_follows_the_uninterrupted_one() {
 fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     let data = Squares::new(4);
     let cfg = TrainConfig {
-        learning_rate: 1e30,
-        grad_norm: ca_sched::GradNorm::None,
+        optimizer: AdamConfig {
+            learning_rate: 1e30,
+            grad_norm: ca_sched::GradNorm::None,
+            ..small_schedule().optimizer
+        },
         max_bad_steps: 2,
         ..small_schedule()
     };
@@ -277,15 +297,24 @@ fn resume_rejects_files_that_are_not_training_checkpoints() {
 /// Every recipe lever on at once, on the small schedule.
 fn recipe_schedule() -> TrainConfig {
     TrainConfig {
-        class_weights: Some(vec![0.7, 1.0, 3.0]),
-        dice_weight: 1.0,
-        zero_update_init: true,
-        reset_bias_init: Some(-3.0),
-        lr_schedule: ca_sched::LrSchedule::Cosine,
-        warmup_steps: 2,
-        lr_floor: 0.1,
+        loss: LossConfig {
+            class_weights: Some(vec![0.7, 1.0, 3.0]),
+            dice_weight: 1.0,
+        },
+        init: InitConfig {
+            zero_update_init: true,
+            reset_bias_init: Some(-3.0),
+            ..small_schedule().init
+        },
+        lr_schedule: LrScheduleConfig {
+            shape: ca_sched::LrSchedule::Cosine,
+            warmup_steps: 2,
+            floor: 0.1,
+        },
+        curriculum: CurriculumConfig {
+            full_unroll_fraction: 0.25,
+        },
         ema_decay: Some(0.9),
-        full_unroll_fraction: 0.25,
         ..small_schedule()
     }
 }
@@ -309,7 +338,7 @@ fn param(rule: &CellRule, name: &str) -> Vec<f32> {
 fn the_recipe_initialises_trains_and_resumes_exactly() {
     let data = Squares::new(8);
     let fresh = Trainer::new(small_rule(6), recipe_schedule(), data.len()).unwrap();
-    assert!(param(fresh.model(), "update.weight")
+    assert!(param(fresh.model(), &common::update_weight())
         .iter()
         .all(|&x| x == 0.0));
     assert!(param(fresh.model(), "update.bias")
@@ -341,7 +370,7 @@ fn the_recipe_initialises_trains_and_resumes_exactly() {
         "cosine decay: {lrs:?}"
     );
     // The update layer learned something from zero.
-    assert!(param(straight.model(), "update.weight")
+    assert!(param(straight.model(), &common::update_weight())
         .iter()
         .any(|&x| x != 0.0));
 
@@ -363,17 +392,18 @@ fn the_recipe_initialises_trains_and_resumes_exactly() {
     // The average (what is evaluated and saved) matches too, and differs
     // from the trained weights.
     let avg = |t: &Trainer<CellRule>| {
-        t.with_eval_weights(|m| Ok(param(m, "update.weight")))
+        t.with_eval_weights(|m| Ok(param(m, &common::update_weight())))
             .unwrap()
     };
     let (a, b) = (avg(&straight), avg(&resumed));
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
-    assert_ne!(a, param(straight.model(), "update.weight"));
+    assert_ne!(a, param(straight.model(), &common::update_weight()));
 }
 
 /// The Learner stops at its step budget, validates on its cadence, writes
 /// the checkpoint, the model file and one metrics line per step, and a
-/// resumed Learner continues to the same total.
+/// resumed Learner continues to the same total, its time budget counting
+/// the time before the resume.
 #[test]
 fn a_learner_runs_to_its_budget_and_resumes() {
     use ca_sched::{Learner, LearnerConfig, MetricsLog, Stop};
@@ -418,14 +448,50 @@ fn a_learner_runs_to_its_budget_and_resumes() {
     let (_, size) = ca_sched::load_model(&model, &Device::Cpu).unwrap();
     assert_eq!(size, 12);
 
+    let first = learner.trainer().time_spent();
+    assert!(first.wall_seconds > 0.0 && first.wall_seconds <= summary.seconds);
+
+    // The time budget counts the time before the resume: a wall-clock
+    // budget the first part already spent stops the resumed run at once.
+    let spent_budget = LearnerConfig {
+        max_steps: 9,
+        max_minutes: Some(first.wall_seconds / 2.0 / 60.0),
+        ..settings.clone()
+    };
+    let mut over = Learner::resume(small_rule(2), &ckpt, &data, spent_budget.clone()).unwrap();
+    assert_eq!(over.trainer().time_spent(), first);
+    let summary = over.fit(|_| {}).unwrap();
+    assert_eq!((summary.stop, summary.steps), (Stop::WallTime, 6));
+    // A warm restart counts the time from zero: the same budget trains
+    // (on a copy, the checkpoint below resumes at step 6).
+    let copy = dir.join("copy.safetensors");
+    std::fs::copy(&ckpt, &copy).unwrap();
+    let mut restarted = Learner::resume(small_rule(2), &copy, &data, spent_budget)
+        .unwrap()
+        .restart_schedule();
+    assert_eq!(restarted.trainer().time_spent(), Default::default());
+    assert!(restarted.fit(|_| {}).unwrap().steps > 6);
+
     let more = LearnerConfig {
         max_steps: 9,
         ..settings
     };
-    let mut resumed = Learner::resume(small_rule(2), &ckpt, &data, more).unwrap();
+    let mut resumed = Learner::resume(small_rule(2), &ckpt, &data, more)
+        .unwrap()
+        .with_metrics(MetricsLog::append(&metrics).unwrap());
     assert_eq!(resumed.trainer().step_count(), 6);
     let summary = resumed.fit(|_| {}).unwrap();
     assert_eq!(summary.steps, 9);
+    assert!(summary.seconds > first.wall_seconds, "the times add up");
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&metrics)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(last["elapsed"].as_f64().unwrap() > first.wall_seconds);
     assert!(LearnerConfig {
         checkpoint_every: 0,
         ..LearnerConfig::default()
@@ -435,4 +501,28 @@ fn a_learner_runs_to_its_budget_and_resumes() {
     .to_string()
     .contains("checkpoint_every"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CPU time the system does not report (NaN) is saved as 0: the
+/// checkpoint stays readable and resumes.
+#[test]
+fn an_unknown_cpu_time_keeps_the_checkpoint_readable() {
+    let data = Squares::new(4);
+    let mut t = Trainer::new(small_rule(1), small_schedule(), data.len()).unwrap();
+    t.train_step(&data).unwrap();
+    t.set_time_spent(ca_sched::TimeSpent {
+        wall_seconds: 1.5,
+        cpu_seconds: f64::NAN,
+    });
+    let path = temp_path("nan-cpu.safetensors");
+    t.save_checkpoint(&path).unwrap();
+    let resumed = Trainer::resume(small_rule(2), &path, data.len()).unwrap();
+    assert_eq!(
+        resumed.time_spent(),
+        ca_sched::TimeSpent {
+            wall_seconds: 1.5,
+            cpu_seconds: 0.0
+        }
+    );
+    let _ = std::fs::remove_file(&path);
 }

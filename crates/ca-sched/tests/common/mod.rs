@@ -3,6 +3,7 @@
 use candle_core::Tensor;
 
 /// The largest absolute elementwise difference of two tensors of one shape.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .unwrap()
@@ -14,4 +15,10 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar()
         .unwrap()
+}
+
+/// The update layer's weight tensor, as `ca-core` names it.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn update_weight() -> String {
+    ca_core::LayerId::Update.tensor(ca_core::TensorKind::Weight)
 }
