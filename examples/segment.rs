@@ -22,7 +22,7 @@ struct Args {
     /// The photo (JPEG or PNG, any size).
     image: PathBuf,
     /// The trained model (`model.safetensors` written by train_pets).
-    #[arg(long, default_value = "models/pets48-cascade.safetensors")]
+    #[arg(long, default_value = "models/pets48.safetensors")]
     model: PathBuf,
     /// Square size in pixels the photo is resized to [default: the training
     /// size recorded in the model file, else 48 cells times its stride].
@@ -61,10 +61,7 @@ struct Args {
 fn main() {
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    cellseg::error::exit_on_error(run(Args::parse()));
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
