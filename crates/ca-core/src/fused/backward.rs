@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::forward::{add_depthwise, depthwise, with_scratch, Saved, Scratch, TILE};
-use super::layout::{gather3x3, taps, transpose, Dims, First, Record};
+use super::layout::{from_nhwc, gather3x3, taps, transpose, Dims, First, Record};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
 
@@ -18,19 +18,23 @@ const GROUPS: usize = 16;
 
 /// The gradients of one step.
 pub(crate) struct Grads {
-    /// At `x = cat(state, env)`, `[B, S + E, H, W]`.
-    pub x: Vec<f32>,
+    /// At the state, `[B, S, H, W]`.
+    pub state: Vec<f32>,
+    /// At the environment, `[B, E, H, W]`, when asked for.
+    pub env: Option<Vec<f32>>,
     /// At the packed parameters.
     pub params: Vec<f32>,
 }
 
 /// The gradients of `loss` given `gout`, its gradient at the new state
-/// (`[B, S, H, W]`), and what the forward kept.
-pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
+/// (`[B, S, H, W]`), and what the forward kept; the environment's gradient
+/// only when `env_grad`.
+pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32], env_grad: bool) -> Grads {
     let w = &saved.weights;
     if d.cells() == 0 {
         return Grads {
-            x: Vec::new(),
+            state: Vec::new(),
+            env: env_grad.then(Vec::new),
             params: vec![0.0; w.pack.len],
         };
     }
@@ -46,8 +50,10 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32]) -> Grads {
         });
     }
     let gx = input_grad(d, saved, &ga, &gs);
+    let shape = (d.b, d.hw(), d.ci());
     Grads {
-        x: transpose(&gx, d.b, (d.hw(), d.ci())),
+        state: from_nhwc(&gx, shape, 0..d.s),
+        env: env_grad.then(|| from_nhwc(&gx, shape, d.s..d.ci())),
         params: w.to_packed(&gp),
     }
 }

@@ -7,7 +7,7 @@
 use rayon::iter::Either;
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, taps, transpose, Dims, Firing, First, Weights};
+use super::layout::{gather3x3, taps, to_nhwc, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 
@@ -65,11 +65,27 @@ pub(crate) fn with_scratch<R>(d: &Dims, f: impl FnOnce(&mut Scratch) -> R) -> R 
     })
 }
 
+/// The inputs of one step, each contiguous f32 data of its NCHW tensor.
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    /// The state, `[B, S, H, W]`.
+    pub state: &'a [f32],
+    /// The environment (the image, or the encoder's features), `[B, E, H,
+    /// W]`.
+    pub env: &'a [f32],
+    /// The rule's parameters, packed (see [`super::layout::Packing`]).
+    pub packed: &'a [f32],
+    /// The update mask, `[B, 1, H, W]`.
+    pub mask: &'a [f32],
+    /// The reset noise, `[B, S, H, W]`, with a reset gate.
+    pub noise: Option<&'a [f32]>,
+}
+
 /// What the forward keeps for the backward.
 pub(crate) struct Saved {
     /// The parameters in internal layout.
     pub weights: Weights,
-    /// The input `cat(state, env)`, `[N, S + E]`.
+    /// The cells' inputs, state and environment side by side, `[N, S + E]`.
     pub x: Vec<f32>,
     /// The firing cells (with their masks), whose rows the buffers below
     /// hold.
@@ -93,19 +109,16 @@ pub(crate) struct Output {
     pub saved: Option<Saved>,
 }
 
-/// One step: `x` `[B, S + E, H, W]`, `packed` the packed parameters, `draws`
-/// `[B, 1 (+ S), H, W]`; keeps the activations when `save`. The cell MLP
+/// One step of `inputs`; keeps the activations when `save`. The cell MLP
 /// runs on the firing cells only (nonzero mask), in tiles of `TILE` rows.
-pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: bool) -> Output {
-    let (s, ci, hw) = (d.s, d.ci(), d.hw());
-    let weights = Weights::new(d, packed);
-    let x_nchw = x;
-    let x = transpose(x_nchw, d.b, (ci, hw));
-    let firing = Firing::new(d, draws);
-    let z = if d.reset {
-        firing.noise(d, draws)
-    } else {
-        Vec::new()
+pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
+    let (s, hw) = (d.s, d.hw());
+    let weights = Weights::new(d, inputs.packed);
+    let x = to_nhwc(&[(inputs.state, s), (inputs.env, d.e)], d.b, hw);
+    let firing = Firing::new(d, inputs.mask);
+    let z = match inputs.noise.filter(|_| d.reset) {
+        Some(noise) => firing.noise(d, noise),
+        None => Vec::new(),
     };
     let rows = firing.rows();
     let zs = if d.reset { s } else { 0 };
@@ -132,10 +145,7 @@ pub(crate) fn forward(d: &Dims, x: &[f32], packed: &[f32], draws: &[f32], save: 
         });
     let stats = norm::normalize(d, &firing.starts, &mut y);
     // The new state, NCHW: the old state, then the firing cells' mix.
-    let mut out = Vec::with_capacity(d.cells() * s);
-    for img in 0..d.b {
-        out.extend_from_slice(&x_nchw[img * ci * hw..img * ci * hw + s * hw]);
-    }
+    let mut out = inputs.state.to_vec();
     let mut images: Vec<(usize, &mut [f32])> = out.chunks_mut(s * hw).enumerate().collect();
     images.par_iter_mut().for_each(|(img, o)| {
         let img = *img;

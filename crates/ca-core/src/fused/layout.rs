@@ -4,6 +4,8 @@
 //! y) * W + x` holds its channels contiguously. The interface tensors are
 //! NCHW and are transposed on the way in and out.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::config::{CellConfig, Norm, Perception};
@@ -66,11 +68,6 @@ impl Dims {
     /// Cells of the batch, `B * H * W`.
     pub fn cells(&self) -> usize {
         self.b * self.hw()
-    }
-
-    /// Channels of the draws tensor: the mask, then the noise if any.
-    pub fn draw_channels(&self) -> usize {
-        1 + if self.reset { self.s } else { 0 }
     }
 
     /// The layout of the activations the forward keeps for a tile of
@@ -284,17 +281,16 @@ pub(crate) struct Firing {
 }
 
 impl Firing {
-    /// The firing cells of the draws `draws` (`[B, 1 (+ S), H, W]`, mask
-    /// first).
-    pub fn new(d: &Dims, draws: &[f32]) -> Self {
-        let (dc, hw) = (d.draw_channels(), d.hw());
+    /// The firing cells of the update mask `mask` (`[B, 1, H, W]`).
+    pub fn new(d: &Dims, mask_draws: &[f32]) -> Self {
+        let hw = d.hw();
         let mut cells = Vec::with_capacity(d.cells());
         let mut mask = Vec::with_capacity(d.cells());
         let mut starts = Vec::with_capacity(d.b + 1);
         let mut row_of = vec![u32::MAX; d.cells()];
         for img in 0..d.b {
             starts.push(cells.len());
-            let plane = &draws[img * dc * hw..img * dc * hw + hw];
+            let plane = &mask_draws[img * hw..(img + 1) * hw];
             for (p, &m) in plane.iter().enumerate() {
                 if m != 0.0 {
                     let n = img * hw + p;
@@ -333,10 +329,10 @@ impl Firing {
             .for_each(|(cell, &k)| f(cell, k as usize));
     }
 
-    /// The reset noise of the firing cells, `[rows, S]`, from the draws
-    /// `[B, 1 + S, H, W]`.
-    pub fn noise(&self, d: &Dims, draws: &[f32]) -> Vec<f32> {
-        let (s, dc, hw) = (d.s, d.draw_channels(), d.hw());
+    /// The reset noise of the firing cells, `[rows, S]`, from the noise
+    /// draws `[B, S, H, W]`.
+    pub fn noise(&self, d: &Dims, noise: &[f32]) -> Vec<f32> {
+        let (s, hw) = (d.s, d.hw());
         let mut z = vec![0.0; self.rows() * s];
         z.par_chunks_mut(s)
             .zip(self.cells.par_iter())
@@ -344,7 +340,7 @@ impl Firing {
             .for_each(|(zr, &n)| {
                 let (img, p) = (n as usize / hw, n as usize % hw);
                 for (c, zv) in zr.iter_mut().enumerate() {
-                    *zv = draws[(img * dc + 1 + c) * hw + p];
+                    *zv = noise[(img * s + c) * hw + p];
                 }
             });
         z
@@ -359,26 +355,102 @@ const TRANSPOSE_BLOCK: usize = 64;
 /// with `(HW, C)`.
 pub(crate) fn transpose(src: &[f32], b: usize, (rows, cols): (usize, usize)) -> Vec<f32> {
     let len = rows * cols;
-    let mut dst = vec![0.0; b * len];
-    if dst.is_empty() {
-        return dst;
+    filled(b, len, |img, d| {
+        transpose_into(
+            &src[img * len..(img + 1) * len],
+            cols,
+            d,
+            rows,
+            (rows, cols),
+        )
+    })
+}
+
+/// The NHWC buffer `[B, H, W, C]` of NCHW parts laid side by side along the
+/// channels (e.g. the state `[B, S, H, W]` and the environment `[B, E, H,
+/// W]` give `[B, H, W, S + E]`); `parts` are `(data, channels)`.
+pub(crate) fn to_nhwc(parts: &[(&[f32], usize)], b: usize, hw: usize) -> Vec<f32> {
+    let ci: usize = parts.iter().map(|&(_, c)| c).sum();
+    filled(b, hw * ci, |img, d| {
+        let mut c0 = 0;
+        for &(src, c) in parts {
+            let part = &src[img * c * hw..(img + 1) * c * hw];
+            transpose_into(part, hw, &mut d[c0..], ci, (c, hw));
+            c0 += c;
+        }
+    })
+}
+
+/// The channels `channels` of the NHWC buffer `src` (`[B, H, W, C]`, `C =
+/// ci`) as an NCHW one, `[B, channels.len(), H, W]`.
+pub(crate) fn from_nhwc(
+    src: &[f32],
+    (b, hw, ci): (usize, usize, usize),
+    channels: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let c = channels.len();
+    filled(b, c * hw, |img, d| {
+        let image = &src[img * hw * ci..(img + 1) * hw * ci];
+        transpose_into(&image[channels.start..], ci, d, hw, (hw, c));
+    })
+}
+
+/// A vector of `blocks` blocks of `len` values, block `i` written by
+/// `fill(i, block)` in parallel. The memory is not zeroed first: `fill`
+/// must write every element of its block (the transposes below do).
+fn filled(
+    blocks: usize,
+    len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let n = blocks * len;
+    let mut v = Vec::with_capacity(n);
+    if n > 0 {
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, block)| fill(i, block));
     }
-    dst.par_chunks_mut(len)
-        .zip(src.par_chunks(len))
-        .for_each(|(d, s)| {
-            for i0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
-                let i1 = (i0 + TRANSPOSE_BLOCK).min(rows);
-                for j0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
-                    let j1 = (j0 + TRANSPOSE_BLOCK).min(cols);
-                    for i in i0..i1 {
-                        for j in j0..j1 {
-                            d[j * rows + i] = s[i * cols + j];
-                        }
+    // SAFETY: the capacity is at least `n` and `fill` wrote every one of
+    // the first `n` elements (its contract, kept by its callers: each
+    // transposes a full `[rows, cols]` matrix into its block).
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j <
+/// cols`, in blocks that keep either side in L1: a transpose between
+/// strided row-major matrices. The writes run along `dst`'s rows.
+#[inline]
+fn transpose_into(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_stride: usize,
+    (rows, cols): (usize, usize),
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    // Every index below is under these two bounds.
+    assert!(src.len() >= (rows - 1) * src_stride + cols);
+    assert!(dst.len() >= (cols - 1) * dst_stride + rows);
+    for i0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
+        let i1 = (i0 + TRANSPOSE_BLOCK).min(rows);
+        for j0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
+            let j1 = (j0 + TRANSPOSE_BLOCK).min(cols);
+            for j in j0..j1 {
+                for i in i0..i1 {
+                    // SAFETY: i < rows and j < cols, so both indices are
+                    // within the bounds asserted above.
+                    unsafe {
+                        let v = *src.get_unchecked(i * src_stride + j);
+                        dst.get_unchecked_mut(j * dst_stride + i).write(v);
                     }
                 }
             }
-        });
-    dst
+        }
+    }
 }
 
 /// The 3x3 neighbourhood of cell `n`: entry `t` (tap `t = 3 * ky + kx`,
@@ -482,6 +554,27 @@ mod tests {
         assert_eq!(y[3], 1.0);
         assert_eq!(y[3 * 70 + 3], (3 * 70 + 1) as f32);
         assert_eq!(transpose(&y, 2, (70, 3)), x);
+    }
+
+    #[test]
+    fn nhwc_of_two_parts_and_back() {
+        // State 3 channels, environment 2, two images of 70 cells.
+        let (b, hw) = (2, 70);
+        let state: Vec<f32> = (0..b * 3 * hw).map(|i| i as f32).collect();
+        let env: Vec<f32> = (0..b * 2 * hw).map(|i| -(i as f32) - 1.0).collect();
+        let x = to_nhwc(&[(&state, 3), (&env, 2)], b, hw);
+        // Image 1, cell 5, channel 4 = env channel 1 of image 1 at cell 5.
+        assert_eq!(x[(hw + 5) * 5 + 4], env[(2 + 1) * hw + 5]);
+        assert_eq!(x[(hw + 5) * 5 + 2], state[(3 + 2) * hw + 5]);
+        // The same as the transpose of the channel concatenation.
+        let mut cat = Vec::new();
+        for img in 0..b {
+            cat.extend_from_slice(&state[img * 3 * hw..(img + 1) * 3 * hw]);
+            cat.extend_from_slice(&env[img * 2 * hw..(img + 1) * 2 * hw]);
+        }
+        assert_eq!(x, transpose(&cat, b, (5, hw)));
+        assert_eq!(from_nhwc(&x, (b, hw, 5), 0..3), state);
+        assert_eq!(from_nhwc(&x, (b, hw, 5), 3..5), env);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A fused CPU implementation of one CA step, forward and analytic
 //! backward, plugged into candle's autograd as a `CustomOp3`.
 //!
-//! The op takes `x = cat(state, env)` `[B, S + E, H, W]`, the rule's
-//! parameters packed into one 1-D tensor (a `cat` of the flattened vars, so
-//! that candle routes the packed gradient back to every var) and the draws
-//! `[B, 1 (+ S), H, W]` (mask, then noise; no gradient). Inside, buffers are
+//! The op takes the state `[B, S, H, W]`, the environment `[B, E, H, W]`
+//! and the rule's parameters packed into one 1-D tensor (a `cat` of the
+//! flattened vars, so that candle routes the packed gradient back to every
+//! var); the draws (mask `[B, 1, H, W]`, noise `[B, S, H, W]`; no gradient)
+//! are read by the op where they lie. Inside, buffers are
 //! NHWC; the cells are processed in tiles, one task per tile on rayon's
 //! pool, each running the whole cell MLP with single-threaded GEMMs. The
 //! forward keeps the activations of a step (not the im2col matrices, which
@@ -39,7 +40,6 @@ pub(crate) fn step(
     let (b, _, h, w) = state.dims4()?;
     let noise = draws.noise.as_ref().filter(|_| params.reset.is_some());
     let reset = noise.is_some();
-    let x = Tensor::cat(&[state, env], 1)?;
     let packed: Vec<Tensor> = params
         .vars_of(|group| match group {
             ParamGroup::Rule => true,
@@ -50,17 +50,16 @@ pub(crate) fn step(
         .map(|v| v.as_tensor().flatten_all())
         .collect::<candle_core::Result<_>>()?;
     let packed = Tensor::cat(&packed, 0)?;
-    let draws = match noise {
-        Some(z) => Tensor::cat(&[&draws.mask, z], 1)?,
-        None => draws.mask.contiguous()?,
-    };
+    let (state, env) = (state.contiguous()?, env.contiguous()?);
+    let mask = draws.mask.contiguous()?;
+    let noise = noise.map(Tensor::contiguous).transpose()?;
     let dims = layout::Dims::new(config, reset, (b, h, w));
-    let train = grad && (x.track_op() || packed.track_op());
-    let op = op::FusedStep::new(dims, train);
+    let train = grad && (state.track_op() || env.track_op() || packed.track_op());
+    let op = op::FusedStep::new(dims, train, mask, noise);
     let out = if train {
-        x.apply_op3(&packed, &draws, op)?
+        state.apply_op3(&env, &packed, op)?
     } else {
-        x.apply_op3_no_bwd(&packed, &draws, &op)?
+        state.apply_op3_no_bwd(&env, &packed, &op)?
     };
     Ok(out)
 }

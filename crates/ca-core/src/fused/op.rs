@@ -3,44 +3,65 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 
 use super::backward::backward;
-use super::forward::{forward, Saved};
+use super::forward::{forward, Inputs, Saved};
 use super::layout::{Dims, Packing};
 
-/// One CA step with inputs `x = cat(state, env)` `[B, S + E, H, W]`, the
-/// packed rule parameters (1-D, see [`super::layout::Packing`]) and the
-/// draws `[B, 1 (+ S), H, W]`; output the new state `[B, S, H, W]`.
+/// One CA step with inputs the state `[B, S, H, W]`, the environment `[B,
+/// E, H, W]` and the packed rule parameters (1-D, see
+/// [`super::layout::Packing`]); output the new state `[B, S, H, W]`. The
+/// step's draws (no gradient) are part of the op: the update mask `[B, 1,
+/// H, W]` and, with a reset gate, the noise `[B, S, H, W]`, both
+/// contiguous. The inputs are read where they lie, not copied into one
+/// tensor first.
 pub(crate) struct FusedStep {
     dims: Dims,
     save: bool,
+    mask: Tensor,
+    noise: Option<Tensor>,
     saved: Mutex<Option<Saved>>,
 }
 
 impl FusedStep {
-    /// The op for a step of `dims`; `save` keeps the activations for `bwd`.
-    pub fn new(dims: Dims, save: bool) -> Self {
+    /// The op for a step of `dims` with draws `mask` and `noise` (present
+    /// exactly when `dims.reset`); `save` keeps the activations for `bwd`.
+    pub fn new(dims: Dims, save: bool, mask: Tensor, noise: Option<Tensor>) -> Self {
         FusedStep {
             dims,
             save,
+            mask,
+            noise,
             saved: Mutex::new(None),
         }
     }
 
-    /// Runs the forward on contiguous f32 inputs, after checking their sizes.
+    /// Runs the forward on the contiguous f32 data of state, environment
+    /// and parameters, after checking every size.
     fn run(
         &self,
-        x: &[f32],
-        p: &[f32],
-        dr: &[f32],
+        (state, env, packed): (&[f32], &[f32], &[f32]),
         save: bool,
     ) -> candle_core::Result<super::forward::Output> {
         let d = &self.dims;
+        let (mask_storage, mask_layout) = self.mask.storage_and_layout();
+        let mask = cpu_f32(&mask_storage, mask_layout, "mask")?;
+        let noise_storage = self.noise.as_ref().map(|z| z.storage_and_layout());
+        let noise = match &noise_storage {
+            Some((storage, layout)) => Some(cpu_f32(storage, layout, "noise")?),
+            None => None,
+        };
         let expect = [
-            ("x", x.len(), d.cells() * d.ci()),
-            ("packed parameters", p.len(), Packing::new(d).len),
-            ("draws", dr.len(), d.cells() * d.draw_channels()),
+            ("state", state.len(), d.cells() * d.s),
+            ("environment", env.len(), d.cells() * d.e),
+            ("packed parameters", packed.len(), Packing::new(d).len),
+            ("mask", mask.len(), d.cells()),
+            (
+                "noise",
+                noise.map_or(0, <[f32]>::len),
+                if d.reset { d.cells() * d.s } else { 0 },
+            ),
         ];
         for (what, got, want) in expect {
             if got != want {
@@ -49,7 +70,14 @@ impl FusedStep {
                 )));
             }
         }
-        Ok(forward(d, x, p, dr, save))
+        let inputs = Inputs {
+            state,
+            env,
+            packed,
+            mask,
+            noise,
+        };
+        Ok(forward(d, inputs, save))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Saved>> {
@@ -68,6 +96,16 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resu
         Some((a, b)) => Ok(&v[a..b]),
         None => Err(candle_core::Error::Msg(format!(
             "fused step: {what} must be contiguous"
+        ))),
+    }
+}
+
+/// The contiguous f32 data of a tensor's storage, which must be on the CPU.
+fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(cpu) => f32_slice(cpu, l, what),
+        _ => Err(candle_core::Error::Msg(format!(
+            "fused step: {what} must be on the CPU"
         ))),
     }
 }
@@ -91,10 +129,10 @@ impl CustomOp3 for FusedStep {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "x")?;
-        let p = f32_slice(s2, l2, "packed parameters")?;
-        let dr = f32_slice(s3, l3, "draws")?;
-        let fwd = self.run(x, p, dr, self.save)?;
+        let state = f32_slice(s1, l1, "state")?;
+        let env = f32_slice(s2, l2, "environment")?;
+        let packed = f32_slice(s3, l3, "packed parameters")?;
+        let fwd = self.run((state, env, packed), self.save)?;
         *self.lock() = fwd.saved;
         let d = &self.dims;
         Ok((CpuStorage::F32(fwd.out), Shape::from((d.b, d.s, d.h, d.w))))
@@ -102,9 +140,9 @@ impl CustomOp3 for FusedStep {
 
     fn bwd(
         &self,
-        x: &Tensor,
-        p: &Tensor,
-        dr: &Tensor,
+        state: &Tensor,
+        env: &Tensor,
+        packed: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -112,14 +150,25 @@ impl CustomOp3 for FusedStep {
         let kept = self.lock().take();
         let saved = match kept {
             Some(s) => s,
-            None => self
-                .run(&to_vec(x)?, &to_vec(p)?, &to_vec(dr)?, true)?
-                .saved
-                .ok_or_else(|| candle_core::Error::Msg("fused step: nothing saved".into()))?,
+            None => {
+                let inputs = (&to_vec(state)?, &to_vec(env)?, &to_vec(packed)?);
+                self.run((inputs.0, inputs.1, inputs.2), true)?
+                    .saved
+                    .ok_or_else(|| candle_core::Error::Msg("fused step: nothing saved".into()))?
+            }
         };
-        let g = backward(&self.dims, &saved, &to_vec(grad)?);
-        let gx = Tensor::from_vec(g.x, x.shape(), x.device())?;
-        let gp = Tensor::from_vec(g.params, p.shape(), p.device())?;
-        Ok((Some(gx), Some(gp), None))
+        let grad = grad.contiguous()?;
+        let g = {
+            let (storage, layout) = grad.storage_and_layout();
+            let gout = cpu_f32(&storage, layout, "gradient")?;
+            backward(&self.dims, &saved, gout, env.track_op())
+        };
+        let gs = Tensor::from_vec(g.state, state.shape(), state.device())?;
+        let ge = match g.env {
+            Some(v) => Some(Tensor::from_vec(v, env.shape(), env.device())?),
+            None => None,
+        };
+        let gp = Tensor::from_vec(g.params, packed.shape(), packed.device())?;
+        Ok((Some(gs), ge, Some(gp)))
     }
 }
