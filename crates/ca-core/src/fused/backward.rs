@@ -11,6 +11,7 @@ use super::forward::{add_depthwise, depthwise, with_scratch, Saved, Scratch, TIL
 use super::layout::{from_nhwc, gather3x3, taps, transpose, Dims, First, Record};
 use super::linalg::{add_colsum, matmul, relu_mask, with_avx2};
 use super::norm;
+use super::pool;
 
 /// Weight gradients are summed per group of tiles, then over the groups in
 /// order: a fixed count, so that the sums do not depend on the threads.
@@ -51,11 +52,15 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32], env_grad: bool) ->
     }
     let gx = input_grad(d, saved, &ga, &gs);
     let shape = (d.b, d.hw(), d.ci());
-    Grads {
+    let grads = Grads {
         state: from_nhwc(&gx, shape, 0..d.s),
         env: env_grad.then(|| from_nhwc(&gx, shape, d.s..d.ci())),
         params: w.to_packed(&gp),
+    };
+    for v in [gs, g, ga, gres, gx] {
+        pool::give(v);
     }
+    grads
 }
 
 /// Splits the incoming gradient `gout` (`[B, S, H, W]`) by the mask: `gs`
@@ -64,7 +69,8 @@ pub(crate) fn backward(d: &Dims, saved: &Saved, gout: &[f32], env_grad: bool) ->
 fn split_by_mask(d: &Dims, saved: &Saved, gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (s, firing) = (d.s, &saved.firing);
     let mut gs = transpose(gout, d.b, (s, d.hw()));
-    let mut g = vec![0.0; firing.rows() * s];
+    // Every row is written below.
+    let mut g = pool::take(firing.rows() * s);
     g.par_chunks_mut(s)
         .zip(firing.cells.par_iter().zip(&firing.mask))
         .with_min_len(256)
@@ -92,8 +98,10 @@ fn split_by_mask(d: &Dims, saved: &Saved, gout: &[f32]) -> (Vec<f32>, Vec<f32>) 
 fn mlp_backward(d: &Dims, saved: &Saved, g: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (s, rows) = (d.s, saved.firing.rows());
     let gw = d.first_grad_width();
-    let mut ga = vec![0.0; rows * gw];
-    let mut gres = vec![0.0; rows * s];
+    // Each tile writes its rows of `ga`, and of `gres` when there is a
+    // residual (without one `gres` is neither written nor read).
+    let mut ga = pool::take(rows * gw);
+    let mut gres = pool::take(rows * s);
     let rl = d.record(TILE);
     let per_group = rows.div_ceil(TILE).div_ceil(GROUPS).max(1);
     let group_rows = per_group * TILE;

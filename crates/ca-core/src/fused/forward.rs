@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::layout::{gather3x3, taps, to_nhwc, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
+use super::pool;
 
 /// Cells per tile: the unit of work of one task, sized so that a tile's
 /// im2col matrix and activations stay in the L2 cache.
@@ -101,6 +102,15 @@ pub(crate) struct Saved {
     pub stats: Stats,
 }
 
+impl Drop for Saved {
+    /// Gives the step's large buffers back to the pool.
+    fn drop(&mut self) {
+        for v in [&mut self.x, &mut self.z, &mut self.rec, &mut self.y] {
+            pool::give(std::mem::take(v));
+        }
+    }
+}
+
 /// The result of the forward pass.
 pub(crate) struct Output {
     /// The new state, `[B, S, H, W]`.
@@ -122,11 +132,13 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
     };
     let rows = firing.rows();
     let zs = if d.reset { s } else { 0 };
-    let mut y = vec![0.0; rows * s];
+    // Every row of `y` is written by its tile, and every part of `rec` the
+    // backward reads (the rows of each tile's cells): recycled buffers.
+    let mut y = pool::take(rows * s);
     let (tiles, record) = (rows.div_ceil(TILE), d.record(TILE));
     // Where each tile writes its activations, decided once: its part of
     // `rec` when they are kept, else (`None`) its thread's scratch.
-    let mut rec = vec![0.0; if save { tiles * record.len() } else { 0 }];
+    let mut rec = pool::take(if save { tiles * record.len() } else { 0 });
     let places = if save {
         Either::Left(rec.par_chunks_mut(record.len()).map(Some))
     } else {
@@ -158,7 +170,7 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
         }
     });
     drop(images);
-    let saved = save.then_some(Saved {
+    let saved = Saved {
         weights,
         x,
         firing,
@@ -166,7 +178,9 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
         rec,
         y,
         stats,
-    });
+    };
+    // Without a backward to come, the buffers go back to the pool now.
+    let saved = save.then_some(saved);
     Output { out, saved }
 }
 

@@ -333,7 +333,8 @@ impl Firing {
     /// draws `[B, S, H, W]`.
     pub fn noise(&self, d: &Dims, noise: &[f32]) -> Vec<f32> {
         let (s, hw) = (d.s, d.hw());
-        let mut z = vec![0.0; self.rows() * s];
+        // Every row is written below.
+        let mut z = super::pool::take(self.rows() * s);
         z.par_chunks_mut(s)
             .zip(self.cells.par_iter())
             .with_min_len(256)
@@ -396,15 +397,16 @@ pub(crate) fn from_nhwc(
 }
 
 /// A vector of `blocks` blocks of `len` values, block `i` written by
-/// `fill(i, block)` in parallel. The memory is not zeroed first: `fill`
-/// must write every element of its block (the transposes below do).
+/// `fill(i, block)` in parallel, in a buffer of the step's pool. The
+/// memory is not zeroed first: `fill` must write every element of its
+/// block (the transposes below do).
 fn filled(
     blocks: usize,
     len: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     let n = blocks * len;
-    let mut v = Vec::with_capacity(n);
+    let mut v = super::pool::take_empty(n);
     if n > 0 {
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)

@@ -17,6 +17,7 @@ mod layout;
 mod linalg;
 mod norm;
 mod op;
+mod pool;
 
 use candle_core::Tensor;
 
