@@ -22,7 +22,7 @@ struct Args {
     /// The photo (JPEG or PNG, any size).
     image: PathBuf,
     /// The trained model (`model.safetensors` written by train_pets).
-    #[arg(long, default_value = "models/pets48.safetensors")]
+    #[arg(long, default_value = "models/pets48-cascade.safetensors")]
     model: PathBuf,
     /// Square size in pixels the photo is resized to [default: the training
     /// size recorded in the model file, else 48 cells times its stride].

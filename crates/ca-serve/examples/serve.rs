@@ -1,5 +1,5 @@
 //! The live web demo: `cargo run --release -p ca-serve --example serve --
-//! [--port 8080] [--model models/pets48.safetensors]`, then open the URL it
+//! [--port 8080] [--model models/pets48-cascade.safetensors]`, then open the URL it
 //! prints.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ struct Args {
     port: u16,
     /// The default model: a `.safetensors` file (its folder becomes the
     /// models folder unless --models-dir is given) or a model name.
-    #[arg(long, default_value = "models/pets48.safetensors")]
+    #[arg(long, default_value = "models/pets48-cascade.safetensors")]
     model: String,
     /// The models folder: the page chooses among its `*.safetensors` files.
     #[arg(long)]
