@@ -674,7 +674,7 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
     lines.push(format!(
         "recipe: class_weights {:?} dice {} zero_update_init {} reset_bias {:?} lr_schedule {:?} warmup {} floor {} ema {:?} curriculum {} perception_init {:?} perception_lr_scale {} fixed_filters {} augment {:?}",
         sched.loss.class_weights, sched.loss.dice_weight, sched.init.zero_update_init, sched.init.reset_bias_init,
-        sched.lr_schedule, sched.lr_schedule.warmup_steps, sched.lr_schedule.floor, sched.ema_decay,
+        sched.lr_schedule.shape, sched.lr_schedule.warmup_steps, sched.lr_schedule.floor, sched.ema_decay,
         sched.curriculum.full_unroll_fraction, sched.init.perception_init_scale, sched.perception_lr_scale,
         sched.fixed_filters, plan.augment
     ));

@@ -150,12 +150,10 @@ impl CustomOp3 for FusedStep {
         let kept = self.lock().take();
         let saved = match kept {
             Some(s) => s,
-            None => {
-                let inputs = (&to_vec(state)?, &to_vec(env)?, &to_vec(packed)?);
-                self.run((inputs.0, inputs.1, inputs.2), true)?
-                    .saved
-                    .ok_or_else(|| candle_core::Error::Msg("fused step: nothing saved".into()))?
-            }
+            None => self
+                .run((&to_vec(state)?, &to_vec(env)?, &to_vec(packed)?), true)?
+                .saved
+                .ok_or_else(|| candle_core::Error::Msg("fused step: nothing saved".into()))?,
         };
         let grad = grad.contiguous()?;
         let g = {
