@@ -86,7 +86,7 @@ fn peak(reps: usize, dev: &Device) -> candle_core::Result<()> {
 fn report(id: &str, backend: StepBackend, updates: usize, t: &Timing) {
     let median = t.median();
     println!(
-        "STEP case={id} backend={} reps={} median_s={median:.6} min_s={:.6} cpu_s={:.3} updates_per_s={:.4e}",
+        "STEP case={id} backend={} reps={} median_s={median:.6} min_s={:.6} cpu_s={:.6} updates_per_s={:.4e}",
         backend_name(backend),
         t.reps(),
         t.min(),

@@ -308,8 +308,9 @@ def main():
         gflop = case_flops(kind, p, s, h, b, hw) / 1e9
         pct_o, pct_t = 100 * gflop / po / peak, 100 * gflop / pt / peak
         rows.append((case, po, pt, pct_o, pct_t))
-        print(f"# {case}: project {po:.4f} s ({co:.3f} cpu s), PyTorch {pt:.4f} s ({ct:.3f} cpu s), "
-              f"ratio {pt / po:.2f}, cpu ratio {ct / co:.2f}, {gflop:.2f} GFLOP", flush=True)
+        cpu_ratio = f"{ct / co:.2f}" if co > 0 else "n/a (no project CPU time read)"
+        print(f"# {case}: project {po:.4f} s ({co:.4f} cpu s), PyTorch {pt:.4f} s ({ct:.4f} cpu s), "
+              f"ratio {pt / po:.2f}, cpu ratio {cpu_ratio}, {gflop:.2f} GFLOP", flush=True)
 
     load_after = os.getloadavg()[0]
     print()

@@ -3,21 +3,24 @@
 //! depends on the load and the CPU time hardly does.
 
 /// CPU seconds (user + system, all threads) this process has used so far,
-/// from `/proc/self/stat` (Linux); `None` where that is unavailable.
+/// from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (Unix; nanosecond
+/// resolution, unlike the 10 ms clock ticks of `/proc/self/stat`, which
+/// read a 1 ms step as 0 or 10 ms); `None` where that is unavailable.
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_stat(&stat)
-}
-
-/// utime + stime in seconds from a `/proc/PID/stat` line: the 14th and
-/// 15th fields, in clock ticks of 1/100 s (Linux's `USER_HZ`), counted after
-/// the parenthesized command name (which may contain spaces).
-fn parse_stat(stat: &str) -> Option<f64> {
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -25,17 +28,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_utime_and_stime_after_the_command_name() {
-        let line = "4242 (train (pets)) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3";
-        assert_eq!(parse_stat(line), Some(3.0));
-        assert_eq!(parse_stat("4242 (x) R 1 2"), None);
-        assert_eq!(parse_stat("no parenthesis"), None);
+    fn resolves_less_than_a_clock_tick() {
+        let Some(first) = process_cpu_seconds() else {
+            println!("skipped: no process CPU clock here");
+            return;
+        };
+        // The first change of the reading while this thread runs: a clock
+        // counted in 10 ms ticks (`/proc/self/stat`) moves by 0.01 s at once.
+        let mut next = first;
+        while next == first {
+            next = process_cpu_seconds().unwrap();
+        }
+        assert!(
+            next - first < 0.001,
+            "the clock moved in a step of {} s",
+            next - first
+        );
     }
 
     #[test]
     fn grows_with_work() {
         let Some(before) = process_cpu_seconds() else {
-            println!("skipped: /proc/self/stat is not available here");
+            println!("skipped: no process CPU clock here");
             return;
         };
         let mut x = 0u64;

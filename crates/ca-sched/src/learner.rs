@@ -140,7 +140,7 @@ impl LearnerConfig {
             return invalid(
                 "max_cpu_minutes",
                 self.max_cpu_minutes.unwrap_or_default().to_string(),
-                "this system does not report the process's CPU time (/proc/self/stat)",
+                "this system does not report the process's CPU time (clock_gettime)",
             );
         }
         if self.checkpoint_every == 0 {

@@ -156,20 +156,7 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
             })
         });
     let stats = norm::normalize(d, &firing.starts, &mut y);
-    // The new state, NCHW: the old state, then the firing cells' mix.
-    let mut out = inputs.state.to_vec();
-    let mut images: Vec<(usize, &mut [f32])> = out.chunks_mut(s * hw).enumerate().collect();
-    images.par_iter_mut().for_each(|(img, o)| {
-        let img = *img;
-        for k in firing.starts[img]..firing.starts[img + 1] {
-            let (p, mask) = (firing.cells[k] as usize - img * hw, firing.mask[k]);
-            for (c, &yv) in y[k * s..(k + 1) * s].iter().enumerate() {
-                let o = &mut o[c * hw + p];
-                *o += mask * (yv - *o);
-            }
-        }
-    });
-    drop(images);
+    let out = new_state(d, inputs.state, &firing, &y);
     let saved = Saved {
         weights,
         x,
@@ -182,6 +169,80 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
     // Without a backward to come, the buffers go back to the pool now.
     let saved = save.then_some(saved);
     Output { out, saved }
+}
+
+/// Firing rows per task of [`new_state`]'s mix: the block's rows of `y`
+/// (`[ROW_BLOCK, S]`) and the lines of the output they touch stay in L1
+/// while it is written channel by channel.
+const ROW_BLOCK: usize = 64;
+
+/// Elements per task of [`new_state`]'s copy of the old state.
+const COPY_BLOCK: usize = 1 << 15;
+
+/// The new state `[B, S, H, W]`: the old state `state`, with each firing
+/// cell moved towards its normalized candidate (`y`, `[rows, S]`) by its
+/// mask value. Two parallel passes: the copy in blocks of `COPY_BLOCK`,
+/// then the mix in blocks of `ROW_BLOCK` firing rows, channel by channel,
+/// so that `y` is read along its rows and a block's writes stay in L1.
+fn new_state(d: &Dims, state: &[f32], firing: &Firing, y: &[f32]) -> Vec<f32> {
+    let (s, hw) = (d.s, d.hw());
+    let mut out = Vec::with_capacity(state.len());
+    out.spare_capacity_mut()[..state.len()]
+        .par_chunks_mut(COPY_BLOCK)
+        .zip(state.par_chunks(COPY_BLOCK))
+        .for_each(|(o, old)| {
+            for (o, &v) in o.iter_mut().zip(old) {
+                o.write(v);
+            }
+        });
+    // SAFETY: the capacity is `state.len()` and every element was written
+    // above.
+    unsafe { out.set_len(state.len()) };
+    let at = SharedOut(out.as_mut_ptr(), out.len());
+    firing
+        .cells
+        .par_chunks(ROW_BLOCK)
+        .zip(firing.mask.par_chunks(ROW_BLOCK))
+        .zip(y.par_chunks(ROW_BLOCK * s))
+        .for_each(|((cells, mask), yb)| {
+            // Where each cell's channel 0 lies in the output.
+            let mut base = [0usize; ROW_BLOCK];
+            for (b, &n) in base.iter_mut().zip(cells) {
+                let n = n as usize;
+                *b = n / hw * s * hw + n % hw;
+            }
+            for c in 0..s {
+                for ((&b, &m), yr) in base.iter().zip(mask).zip(yb.chunks_exact(s)) {
+                    let o = at.element(b + c * hw);
+                    // SAFETY: `o` is channel `c` of a firing cell of this
+                    // task, within `out` (`element` checks the bound); each
+                    // firing cell is in one task only, so no two tasks
+                    // touch the same element, and `out` is not otherwise
+                    // used while they run.
+                    unsafe { *o += m * (yr[c] - *o) };
+                }
+            }
+        });
+    out
+}
+
+/// The output of [`new_state`], shared by tasks that write disjoint
+/// elements of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32, usize);
+
+// SAFETY: the tasks holding it write disjoint elements (see `new_state`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// A pointer to element `i` (panics unless `i` is below the length);
+    /// writing through it is the caller's to make exclusive.
+    fn element(self, i: usize) -> *mut f32 {
+        assert!(i < self.1, "element {i} of {}", self.1);
+        // In bounds (asserted), so within the allocation.
+        self.0.wrapping_add(i)
+    }
 }
 
 with_avx2! {

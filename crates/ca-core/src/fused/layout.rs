@@ -333,15 +333,24 @@ impl Firing {
     /// draws `[B, S, H, W]`.
     pub fn noise(&self, d: &Dims, noise: &[f32]) -> Vec<f32> {
         let (s, hw) = (d.s, d.hw());
-        // Every row is written below.
+        // Every row is written below: blocks of 64 rows, channel by
+        // channel, so that the noise is read along its planes and the
+        // block of `z` stays in L1.
+        const ROWS: usize = 64;
         let mut z = super::pool::take(self.rows() * s);
-        z.par_chunks_mut(s)
-            .zip(self.cells.par_iter())
-            .with_min_len(256)
-            .for_each(|(zr, &n)| {
-                let (img, p) = (n as usize / hw, n as usize % hw);
-                for (c, zv) in zr.iter_mut().enumerate() {
-                    *zv = noise[(img * s + c) * hw + p];
+        z.par_chunks_mut(ROWS * s)
+            .zip(self.cells.par_chunks(ROWS))
+            .for_each(|(zb, cells)| {
+                // Where each cell's channel 0 lies in the noise.
+                let mut at = [0usize; ROWS];
+                for (a, &n) in at.iter_mut().zip(cells) {
+                    let (img, p) = (n as usize / hw, n as usize % hw);
+                    *a = img * s * hw + p;
+                }
+                for c in 0..s {
+                    for (i, &a) in at[..cells.len()].iter().enumerate() {
+                        zb[i * s + c] = noise[a + c * hw];
+                    }
                 }
             });
         z
@@ -356,13 +365,14 @@ const TRANSPOSE_BLOCK: usize = 64;
 /// with `(HW, C)`.
 pub(crate) fn transpose(src: &[f32], b: usize, (rows, cols): (usize, usize)) -> Vec<f32> {
     let len = rows * cols;
-    filled(b, len, |img, d| {
+    filled(b, len, rows, |img, j0, d| {
+        let n = d.len() / rows;
         transpose_into(
-            &src[img * len..(img + 1) * len],
+            &src[img * len + j0..(img + 1) * len],
             cols,
             d,
             rows,
-            (rows, cols),
+            (rows, n),
         )
     })
 }
@@ -372,11 +382,12 @@ pub(crate) fn transpose(src: &[f32], b: usize, (rows, cols): (usize, usize)) -> 
 /// W]` give `[B, H, W, S + E]`); `parts` are `(data, channels)`.
 pub(crate) fn to_nhwc(parts: &[(&[f32], usize)], b: usize, hw: usize) -> Vec<f32> {
     let ci: usize = parts.iter().map(|&(_, c)| c).sum();
-    filled(b, hw * ci, |img, d| {
+    filled(b, hw * ci, ci, |img, p0, d| {
+        let n = d.len() / ci;
         let mut c0 = 0;
         for &(src, c) in parts {
-            let part = &src[img * c * hw..(img + 1) * c * hw];
-            transpose_into(part, hw, &mut d[c0..], ci, (c, hw));
+            let part = &src[img * c * hw + p0..(img + 1) * c * hw];
+            transpose_into(part, hw, &mut d[c0..], ci, (c, n));
             c0 += c;
         }
     })
@@ -390,32 +401,47 @@ pub(crate) fn from_nhwc(
     channels: std::ops::Range<usize>,
 ) -> Vec<f32> {
     let c = channels.len();
-    filled(b, c * hw, |img, d| {
+    filled(b, c * hw, hw, |img, c0, d| {
         let image = &src[img * hw * ci..(img + 1) * hw * ci];
-        transpose_into(&image[channels.start..], ci, d, hw, (hw, c));
+        transpose_into(&image[channels.start + c0..], ci, d, hw, (hw, d.len() / hw));
     })
 }
 
-/// A vector of `blocks` blocks of `len` values, block `i` written by
-/// `fill(i, block)` in parallel, in a buffer of the step's pool. The
-/// memory is not zeroed first: `fill` must write every element of its
-/// block (the transposes below do).
+/// Elements a task of [`filled`] writes, about: enough to outweigh the
+/// cost of a task, few enough that a single large image still spreads over
+/// every thread.
+const TASK_ELEMS: usize = 1 << 15;
+
+/// A vector of `blocks` blocks of `len` values, each block made of rows of
+/// `row_len` values (`row_len` divides `len`), in a buffer of the step's
+/// pool. The rows of each block are written in parallel, in tasks of a few
+/// consecutive rows: `fill(block, first_row, rows)` writes the rows
+/// starting at row `first_row` of block `block`. The memory is not zeroed
+/// first: `fill` must write every element it is given (the transposes
+/// above do).
 fn filled(
     blocks: usize,
     len: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+    row_len: usize,
+    fill: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     let n = blocks * len;
     let mut v = super::pool::take_empty(n);
     if n > 0 {
+        let task_rows = (TASK_ELEMS / row_len).next_multiple_of(16).max(1);
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
             .enumerate()
-            .for_each(|(i, block)| fill(i, block));
+            .for_each(|(i, block)| {
+                block
+                    .par_chunks_mut(task_rows * row_len)
+                    .enumerate()
+                    .for_each(|(t, rows)| fill(i, t * task_rows, rows))
+            });
     }
     // SAFETY: the capacity is at least `n` and `fill` wrote every one of
     // the first `n` elements (its contract, kept by its callers: each
-    // transposes a full `[rows, cols]` matrix into its block).
+    // transposes a full `[rows, cols]` matrix into the rows it is given).
     unsafe { v.set_len(n) };
     v
 }
@@ -577,6 +603,33 @@ mod tests {
         assert_eq!(x, transpose(&cat, b, (5, hw)));
         assert_eq!(from_nhwc(&x, (b, hw, 5), 0..3), state);
         assert_eq!(from_nhwc(&x, (b, hw, 5), 3..5), env);
+    }
+
+    #[test]
+    fn transposes_split_into_tasks_match_a_plain_transpose() {
+        // Images large enough that each is written by several tasks of
+        // `filled`, with a partial last task (hw not a multiple of the
+        // rows per task).
+        let (b, hw, s, e) = (2, 3 * TASK_ELEMS / 5 + 7, 3, 2);
+        let state: Vec<f32> = (0..b * s * hw).map(|i| i as f32).collect();
+        let env: Vec<f32> = (0..b * e * hw).map(|i| -(i as f32)).collect();
+        let x = to_nhwc(&[(&state, s), (&env, e)], b, hw);
+        let ci = s + e;
+        for img in 0..b {
+            for p in [0, 1, hw / 2, hw - 1] {
+                for c in 0..s {
+                    assert_eq!(x[(img * hw + p) * ci + c], state[(img * s + c) * hw + p]);
+                }
+                for c in 0..e {
+                    assert_eq!(x[(img * hw + p) * ci + s + c], env[(img * e + c) * hw + p]);
+                }
+            }
+        }
+        assert_eq!(from_nhwc(&x, (b, hw, ci), 0..s), state);
+        assert_eq!(from_nhwc(&x, (b, hw, ci), s..ci), env);
+        let t = transpose(&state, b, (s, hw));
+        assert_eq!(t, to_nhwc(&[(&state, s)], b, hw));
+        assert_eq!(transpose(&t, b, (hw, s)), state);
     }
 
     #[test]

@@ -27,21 +27,23 @@ pub(crate) struct Stats {
     inv: Vec<f32>,
 }
 
-/// For batch and instance norm: the group of channel `c` of image `img`.
-fn group(d: &Dims, img: usize, c: usize) -> usize {
+/// For batch and instance norm: the groups of the channels `0..S` of image
+/// `img`, in channel order.
+fn groups_of(d: &Dims, img: usize) -> std::ops::Range<usize> {
     match d.norm {
-        Norm::Instance => img * d.s + c,
-        _ => c,
+        Norm::Instance => img * d.s..(img + 1) * d.s,
+        _ => 0..d.s,
     }
 }
 
-/// Per-group sums of `f(image, row, channel) -> (a, b)` over the rows of each
-/// group, for batch and instance norm; `starts` are the images' row
-/// offsets (see [`Firing`]).
+/// Per-group sums over the rows of each group, for batch and instance norm:
+/// `f(image, row, a, b)` adds row `row`'s contributions to the per-channel
+/// sums `a` and `b` (`[S]` each; written as loops over whole rows so that
+/// they vectorize). `starts` are the images' row offsets (see [`Firing`]).
 fn group_sums(
     d: &Dims,
     starts: &[usize],
-    f: impl Fn(usize, usize, usize) -> (f64, f64) + Sync,
+    f: impl Fn(usize, usize, &mut [f64], &mut [f64]) + Sync,
 ) -> Vec<(f64, f64)> {
     let s = d.s;
     let blocks: Vec<(usize, usize, usize)> = (0..d.b)
@@ -52,16 +54,13 @@ fn group_sums(
                 .map(move |a| (img, a, (a + BLOCK).min(r1)))
         })
         .collect();
-    let partial: Vec<Vec<(f64, f64)>> = blocks
+    let partial: Vec<Vec<f64>> = blocks
         .par_iter()
         .map(|&(img, r0, r1)| {
-            let mut acc = vec![(0.0, 0.0); s];
+            let mut acc = vec![0.0; 2 * s];
+            let (a, b) = acc.split_at_mut(s);
             for k in r0..r1 {
-                for (c, a) in acc.iter_mut().enumerate() {
-                    let (u, v) = f(img, k, c);
-                    a.0 += u;
-                    a.1 += v;
-                }
+                f(img, k, a, b);
             }
             acc
         })
@@ -69,8 +68,8 @@ fn group_sums(
     let groups = if d.norm == Norm::Instance { d.b * s } else { s };
     let mut sums = vec![(0.0, 0.0); groups];
     for (&(img, ..), acc) in blocks.iter().zip(&partial) {
-        for (c, (u, v)) in acc.iter().enumerate() {
-            let g = &mut sums[group(d, img, c)];
+        let g = &mut sums[groups_of(d, img)];
+        for (g, (u, v)) in g.iter_mut().zip(acc[..s].iter().zip(&acc[s..])) {
             g.0 += u;
             g.1 += v;
         }
@@ -141,14 +140,21 @@ pub(crate) fn normalize(d: &Dims, starts: &[usize], y: &mut [f32]) -> Stats {
         Norm::Batch | Norm::Instance => {
             let count = group_sizes(d, starts);
             let yr: &[f32] = y;
-            let mean: Vec<f64> = group_sums(d, starts, |_, k, c| (yr[k * s + c] as f64, 0.0))
-                .into_iter()
-                .zip(&count)
-                .map(|((u, _), n)| u / n)
-                .collect();
-            let var = group_sums(d, starts, |img, k, c| {
-                let v = yr[k * s + c] as f64 - mean[group(d, img, c)];
-                (v * v, 0.0)
+            let mean: Vec<f64> = group_sums(d, starts, |_, k, a, _| {
+                for (a, &v) in a.iter_mut().zip(&yr[k * s..(k + 1) * s]) {
+                    *a += v as f64;
+                }
+            })
+            .into_iter()
+            .zip(&count)
+            .map(|((u, _), n)| u / n)
+            .collect();
+            let var = group_sums(d, starts, |img, k, a, _| {
+                let m = &mean[groups_of(d, img)];
+                for ((a, &v), m) in a.iter_mut().zip(&yr[k * s..(k + 1) * s]).zip(m) {
+                    let v = v as f64 - m;
+                    *a += v * v;
+                }
             });
             let inv: Vec<f64> = var
                 .into_iter()
@@ -156,9 +162,9 @@ pub(crate) fn normalize(d: &Dims, starts: &[usize], y: &mut [f32]) -> Stats {
                 .map(|((v, _), n)| 1.0 / (v / n + NORM_EPS).sqrt())
                 .collect();
             for_each_row(d, starts, y, |img, _, cell| {
-                for (c, v) in cell.iter_mut().enumerate() {
-                    let g = group(d, img, c);
-                    *v = ((*v as f64 - mean[g]) * inv[g]) as f32;
+                let g = groups_of(d, img);
+                for ((v, m), i) in cell.iter_mut().zip(&mean[g.clone()]).zip(&inv[g]) {
+                    *v = ((*v as f64 - m) * i) as f32;
                 }
             });
             Stats {
@@ -195,9 +201,15 @@ pub(crate) fn backward(d: &Dims, starts: &[usize], stats: &Stats, yhat: &[f32], 
         Norm::Batch | Norm::Instance => {
             let count = group_sizes(d, starts);
             let gr: &[f32] = g;
-            let sums: Vec<(f32, f32)> = group_sums(d, starts, |_, k, c| {
-                let (gv, yv) = (gr[k * s + c] as f64, yhat[k * s + c] as f64);
-                (gv, gv * yv)
+            let sums: Vec<(f32, f32)> = group_sums(d, starts, |_, k, a, b| {
+                let row = k * s..(k + 1) * s;
+                for (((a, b), &gv), &yv) in
+                    a.iter_mut().zip(b).zip(&gr[row.clone()]).zip(&yhat[row])
+                {
+                    let (gv, yv) = (gv as f64, yv as f64);
+                    *a += gv;
+                    *b += gv * yv;
+                }
             })
             .into_iter()
             .zip(&count)
@@ -205,10 +217,10 @@ pub(crate) fn backward(d: &Dims, starts: &[usize], stats: &Stats, yhat: &[f32], 
             .collect();
             for_each_row(d, starts, g, |img, k, gc| {
                 let yc = &yhat[k * s..(k + 1) * s];
-                for (c, (gv, yv)) in gc.iter_mut().zip(yc).enumerate() {
-                    let grp = group(d, img, c);
-                    let (a, b) = sums[grp];
-                    *gv = stats.inv[grp] * (*gv - a - yv * b);
+                let grp = groups_of(d, img);
+                let (sums, inv) = (&sums[grp.clone()], &stats.inv[grp]);
+                for (((gv, yv), &(a, b)), &inv) in gc.iter_mut().zip(yc).zip(sums).zip(inv) {
+                    *gv = inv * (*gv - a - yv * b);
                 }
             });
         }
