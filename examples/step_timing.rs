@@ -9,8 +9,9 @@
 //! [--backend fused|reference|both] [--reps N] [--device cpu|cuda[:N]]`
 //! (the fused backend is CPU only: on CUDA use `--backend reference`). Cases: `forward/V/bB/HxW`
 //! and `train/V/bB/48x48` (K = 10 unroll, backward, the trainer's Adam),
-//! `V` a Table 1 variant such as `conv3x3-48x72`. Each case: one warm-up
-//! run, then `--reps` timed runs (the loop of `benches/common/timing.rs`).
+//! `V` a Table 1 variant such as `conv3x3-48x72`. Each case: a warm-up
+//! (at least one run and 0.2 s), then `--reps` timed runs (the loop of
+//! `benches/common/timing.rs`).
 //!
 //! `--peak` measures the fp32 rate of a large candle GEMM; `--fma-peak
 //! [--threads N]` the machine's fp32 FMA peak from a plain loop of
@@ -39,7 +40,7 @@ struct Args {
     /// fused, reference or both.
     #[arg(long, default_value = "fused")]
     backend: String,
-    /// Timed repetitions per case (after one warm-up).
+    /// Timed repetitions per case (after a warm-up of at least one run and 0.2 s).
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Instead of the cases, measure the machine's fp32 GEMM rate: a
@@ -313,7 +314,7 @@ fn main() {
             }
             let cells = shape.0 * shape.1 * shape.2;
             for &backend in &backends {
-                // One warm-up run, then `reps` timed ones.
+                // A warm-up (at least one run and 0.2 s), then `reps` timed ones.
                 let timed = if train {
                     let mut t = Train::new(&config, backend, shape, dev);
                     measure(1, reps, dev, || -> candle_core::Result<()> {

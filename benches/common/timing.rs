@@ -40,7 +40,14 @@ pub fn cpu_seconds() -> f64 {
     cellseg::ca_sched::process_cpu_seconds().unwrap_or(f64::NAN)
 }
 
-/// Runs `f` `warmup` times untimed, then `reps` (at least 1) times timed;
+/// Least wall seconds of warm-up when there is one: a fresh process's first
+/// runs fault in its buffers and wake its threads, and a millisecond step
+/// needs more than one run to reach the steady state a long-lived process
+/// (a server, PyTorch in its interpreter) times.
+pub const WARM_UP_S: f64 = 0.2;
+
+/// Runs `f` untimed at least `warmup` times and, when `warmup > 0`, until
+/// [`WARM_UP_S`] seconds have passed; then `reps` (at least 1) times timed.
 /// `device` is synchronized after every run, inside the timed region.
 pub fn measure<E: From<candle_core::Error>>(
     warmup: usize,
@@ -48,9 +55,12 @@ pub fn measure<E: From<candle_core::Error>>(
     device: &Device,
     mut f: impl FnMut() -> Result<(), E>,
 ) -> Result<Timing, E> {
-    for _ in 0..warmup {
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < warmup || (warmup > 0 && start.elapsed().as_secs_f64() < WARM_UP_S) {
         f()?;
         device.synchronize()?;
+        runs += 1;
     }
     let reps = reps.max(1);
     let cpu0 = cpu_seconds();

@@ -178,8 +178,12 @@ def case_flops(kind, perception, s, h, b, hw):
 
 
 def time_torch(run, reps):
-    """Wall times of `reps` runs after a warm-up, and mean CPU s per run."""
+    """Wall times of `reps` runs after a warm-up (at least one run and
+    WARM_UP_S seconds, as `step_timing` warms up), and mean CPU s per run."""
+    start = time.perf_counter()
     run()
+    while time.perf_counter() - start < WARM_UP_S:
+        run()
     times = []
     cpu0 = time.process_time()
     for _ in range(reps):
@@ -187,6 +191,11 @@ def time_torch(run, reps):
         run()
         times.append(time.perf_counter() - t)
     return times, (time.process_time() - cpu0) / reps
+
+
+# Least seconds of warm-up before a side is timed: `WARM_UP_S` of
+# benches/common/timing.rs.
+WARM_UP_S = 0.2
 
 
 def project_env(threads):

@@ -7,7 +7,7 @@
 use rayon::iter::Either;
 use rayon::prelude::*;
 
-use super::layout::{gather3x3, taps, to_nhwc, Dims, Firing, First, Weights};
+use super::layout::{from_nhwc, gather3x3, taps, to_nhwc, Dims, Firing, First, Weights};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 use super::pool;
@@ -124,7 +124,7 @@ pub(crate) struct Output {
 pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
     let (s, hw) = (d.s, d.hw());
     let weights = Weights::new(d, inputs.packed);
-    let x = to_nhwc(&[(inputs.state, s), (inputs.env, d.e)], d.b, hw);
+    let mut x = to_nhwc(&[(inputs.state, s), (inputs.env, d.e)], d.b, hw);
     let firing = Firing::new(d, inputs.mask);
     let z = match inputs.noise.filter(|_| d.reset) {
         Some(noise) => firing.noise(d, noise),
@@ -156,7 +156,19 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
             })
         });
     let stats = norm::normalize(d, &firing.starts, &mut y);
-    let out = new_state(d, inputs.state, &firing, &y);
+    let out = if save {
+        new_state(d, inputs.state, &firing, &y)
+    } else {
+        // Nothing keeps `x`: mix the firing cells into its state columns
+        // (along its rows) and transpose those back.
+        firing.for_each_cell(&mut x, d.ci(), |cell, k| {
+            let m = firing.mask[k];
+            for (o, &yv) in cell[..s].iter_mut().zip(&y[k * s..(k + 1) * s]) {
+                *o += m * (yv - *o);
+            }
+        });
+        from_nhwc(&x, (d.b, hw, d.ci()), 0..s)
+    };
     let saved = Saved {
         weights,
         x,

@@ -409,7 +409,9 @@ pub(crate) fn from_nhwc(
 
 /// Elements a task of [`filled`] writes, about: enough to outweigh the
 /// cost of a task, few enough that a single large image still spreads over
-/// every thread.
+/// every thread. A task has at least 8 rows: when the rows are channels
+/// (NCHW output) each task reads 8 values of every source row, so that a
+/// task does not read a whole cache line for one value.
 const TASK_ELEMS: usize = 1 << 15;
 
 /// A vector of `blocks` blocks of `len` values, each block made of rows of
@@ -428,7 +430,7 @@ fn filled(
     let n = blocks * len;
     let mut v = super::pool::take_empty(n);
     if n > 0 {
-        let task_rows = (TASK_ELEMS / row_len).next_multiple_of(16).max(1);
+        let task_rows = (TASK_ELEMS / row_len).next_multiple_of(8).max(8);
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
             .enumerate()
