@@ -343,17 +343,12 @@ impl Tile<'_> {
 #[inline(always)]
 fn reset_mix_backward(t: &Tile, gc: &[f32], gu: &mut [f32], gg: &mut [f32]) {
     let (d, s, m) = (t.d, t.d.s, t.cells.len());
-    // The tile's rows are consecutive: its reset noise starts at the first.
-    let k0 = t
-        .cells
-        .first()
-        .map_or(0, |&n| t.saved.firing.row_of[n as usize] as usize);
     let cand = &t.rec[t.rl.cand()..t.rl.cand() + m * s];
     for i in 0..m {
         let (g, gur) = (&gc[i * s..(i + 1) * s], &mut gu[i * s..(i + 1) * s]);
         if d.reset {
             let r = t.rec[t.rl.r() + i];
-            let z = &t.saved.z[(k0 + i) * s..(k0 + i + 1) * s];
+            let z = &t.rec[t.rl.z() + i * s..t.rl.z() + (i + 1) * s];
             let cr = &cand[i * s..(i + 1) * s];
             let gr: f32 = g
                 .iter()

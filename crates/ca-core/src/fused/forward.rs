@@ -7,7 +7,9 @@
 use rayon::iter::Either;
 use rayon::prelude::*;
 
-use super::layout::{from_nhwc, gather3x3, taps, to_nhwc, Dims, Firing, First, Weights};
+use super::layout::{
+    from_nhwc, gather3x3, gather_noise, taps, to_nhwc, Dims, Firing, First, Weights,
+};
 use super::linalg::{bias_relu, matmul, with_avx2};
 use super::norm::{self, Stats};
 use super::pool;
@@ -91,10 +93,8 @@ pub(crate) struct Saved {
     /// The firing cells (with their masks), whose rows the buffers below
     /// hold.
     pub firing: Firing,
-    /// The reset noise of the firing cells, `[rows, S]` (empty without a
-    /// reset gate).
-    pub z: Vec<f32>,
-    /// The activations, one [`super::layout::Record`] per tile of rows.
+    /// The activations and the reset noise, one [`super::layout::Record`]
+    /// per tile of rows.
     pub rec: Vec<f32>,
     /// The normalized candidate, `[rows, S]`.
     pub y: Vec<f32>,
@@ -105,7 +105,7 @@ pub(crate) struct Saved {
 impl Drop for Saved {
     /// Gives the step's large buffers back to the pool.
     fn drop(&mut self) {
-        for v in [&mut self.x, &mut self.z, &mut self.rec, &mut self.y] {
+        for v in [&mut self.x, &mut self.rec, &mut self.y] {
             pool::give(std::mem::take(v));
         }
     }
@@ -126,12 +126,8 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
     let weights = Weights::new(d, inputs.packed);
     let mut x = to_nhwc(&[(inputs.state, s), (inputs.env, d.e)], d.b, hw);
     let firing = Firing::new(d, inputs.mask);
-    let z = match inputs.noise.filter(|_| d.reset) {
-        Some(noise) => firing.noise(d, noise),
-        None => Vec::new(),
-    };
+    let noise = inputs.noise.filter(|_| d.reset);
     let rows = firing.rows();
-    let zs = if d.reset { s } else { 0 };
     // Every row of `y` is written by its tile, and every part of `rec` the
     // backward reads (the rows of each tile's cells): recycled buffers.
     let mut y = pool::take(rows * s);
@@ -147,12 +143,14 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
     y.par_chunks_mut(TILE * s)
         .zip(firing.cells.par_chunks(TILE))
         .zip(places)
-        .enumerate()
-        .for_each(|(t, ((yt, cells), kept))| {
+        .for_each(|((yt, cells), kept)| {
             with_scratch(d, |scr| {
                 let r = kept.unwrap_or(&mut scr.rec[..record.len()]);
-                let zt = &z[t * TILE * zs..(t * TILE + cells.len()) * zs];
-                tile(d, &weights, (&x, zt), cells, &mut scr.p, &mut scr.dw, r, yt)
+                if let Some(noise) = noise {
+                    let zt = &mut r[record.z()..record.z() + cells.len() * s];
+                    gather_noise(d, noise, cells, zt);
+                }
+                tile(d, &weights, &x, cells, &mut scr.p, &mut scr.dw, r, yt)
             })
         });
     let stats = norm::normalize(d, &firing.starts, &mut y);
@@ -173,7 +171,6 @@ pub(crate) fn forward(d: &Dims, inputs: Inputs<'_>, save: bool) -> Output {
         weights,
         x,
         firing,
-        z,
         rec,
         y,
         stats,
@@ -262,7 +259,7 @@ with_avx2! {
     fn tile => tile_impl(
         d: &Dims,
         w: &Weights,
-        xz: (&[f32], &[f32]),
+        x: &[f32],
         cells: &[u32],
         p: &mut [f32],
         dwo: &mut [f32],
@@ -308,16 +305,17 @@ pub(crate) fn add_depthwise(
     }
 }
 
-/// The cell MLP of the tile of cells `cells`, from `xz`: the NHWC input
-/// `[N, S + E]` and the tile's reset noise `[m, S]`; writes the activations into
-/// `rec` (one tile's [`super::layout::Record`]) and the mixed candidate into
-/// `y` (`[m, S]`, `m = cells.len()`); `p` and `dw` are scratch.
+/// The cell MLP of the tile of cells `cells`, from the NHWC input `x`
+/// (`[N, S + E]`) and the tile's reset noise in `rec` (one tile's
+/// [`super::layout::Record`]); writes the activations into `rec` and the
+/// mixed candidate into `y` (`[m, S]`, `m = cells.len()`); `p` and `dw` are
+/// scratch.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile_impl(
     d: &Dims,
     w: &Weights,
-    xz: (&[f32], &[f32]),
+    x: &[f32],
     cells: &[u32],
     p: &mut [f32],
     dwo: &mut [f32],
@@ -326,7 +324,7 @@ fn tile_impl(
 ) {
     let (m, hd) = (cells.len(), d.hd);
     let rl = d.record(TILE);
-    perception_forward(d, w, xz.0, cells, (p, dwo), &mut rec[..m * hd]);
+    perception_forward(d, w, x, cells, (p, dwo), &mut rec[..m * hd]);
     for (k, &(wo, bo)) in w.pack.hidden.iter().enumerate() {
         let (lo, hi) = rec.split_at_mut(rl.h(k + 1));
         let (hin, hout) = (&lo[rl.h(k)..rl.h(k) + m * hd], &mut hi[..m * hd]);
@@ -340,7 +338,7 @@ fn tile_impl(
         );
         bias_relu(hout, hd, m, &w.v[bo..bo + hd]);
     }
-    update_forward(d, w, xz, cells, rec, y);
+    update_forward(d, w, x, cells, rec, y);
 }
 
 /// The perception layer of the tile: `h0` (`[m, hd]`, after the ReLU) from
@@ -377,24 +375,18 @@ fn perception_forward(
 
 /// The update layer, the residual and the reset mix of the tile: the
 /// candidate and the gate into `rec`, the mixed candidate into `y`
-/// (`[m, S]`), from the last hidden activations in `rec`, `x` and the
-/// reset noise `z` (`xz`).
+/// (`[m, S]`), from the last hidden activations and the reset noise in
+/// `rec`, and `x`.
 #[inline(always)]
-fn update_forward(
-    d: &Dims,
-    w: &Weights,
-    (x, z): (&[f32], &[f32]),
-    cells: &[u32],
-    rec: &mut [f32],
-    y: &mut [f32],
-) {
+fn update_forward(d: &Dims, w: &Weights, x: &[f32], cells: &[u32], rec: &mut [f32], y: &mut [f32]) {
     let (s, ci, hd) = (d.s, d.ci(), d.hd);
     let m = cells.len();
     let rl = d.record(TILE);
     let v = &w.v;
     let (lo, hi) = rec.split_at_mut(rl.cand());
     let hl = &lo[rl.h(d.layers)..rl.h(d.layers) + m * hd];
-    let (cand, gate) = hi.split_at_mut(rl.r() - rl.cand());
+    let (cand, hi) = hi.split_at_mut(rl.r() - rl.cand());
+    let (gate, z) = hi.split_at_mut(rl.z() - rl.r());
     let cand = &mut cand[..m * s];
     let (wu, bu) = w.pack.update;
     matmul(

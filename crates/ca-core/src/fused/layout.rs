@@ -78,6 +78,7 @@ impl Dims {
             hd: self.hd,
             s: self.s,
             layers: self.layers,
+            reset: self.reset,
         }
     }
 
@@ -104,6 +105,7 @@ pub(crate) struct Record {
     hd: usize,
     s: usize,
     layers: usize,
+    reset: bool,
 }
 
 impl Record {
@@ -122,9 +124,15 @@ impl Record {
         self.cand() + self.s * self.tile
     }
 
+    /// Offset of the reset noise of the tile's cells, `[tile, S]` (none
+    /// without a reset gate).
+    pub fn z(&self) -> usize {
+        self.r() + self.tile
+    }
+
     /// Floats per tile.
     pub fn len(&self) -> usize {
-        self.r() + self.tile
+        self.z() + if self.reset { self.s * self.tile } else { 0 }
     }
 }
 
@@ -328,34 +336,31 @@ impl Firing {
             .filter(|(_, &k)| k != u32::MAX)
             .for_each(|(cell, &k)| f(cell, k as usize));
     }
+}
 
-    /// The reset noise of the firing cells, `[rows, S]`, from the noise
-    /// draws `[B, S, H, W]`.
-    pub fn noise(&self, d: &Dims, noise: &[f32]) -> Vec<f32> {
-        let (s, hw) = (d.s, d.hw());
-        // Every row is written below: blocks of 64 rows, channel by
-        // channel, so that the noise is read along its planes and the
-        // block of `z` stays in L1.
-        const ROWS: usize = 64;
-        let mut z = super::pool::take(self.rows() * s);
-        z.par_chunks_mut(ROWS * s)
-            .zip(self.cells.par_chunks(ROWS))
-            .for_each(|(zb, cells)| {
-                // Where each cell's channel 0 lies in the noise.
-                let mut at = [0usize; ROWS];
-                for (a, &n) in at.iter_mut().zip(cells) {
-                    let (img, p) = (n as usize / hw, n as usize % hw);
-                    *a = img * s * hw + p;
-                }
-                for c in 0..s {
-                    for (i, &a) in at[..cells.len()].iter().enumerate() {
-                        zb[i * s + c] = noise[a + c * hw];
-                    }
-                }
-            });
-        z
+/// The reset noise of the cells `cells` into `z` (`[cells.len(), S]`) from
+/// the noise draws `[B, S, H, W]`: in blocks of 64 cells, channel by
+/// channel, so that the noise is read along its planes and the block of
+/// `z` stays in L1.
+pub(crate) fn gather_noise(d: &Dims, noise: &[f32], cells: &[u32], z: &mut [f32]) {
+    let (s, hw) = (d.s, d.hw());
+    for (zb, cells) in z.chunks_mut(NOISE_BLOCK * s).zip(cells.chunks(NOISE_BLOCK)) {
+        // Where each cell's channel 0 lies in the noise.
+        let mut at = [0usize; NOISE_BLOCK];
+        for (a, &n) in at.iter_mut().zip(cells) {
+            let (img, p) = (n as usize / hw, n as usize % hw);
+            *a = img * s * hw + p;
+        }
+        for c in 0..s {
+            for (i, &a) in at[..cells.len()].iter().enumerate() {
+                zb[i * s + c] = noise[a + c * hw];
+            }
+        }
     }
 }
+
+/// Cells per block of [`gather_noise`].
+const NOISE_BLOCK: usize = 64;
 
 /// Side of a block when transposing; keeps a block of either side in L1.
 const TRANSPOSE_BLOCK: usize = 64;
@@ -450,7 +455,9 @@ fn filled(
 
 /// `dst[j * dst_stride + i] = src[i * src_stride + j]` for `i < rows`, `j <
 /// cols`, in blocks that keep either side in L1: a transpose between
-/// strided row-major matrices. The writes run along `dst`'s rows.
+/// strided row-major matrices. The writes run along `dst`'s rows. On x86
+/// with AVX, whole 8x8 blocks are transposed in registers (the scalar
+/// loop does about one element per cycle; the kernel about eight).
 #[inline]
 fn transpose_into(
     src: &[f32],
@@ -465,19 +472,130 @@ fn transpose_into(
     // Every index below is under these two bounds.
     assert!(src.len() >= (rows - 1) * src_stride + cols);
     assert!(dst.len() >= (cols - 1) * dst_stride + rows);
-    for i0 in (0..rows).step_by(TRANSPOSE_BLOCK) {
-        let i1 = (i0 + TRANSPOSE_BLOCK).min(rows);
-        for j0 in (0..cols).step_by(TRANSPOSE_BLOCK) {
-            let j1 = (j0 + TRANSPOSE_BLOCK).min(cols);
+    #[cfg(target_arch = "x86_64")]
+    let (r8, c8) = if std::arch::is_x86_feature_detected!("avx") {
+        let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+        // SAFETY: the CPU has AVX; the blocks lie within the bounds
+        // asserted above (see `transpose_8x8_blocks`).
+        unsafe { x86::transpose_8x8_blocks(src, src_stride, dst, dst_stride, (r8, c8)) };
+        (r8, c8)
+    } else {
+        (0, 0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (r8, c8) = (0, 0);
+    // What the 8x8 blocks left: the rows from `r8`, then the columns from
+    // `c8` of the rows before it.
+    transpose_scalar(src, (src_stride, dst_stride), dst, r8..rows, 0..cols);
+    transpose_scalar(src, (src_stride, dst_stride), dst, 0..r8, c8..cols);
+}
+
+/// The scalar loop of [`transpose_into`] over rows `rows` and columns
+/// `cols` of `src` (strides `(src, dst)`), whose bounds the caller has
+/// asserted for the whole matrix.
+#[inline]
+fn transpose_scalar(
+    src: &[f32],
+    (src_stride, dst_stride): (usize, usize),
+    dst: &mut [MaybeUninit<f32>],
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) {
+    for i0 in rows.clone().step_by(TRANSPOSE_BLOCK) {
+        let i1 = (i0 + TRANSPOSE_BLOCK).min(rows.end);
+        for j0 in cols.clone().step_by(TRANSPOSE_BLOCK) {
+            let j1 = (j0 + TRANSPOSE_BLOCK).min(cols.end);
             for j in j0..j1 {
                 for i in i0..i1 {
-                    // SAFETY: i < rows and j < cols, so both indices are
-                    // within the bounds asserted above.
+                    // SAFETY: i and j lie within the matrix whose bounds
+                    // `transpose_into` asserted.
                     unsafe {
                         let v = *src.get_unchecked(i * src_stride + j);
                         dst.get_unchecked_mut(j * dst_stride + i).write(v);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::TRANSPOSE_BLOCK;
+
+    /// The 8x8 blocks of the `[r8, c8]` corner of [`super::transpose_into`]
+    /// (`r8`, `c8` multiples of 8), in L1-sized groups of blocks.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX, and `src` and `dst` hold the whole `[r8, c8]`
+    /// matrix and its transpose at their strides (the bounds
+    /// `transpose_into` asserts for the larger matrix).
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn transpose_8x8_blocks(
+        src: &[f32],
+        ss: usize,
+        dst: &mut [MaybeUninit<f32>],
+        ds: usize,
+        (r8, c8): (usize, usize),
+    ) {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr().cast::<f32>());
+        for i0 in (0..r8).step_by(TRANSPOSE_BLOCK) {
+            for j0 in (0..c8).step_by(TRANSPOSE_BLOCK) {
+                for i in (i0..(i0 + TRANSPOSE_BLOCK).min(r8)).step_by(8) {
+                    for j in (j0..(j0 + TRANSPOSE_BLOCK).min(c8)).step_by(8) {
+                        // SAFETY: rows i..i + 8 and columns j..j + 8 lie
+                        // within the matrix (the caller's contract).
+                        unsafe { transpose_8x8(s.add(i * ss + j), ss, d.add(j * ds + i), ds) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// `d[c * ds + r] = s[r * ss + c]` for `r, c < 8`, in eight registers.
+    ///
+    /// # Safety
+    ///
+    /// AVX, and eight rows of eight floats readable at `s` and writable at
+    /// `d` with those strides.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn transpose_8x8(s: *const f32, ss: usize, d: *mut f32, ds: usize) {
+        // SAFETY: the caller's contract covers every row read and written.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(s.add(k * ss)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (k, v) in out.into_iter().enumerate() {
+                _mm256_storeu_ps(d.add(k * ds), v);
             }
         }
     }
@@ -611,8 +729,9 @@ mod tests {
     fn transposes_split_into_tasks_match_a_plain_transpose() {
         // Images large enough that each is written by several tasks of
         // `filled`, with a partial last task (hw not a multiple of the
-        // rows per task).
-        let (b, hw, s, e) = (2, 3 * TASK_ELEMS / 5 + 7, 3, 2);
+        // rows per task), and channels that give whole 8x8 blocks and a
+        // remainder (11 = 8 + 3).
+        let (b, hw, s, e) = (2, 3 * TASK_ELEMS / 5 + 7, 11, 2);
         let state: Vec<f32> = (0..b * s * hw).map(|i| i as f32).collect();
         let env: Vec<f32> = (0..b * e * hw).map(|i| -(i as f32)).collect();
         let x = to_nhwc(&[(&state, s), (&env, e)], b, hw);
