@@ -140,10 +140,11 @@ fn cases(device: &Device) -> BoxResult<[(&'static str, usize, AnyModel); 5]> {
     ])
 }
 
-/// Inference: one CA step and the logits, no backward; one warm-up step,
-/// then `reps` timed ones, each on the state the one before left, with its
-/// own draws (made outside the timed region). Also the encoder's seconds,
-/// once per image: a single timed run.
+/// Inference: one CA step and the logits, no backward; a warm-up (at least
+/// one step and 0.2 s), then `reps` timed ones, each on the state the one
+/// before left, with its own draws (made outside the timed region; the
+/// warm-up reuses them). Also the encoder's seconds, once per image: a
+/// single timed run.
 fn time_inference(
     model: &AnyModel,
     data: &Random,
@@ -172,9 +173,11 @@ fn time_inference(
             )
         })
         .collect::<ca_core::Result<Vec<_>>>()?;
-    let mut draws = draws.iter();
+    // The warm-up may take more runs than there are draws: they come round
+    // again.
+    let mut draws = draws.iter().cycle();
     let infer = measure(1, reps, device, || -> ca_sched::Result<()> {
-        let d = draws.next().expect("one draw per run");
+        let d = draws.next().expect("a draw per run");
         let next = model.rule().step_detached(&state, &env, d)?;
         model.logits(&next, (size, size))?.detach();
         state = next;

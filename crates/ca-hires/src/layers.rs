@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{HiresError, Result};
+use crate::upsample::conv_transpose_s2;
 
 /// Channels of the input images (RGB).
 pub const IMAGE_CHANNELS: usize = 3;
@@ -339,8 +340,14 @@ impl Decoder {
         let mut x = state.clone();
         for (k, layer) in self.layers.iter().enumerate() {
             let level = levels - 1 - k;
-            let y = x.conv_transpose2d(layer.weight.as_tensor(), 1, 1, 2, 1)?;
-            let y = y.narrow(2, 0, hs[level])?.narrow(3, 0, ws[level])?;
+            let out = (hs[level], ws[level]);
+            let y = match conv_transpose_s2(&x, layer.weight.as_tensor(), out)? {
+                Some(y) => y,
+                None => x
+                    .conv_transpose2d(layer.weight.as_tensor(), 1, 1, 2, 1)?
+                    .narrow(2, 0, out.0)?
+                    .narrow(3, 0, out.1)?,
+            };
             x = add_bias(&y, &layer.bias)?;
             if k + 1 < levels {
                 x = x.relu()?;

@@ -52,6 +52,7 @@ mod checkpoint;
 mod error;
 mod layers;
 mod model;
+mod upsample;
 mod var_builder;
 
 pub use checkpoint::{expect_levels, hires_levels, HIRES_FORMAT, HIRES_KEY};

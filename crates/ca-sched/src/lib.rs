@@ -28,6 +28,7 @@ mod learner;
 mod loss;
 mod metrics;
 mod model;
+mod pixel_ce;
 mod pool;
 mod saved;
 mod schedule;

@@ -2,10 +2,13 @@
 //! 3.1), optionally class-weighted, plus an optional soft Dice term.
 
 use ca_core::ErrorShapes;
+use std::sync::Arc;
+
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SchedError};
+use crate::pixel_ce::PixelCrossEntropy;
 
 /// The training loss's settings (flat in a stored [`crate::TrainConfig`]).
 /// `Default` is the paper's plain cross-entropy.
@@ -73,6 +76,9 @@ pub struct LossTargets {
     /// (only with class weights).
     weights: Option<(Tensor, Tensor)>,
     dice_weight: f64,
+    /// The class ids again, `[B, H, W]`, for the one-pass CPU loss (plain
+    /// cross entropy: no class weights, no Dice term).
+    ids: Arc<Vec<u32>>,
 }
 
 impl LossTargets {
@@ -125,6 +131,7 @@ impl LossTargets {
             one_hot,
             weights,
             dice_weight,
+            ids: Arc::new(ids),
         })
     }
 
@@ -136,6 +143,13 @@ impl LossTargets {
 
     /// The loss of each sample, `[B]`, for `logits` `[B, C, H, W]`.
     pub fn per_sample_loss(&self, logits: &Tensor) -> Result<Tensor> {
+        let plain = self.weights.is_none() && self.one_hot.is_none();
+        if plain && logits.device().is_cpu() && logits.dtype() == DType::F32 {
+            let op = PixelCrossEntropy {
+                labels: Arc::clone(&self.ids),
+            };
+            return Ok(logits.contiguous()?.apply_op1(op)?);
+        }
         let log_p = candle_nn::ops::log_softmax(logits, 1)?;
         let nll = log_p.gather(&self.index, 1)?.flatten_from(1)?.neg()?; // [B, H*W]
         let mut loss = match &self.weights {
@@ -188,6 +202,56 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap()[0];
         assert!((same - expected).abs() < 1e-6);
+    }
+
+    /// The one-pass CPU loss against candle's log-softmax path, value and
+    /// gradient, on logits far from zero (the max is subtracted).
+    #[test]
+    fn the_one_pass_loss_matches_the_log_softmax_path() {
+        use candle_core::Var;
+        let (b, c, h, w) = (3, 4, 5, 7);
+        let v: Vec<f32> = (0..b * c * h * w)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.9)
+            .collect();
+        let logits =
+            Var::from_tensor(&Tensor::from_vec(v, (b, c, h, w), &Device::Cpu).unwrap()).unwrap();
+        let ids: Vec<u32> = (0..b * h * w).map(|i| (i * 7 % c) as u32).collect();
+        let labels = Tensor::from_vec(ids, (b, h, w), &Device::Cpu).unwrap();
+        let probe = Tensor::new(&[0.5f32, -2.0, 1.5], &Device::Cpu).unwrap();
+        let targets = LossTargets::new(&labels, c, None, 0.0).unwrap();
+        let ours = targets.per_sample_loss(&logits).unwrap();
+        let theirs = per_sample_cross_entropy(&logits, &labels).unwrap();
+        let (a, e) = (
+            ours.to_vec1::<f32>().unwrap(),
+            theirs.to_vec1::<f32>().unwrap(),
+        );
+        for (a, e) in a.iter().zip(&e) {
+            assert!((a - e).abs() <= 1e-5 * e.abs().max(1.0), "{a} vs {e}");
+        }
+        let g_ours = (ours * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_theirs = (theirs * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (ga, ge) = (g_ours.get(&logits).unwrap(), g_theirs.get(&logits).unwrap());
+        let diff: f32 = (ga - ge)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-6, "gradient differs by {diff}");
     }
 
     #[test]
