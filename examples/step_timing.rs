@@ -16,7 +16,10 @@
 //! `--peak` measures the fp32 rate of a large candle GEMM; `--fma-peak
 //! [--threads N]` the machine's fp32 FMA peak from a plain loop of
 //! independent FMAs on N threads at once, printing
-//! `PEAK fma threads=N gflops=... isa=...`.
+//! `PEAK fma threads=N gflops=... isa=...`. `--cost-model` times the
+//! training step of both 48/72 cells at batch 1, 8, 32 on 48², 96² and
+//! 192² grids, one `COST case=train/V/bB/GxG ... cpu_ns_per_update=...`
+//! line each (the table of `docs/RESULTS.md`).
 
 #[path = "../benches/common/step_cases.rs"]
 mod step_cases;
@@ -53,6 +56,13 @@ struct Args {
     /// AVX2 + FMA) on `--threads` threads at once.
     #[arg(long)]
     fma_peak: bool,
+    /// Instead of the cases, the cost model: CPU seconds of one training
+    /// step (K = 10 unrolled steps, backward, Adam) of the two 48/72 cells
+    /// at batch 1, 8 and 32 on grids 48x48, 96x96 and 192x192, one `COST`
+    /// line each (`cpu_ns_per_update`: CPU nanoseconds per cell update of
+    /// the unroll, flat where the cost is linear in the cells).
+    #[arg(long)]
+    cost_model: bool,
     /// Threads of `--fma-peak` (default: all cores). The cases use rayon's
     /// pool: set `RAYON_NUM_THREADS` for them.
     #[arg(long)]
@@ -94,6 +104,37 @@ fn report(id: &str, backend: StepBackend, updates: usize, t: &Timing) {
         t.cpu_s,
         updates as f64 / median
     );
+}
+
+/// Prints the `COST` lines of `--cost-model` (see [`Args::cost_model`]).
+fn cost_model(reps: usize, dev: &Device) {
+    let cells48 = variants()
+        .into_iter()
+        .filter(|c| (c.state_channels, c.hidden_channels) == (48, 72));
+    for config in cells48 {
+        let v = variant_name(&config);
+        for side in [48, 96, 192] {
+            for b in [1, 8, 32] {
+                let mut t = Train::new(&config, StepBackend::Fused, (b, side, side), dev);
+                let timed = measure(1, reps, dev, || -> candle_core::Result<()> {
+                    t.run();
+                    Ok(())
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("cost model {v} b{b} {side}x{side}: {e}");
+                    std::process::exit(1);
+                });
+                let updates = (b * side * side * UNROLL) as f64;
+                println!(
+                    "COST case=train/{v}/b{b}/{side}x{side} reps={} cpu_s={:.4} median_s={:.4} cpu_ns_per_update={:.1}",
+                    timed.reps(),
+                    timed.cpu_s,
+                    timed.median(),
+                    timed.cpu_s / updates * 1e9
+                );
+            }
+        }
+    }
 }
 
 /// The machine's fp32 FMA peak: a loop of independent vector FMAs per
@@ -281,6 +322,10 @@ fn main() {
         }
         let (gflops, isa) = fma::peak(threads);
         println!("PEAK fma threads={threads} gflops={gflops:.1} isa={isa}");
+        return;
+    }
+    if args.cost_model {
+        cost_model(args.reps.max(1), &args.device);
         return;
     }
     let backends = match args.backend.as_str() {
