@@ -79,6 +79,8 @@ pub struct LossTargets {
     /// The class ids again, `[B, H, W]`, for the one-pass CPU loss (plain
     /// cross entropy: no class weights, no Dice term).
     ids: Arc<Vec<u32>>,
+    /// The class count the ids were checked against.
+    classes: usize,
 }
 
 impl LossTargets {
@@ -132,6 +134,7 @@ impl LossTargets {
             weights,
             dice_weight,
             ids: Arc::new(ids),
+            classes,
         })
     }
 
@@ -147,6 +150,7 @@ impl LossTargets {
         if plain && logits.device().is_cpu() && logits.dtype() == DType::F32 {
             let op = PixelCrossEntropy {
                 labels: Arc::clone(&self.ids),
+                classes: self.classes,
             };
             return Ok(logits.contiguous()?.apply_op1(op)?);
         }
@@ -252,6 +256,24 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(diff < 1e-6, "gradient differs by {diff}");
+    }
+
+    /// Logits with another class count than the targets were made for are
+    /// an error, not an index past the logits.
+    #[test]
+    fn logits_of_the_wrong_class_count_are_an_error() {
+        let labels = Tensor::new(&[[[2u32, 0]]], &Device::Cpu).unwrap();
+        let targets = LossTargets::new(&labels, 3, None, 0.0).unwrap();
+        let two = Tensor::zeros((1, 2, 1, 2), DType::F32, &Device::Cpu).unwrap();
+        let err = targets.per_sample_loss(&two).unwrap_err().to_string();
+        assert!(err.contains("3 classes"), "{err}");
+        let three = Tensor::zeros((1, 3, 1, 2), DType::F32, &Device::Cpu).unwrap();
+        let loss = targets
+            .per_sample_loss(&three)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!((loss[0] - 3f32.ln()).abs() < 1e-6, "{loss:?}");
     }
 
     #[test]

@@ -14,8 +14,10 @@ use rayon::prelude::*;
 
 /// `-mean over pixels of log softmax(logits)[label]` per image.
 pub(crate) struct PixelCrossEntropy {
-    /// The label of every pixel, `[B, H, W]`, each below the class count.
+    /// The label of every pixel, `[B, H, W]`, each below `classes`.
     pub labels: Arc<Vec<u32>>,
+    /// The class count the labels were checked against: the logits' `C`.
+    pub classes: usize,
 }
 
 /// The contiguous f32 data of a CPU storage.
@@ -34,11 +36,12 @@ impl PixelCrossEntropy {
     /// labels.
     fn dims(&self, l: &Layout) -> candle_core::Result<(usize, usize, usize)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        if b * h * w != self.labels.len() || c == 0 {
+        if b * h * w != self.labels.len() || c != self.classes {
             candle_core::bail!(
-                "pixel cross entropy: logits {:?} for {} labels",
+                "pixel cross entropy: logits {:?} for {} labels of {} classes",
                 l.shape().dims(),
-                self.labels.len()
+                self.labels.len(),
+                self.classes
             );
         }
         Ok((b, c, h * w))
