@@ -387,10 +387,10 @@ fn directional(analytic: f64, mut f: impl FnMut(f64) -> f64, what: &str) -> Opti
     Some(())
 }
 
-/// Runs `check` on up to eight random directions until one is kink-free.
+/// Runs `check` on up to sixteen random directions until one is kink-free.
 fn with_directions(what: &str, mut check: impl FnMut(&mut rand::rngs::StdRng) -> Option<()>) {
     let mut rng = step_rng(99, 0);
-    for _ in 0..8 {
+    for _ in 0..16 {
         if check(&mut rng).is_some() {
             return;
         }

@@ -293,7 +293,9 @@ mod tests {
 
     #[test]
     fn a_model_that_sees_the_image_disagrees_with_its_grey_map() {
-        let reading = image_reading(&rule(), &set(), 6, 2, 5).unwrap();
+        // An untrained rule reads the image weakly: 16 steps let it show in
+        // the argmax map (at 6 it did for some draws and not for others).
+        let reading = image_reading(&rule(), &set(), 16, 2, 5).unwrap();
         assert!(reading.grey < 1.0, "{reading:?}");
         assert!(reading.shuffled < 1.0, "{reading:?}");
         assert!((0.0..=1.0).contains(&reading.labels));

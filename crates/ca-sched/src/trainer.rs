@@ -664,3 +664,31 @@ fn all_finite(grads: &[Option<Tensor>]) -> Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TimeSpent;
+
+    /// A checkpoint keeps the time spent as JSON; read back it must be the
+    /// same to the bit, or a resumed run's budgets drift and a resumed
+    /// Learner's time is not the one it saved (serde_json's default float
+    /// parser gets about one value in ten wrong in the last bit: the
+    /// workspace enables its `float_roundtrip` feature).
+    #[test]
+    fn the_time_spent_survives_json_to_the_bit() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = (x >> 11) as f64 / (1u64 << 53) as f64 * 1000.0;
+            let t = TimeSpent {
+                wall_seconds: v,
+                cpu_seconds: v * 1.7,
+            };
+            let back: TimeSpent =
+                serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            assert_eq!(back, t, "{v}");
+        }
+    }
+}
