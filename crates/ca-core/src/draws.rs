@@ -5,10 +5,11 @@
 //! The caller's generator gives one seed per tensor; each `H x W` plane of
 //! it (a mask, a noise channel of an image) is then drawn by its own
 //! Xoshiro256++ generator seeded from that seed and the plane's index, in
-//! parallel: the same values on any number of threads, and about 4x
-//! faster than drawing every value from the caller's ChaCha generator in
-//! turn (a batch-8 step's 884K normals took 4 ms, a third of an inference
-//! step of `evaluate`).
+//! parallel: the same values on any number of threads. Drawing every value
+//! from the caller's ChaCha12 generator in turn took 4.4 ns per normal on
+//! one thread (a batch-8 step's 884K: 4 ms, a third of an inference step
+//! of `evaluate`); Xoshiro256++ takes 2.2 ns, and the planes spread over
+//! the threads.
 
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
