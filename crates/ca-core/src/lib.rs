@@ -49,6 +49,7 @@ mod checkpoint;
 pub mod classes;
 mod colony;
 mod config;
+pub mod cpu_op;
 mod draws;
 mod error;
 mod fused;

@@ -10,6 +10,7 @@
 //! direct loop that took 9 ms per decoder call of the 96/48 model at
 //! batch 8, more than the cell's step.
 
+use ca_core::cpu_op::cpu_f32;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 use crate::error::Result;
@@ -89,11 +90,11 @@ impl Col2Im {
         }
     }
 
-    /// Per image: the gradient at the columns (`[O * 9, h * w]`, every
-    /// element written) from the gradient at the output `g` (`[O, H, W]`).
+    /// Per image: the gradient at the columns (`[O * 9, h * w]`, zeroed by
+    /// the caller; the taps that land outside the output stay 0) from the
+    /// gradient at the output `g` (`[O, H, W]`).
     fn gather(&self, g: &[f32], cols: &mut [f32]) {
         let ((h, w), (oh, ow)) = (self.input, self.out);
-        cols.fill(0.0);
         for o in 0..self.channels {
             let plane = &g[o * oh * ow..(o + 1) * oh * ow];
             let taps = &mut cols[o * TAPS * h * w..(o + 1) * TAPS * h * w];
@@ -110,15 +111,27 @@ impl Col2Im {
     }
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("decoder scatter: f32 input expected");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("decoder scatter: contiguous input expected"),
+/// Images of `per_out` values made from the images of `per_in` values in
+/// `input` (the contiguous f32 data of `storage`), one task per image:
+/// `f(image_in, image_out)` adds into its zeroed output image. Returns the
+/// output and the image count; `what` names the op in errors.
+fn per_image(
+    what: &str,
+    (storage, layout): (&CpuStorage, &Layout),
+    (per_in, per_out): (usize, usize),
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> candle_core::Result<(Vec<f32>, usize)> {
+    use rayon::prelude::*;
+    let input = cpu_f32(what, "input", storage, layout)?;
+    if per_in == 0 || per_out == 0 || input.len() % per_in != 0 {
+        candle_core::bail!("{what}: {} values, not images of {per_in}", input.len());
     }
+    let b = input.len() / per_in;
+    let mut out = vec![0.0f32; b * per_out];
+    out.par_chunks_mut(per_out)
+        .zip(input.par_chunks(per_in))
+        .for_each(|(o, i)| f(i, o));
+    Ok((out, b))
 }
 
 impl CustomOp1 for Col2Im {
@@ -127,20 +140,9 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
-        let cols = f32_data(s, l)?;
-        let (per_cols, per_out) = self.sizes();
-        if per_cols == 0 || cols.len() % per_cols != 0 {
-            candle_core::bail!(
-                "decoder scatter: {} columns, not images of {per_cols}",
-                cols.len()
-            );
-        }
-        let b = cols.len() / per_cols;
-        let mut out = vec![0.0f32; b * per_out];
-        out.par_chunks_mut(per_out.max(1))
-            .zip(cols.par_chunks(per_cols))
-            .for_each(|(o, c)| self.scatter(c, o));
+        let (out, b) = per_image("decoder scatter", (s, l), self.sizes(), |c, o| {
+            self.scatter(c, o)
+        })?;
         Ok((
             CpuStorage::F32(out),
             Shape::from((b, self.channels, self.out.0, self.out.1)),
@@ -172,102 +174,14 @@ impl CustomOp1 for Gather {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
-        let g = f32_data(s, l)?;
         let (per_cols, per_out) = self.0.sizes();
-        if per_out == 0 || g.len() % per_out != 0 {
-            candle_core::bail!(
-                "decoder gather: {} values, not images of {per_out}",
-                g.len()
-            );
-        }
-        let b = g.len() / per_out;
-        let mut cols = vec![0.0f32; b * per_cols];
-        cols.par_chunks_mut(per_cols.max(1))
-            .zip(g.par_chunks(per_out))
-            .for_each(|(c, g)| self.0.gather(g, c));
+        let (cols, b) = per_image("decoder gather", (s, l), (per_out, per_cols), |g, c| {
+            self.0.gather(g, c)
+        })?;
         let (h, w) = self.0.input;
         Ok((
             CpuStorage::F32(cols),
             Shape::from((b, self.0.channels * TAPS, h * w)),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
-    use rand::{rngs::StdRng, Rng, SeedableRng};
-
-    fn random(shape: &[usize], rng: &mut StdRng) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
-    /// Output, input gradient and weight gradient against candle's
-    /// `conv_transpose2d` cut to the output size, on even and odd output
-    /// sizes, non-square grids and several channel counts.
-    #[test]
-    fn matches_candles_transposed_convolution_and_its_gradients() {
-        let mut rng = StdRng::seed_from_u64(7);
-        for (b, c, o, (h, w), out) in [
-            (2, 5, 3, (4, 6), (8, 12)),
-            (1, 8, 8, (5, 3), (9, 5)),
-            (3, 4, 2, (3, 3), (6, 5)),
-            (1, 1, 1, (1, 1), (1, 2)),
-        ] {
-            let x = Var::from_tensor(&random(&[b, c, h, w], &mut rng)).unwrap();
-            let wgt = Var::from_tensor(&random(&[c, o, 3, 3], &mut rng)).unwrap();
-            let probe = random(&[b, o, out.0, out.1], &mut rng);
-            let ours = conv_transpose_s2(&x, &wgt, out)
-                .unwrap()
-                .expect("a CPU tensor");
-            let theirs = x
-                .conv_transpose2d(&wgt, 1, 1, 2, 1)
-                .unwrap()
-                .narrow(2, 0, out.0)
-                .unwrap()
-                .narrow(3, 0, out.1)
-                .unwrap();
-            assert_eq!(ours.dims(), theirs.dims());
-            assert!(
-                max_diff(&ours, &theirs) < 1e-5,
-                "forward {b} {c} {o} {h}x{w} -> {out:?}"
-            );
-            let g_ours = (ours * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g_theirs = (theirs * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [&x, &wgt] {
-                let (a, b2) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
-                assert!(
-                    max_diff(a, b2) < 1e-4,
-                    "gradient {b} {c} {o} {h}x{w} -> {out:?}"
-                );
-            }
-        }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use ca_core::{step_rng, NamedParam, StepDraws};
 use ca_hires::{reduced_size, Decoder, Encoder, HiresModel};
 use candle_core::{Device, Tensor};
-use common::{labels, small_model, uniform};
+use common::{labels, max_diff, small_model, uniform};
 
 /// Three CA steps from the encoder's environment, the decoder's logits,
 /// mean cross-entropy; returns the loss.
@@ -141,4 +141,48 @@ fn decoder_gradients_match_finite_differences() {
             .sum_all()
             .unwrap()
     });
+}
+
+/// A one-level decoder (on the CPU: candle's batched matmul and the col2im
+/// op of `upsample.rs`) against candle's own `conv_transpose2d` cut to the
+/// output size plus the bias: output, and the gradients at the input, the
+/// weight and the bias, on even and odd output sizes, non-square grids and
+/// several channel counts.
+#[test]
+fn the_decoder_matches_candles_transposed_convolution_and_its_gradients() {
+    for (k, (b, c, o, (h, w), out)) in [
+        (2, 5, 3, (4, 6), (8, 12)),
+        (1, 8, 8, (5, 3), (9, 5)),
+        (3, 4, 2, (3, 3), (6, 5)),
+        (1, 1, 1, (1, 1), (1, 2)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 40 + 3 * k as u64;
+        let dec = Decoder::new(1, c, o, seed, &Device::Cpu).unwrap();
+        let layer = &dec.layers()[0];
+        let x = candle_core::Var::from_tensor(&uniform(&[b, c, h, w], seed + 1)).unwrap();
+        let probe = uniform(&[b, o, out.0, out.1], seed + 2);
+        let ours = dec.forward(&x, out).unwrap();
+        let theirs = x
+            .conv_transpose2d(layer.weight.as_tensor(), 1, 1, 2, 1)
+            .and_then(|y| y.narrow(2, 0, out.0))
+            .and_then(|y| y.narrow(3, 0, out.1))
+            .and_then(|y| y.broadcast_add(&layer.bias.as_tensor().reshape((1, o, 1, 1))?))
+            .unwrap();
+        let case = format!("{b} {c} {o} {h}x{w} -> {out:?}");
+        assert_eq!(ours.dims(), theirs.dims(), "{case}");
+        assert!(max_diff(&ours, &theirs) < 1e-5, "forward {case}");
+        let grads = |y: Tensor| (y * &probe).and_then(|l| l.sum_all()?.backward()).unwrap();
+        let (g_ours, g_theirs) = (grads(ours), grads(theirs));
+        for v in [
+            x.as_tensor(),
+            layer.weight.as_tensor(),
+            layer.bias.as_tensor(),
+        ] {
+            let (a, e) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+            assert!(max_diff(a, e) < 1e-4, "gradient {case}");
+        }
+    }
 }

@@ -9,8 +9,12 @@
 
 use std::sync::Arc;
 
+use ca_core::cpu_op::{cpu_f32, storage_f32};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+/// The op's name in its errors.
+const OP: &str = "pixel cross entropy";
 
 /// `-mean over pixels of log softmax(logits)[label]` per image.
 pub(crate) struct PixelCrossEntropy {
@@ -20,17 +24,6 @@ pub(crate) struct PixelCrossEntropy {
     pub classes: usize,
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("pixel cross entropy: {what} must be f32");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("pixel cross entropy: {what} must be contiguous"),
-    }
-}
-
 impl PixelCrossEntropy {
     /// `(B, C, H * W)` of logits with layout `l`, checked against the
     /// labels.
@@ -38,7 +31,7 @@ impl PixelCrossEntropy {
         let (b, c, h, w) = l.shape().dims4()?;
         if b * h * w != self.labels.len() || c != self.classes {
             candle_core::bail!(
-                "pixel cross entropy: logits {:?} for {} labels of {} classes",
+                "{OP}: logits {:?} for {} labels of {} classes",
                 l.shape().dims(),
                 self.labels.len(),
                 self.classes
@@ -72,7 +65,7 @@ impl CustomOp1 for PixelCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_data(s, l, "logits")?;
+        let x = cpu_f32(OP, "logits", s, l)?;
         let (b, c, hw) = self.dims(l)?;
         let loss: Vec<f32> = x
             .par_chunks(c * hw)
@@ -98,10 +91,7 @@ impl CustomOp1 for PixelCrossEntropy {
     ) -> candle_core::Result<Option<Tensor>> {
         let arg = arg.contiguous()?;
         let (storage, layout) = arg.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("pixel cross entropy: logits must be on the CPU");
-        };
-        let x = f32_data(cpu, layout, "logits")?;
+        let x = storage_f32(OP, "logits", &storage, layout)?;
         let (_, c, hw) = self.dims(layout)?;
         let g = grad.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         let mut gx = vec![0.0f32; x.len()];

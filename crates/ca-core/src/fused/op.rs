@@ -3,11 +3,16 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use crate::cpu_op::{cpu_f32, storage_f32};
 
 use super::backward::backward;
 use super::forward::{forward, Inputs, Saved};
 use super::layout::{Dims, Packing};
+
+/// The op's name in its errors.
+const OP: &str = "fused step";
 
 /// One CA step with inputs the state `[B, S, H, W]`, the environment `[B,
 /// E, H, W]` and the packed rule parameters (1-D, see
@@ -46,10 +51,10 @@ impl FusedStep {
     ) -> candle_core::Result<super::forward::Output> {
         let d = &self.dims;
         let (mask_storage, mask_layout) = self.mask.storage_and_layout();
-        let mask = cpu_f32(&mask_storage, mask_layout, "mask")?;
+        let mask = storage_f32(OP, "mask", &mask_storage, mask_layout)?;
         let noise_storage = self.noise.as_ref().map(|z| z.storage_and_layout());
         let noise = match &noise_storage {
-            Some((storage, layout)) => Some(cpu_f32(storage, layout, "noise")?),
+            Some((storage, layout)) => Some(storage_f32(OP, "noise", storage, layout)?),
             None => None,
         };
         let expect = [
@@ -85,31 +90,6 @@ impl FusedStep {
     }
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        return Err(candle_core::Error::Msg(format!(
-            "fused step: {what} must be f32"
-        )));
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => Err(candle_core::Error::Msg(format!(
-            "fused step: {what} must be contiguous"
-        ))),
-    }
-}
-
-/// The contiguous f32 data of a tensor's storage, which must be on the CPU.
-fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match s {
-        Storage::Cpu(cpu) => f32_slice(cpu, l, what),
-        _ => Err(candle_core::Error::Msg(format!(
-            "fused step: {what} must be on the CPU"
-        ))),
-    }
-}
-
 /// The data of a tensor as a contiguous f32 vector.
 fn to_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
@@ -129,9 +109,9 @@ impl CustomOp3 for FusedStep {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let state = f32_slice(s1, l1, "state")?;
-        let env = f32_slice(s2, l2, "environment")?;
-        let packed = f32_slice(s3, l3, "packed parameters")?;
+        let state = cpu_f32(OP, "state", s1, l1)?;
+        let env = cpu_f32(OP, "environment", s2, l2)?;
+        let packed = cpu_f32(OP, "packed parameters", s3, l3)?;
         let fwd = self.run((state, env, packed), self.save)?;
         *self.lock() = fwd.saved;
         let d = &self.dims;
@@ -158,7 +138,7 @@ impl CustomOp3 for FusedStep {
         let grad = grad.contiguous()?;
         let g = {
             let (storage, layout) = grad.storage_and_layout();
-            let gout = cpu_f32(&storage, layout, "gradient")?;
+            let gout = storage_f32(OP, "gradient", &storage, layout)?;
             backward(&self.dims, &saved, gout, env.track_op())
         };
         let gs = Tensor::from_vec(g.state, state.shape(), state.device())?;
