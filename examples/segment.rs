@@ -1,4 +1,5 @@
-//! Segments one photo (JPEG or PNG, any size) with a trained model, plain
+//! Segments one photo (JPEG or PNG, within `ca_data::ImageLimits`, turned
+//! by its EXIF orientation) with a trained model, plain
 //! or high resolution (the model file says which, and its training size).
 //!
 //! `cargo run --release --example segment -- PHOTO [--gif evolution.gif]`
@@ -19,7 +20,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "Segment a photo with a trained cellular automaton")]
 struct Args {
-    /// The photo (JPEG or PNG, any size).
+    /// The photo: JPEG or PNG (other formats are refused, naming theirs),
+    /// at most 4096x4096 pixels, turned by its EXIF orientation.
     image: PathBuf,
     /// The trained model (`model.safetensors` written by train_pets).
     #[arg(long, default_value = "models/pets48-cascade.safetensors")]
@@ -66,7 +68,7 @@ fn main() {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (model, trained_size) = ca_sched::load_model(&args.model, &args.device)?;
-    let photo = ca_data::load_rgb(&args.image)?;
+    let photo = ca_data::load_photo(&args.image, &ca_data::ImageLimits::default())?;
     let options = SegmentOptions {
         size: args.size.unwrap_or(trained_size),
         native: args.native,

@@ -74,7 +74,7 @@ struct RawTrimap {
     values: Vec<u16>,
 }
 
-fn decode_error(path: &Path, reason: impl ToString) -> DataError {
+pub(crate) fn decode_error(path: &Path, reason: impl ToString) -> DataError {
     DataError::Decode {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -101,25 +101,91 @@ fn sniff<'a>(bytes: &'a [u8], path: &Path) -> Result<ImageReader<Cursor<&'a [u8]
 /// Decodes image bytes (any format [`load_rgb`] reads) to 8-bit RGB after
 /// checking the dimensions in the header against `limits`; the decoder
 /// itself is held to those dimensions and to
-/// [`ImageLimits::max_decode_bytes`]. `path` names the source in errors.
+/// [`ImageLimits::decoder_limits`] (pixels and metadata). `path` names the
+/// source in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<RgbImage, DataError> {
     let (width, height) = check_header(bytes, path, limits)?;
     let mut reader = sniff(bytes, path)?;
     reader.limits(limits.decoder_limits(width, height));
-    let image = reader.decode().map_err(|e| decode_error(path, e))?;
+    let image = reader
+        .decode()
+        .map_err(|e| image_error(path, e, limits, (width, height)))?;
     Ok(match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
 }
 
+/// A decoder's error as the crate's: over its allocation budget (the
+/// pixels of `width x height` plus the metadata budget; `(0, 0)` while
+/// reading the header) is [`DataError::TooLarge`] naming
+/// `max_metadata_bytes`, anything else [`DataError::Decode`].
+pub(crate) fn image_error(
+    path: &Path,
+    error: image::ImageError,
+    limits: &ImageLimits,
+    (width, height): (u32, u32),
+) -> DataError {
+    match error {
+        image::ImageError::Limits(e) => DataError::TooLarge {
+            path: path.to_path_buf(),
+            source: crate::limits::LimitError {
+                field: "max_metadata_bytes",
+                reason: format!(
+                    "decoding needs more than the {} bytes of the pixels plus {} bytes of metadata (an ICC profile or other chunk too large?): {e}",
+                    ImageLimits::pixel_bytes(width, height),
+                    limits.max_metadata_bytes
+                ),
+                too_large: true,
+            },
+        },
+        other => decode_error(path, other),
+    }
+}
+
 /// The `(width, height)` in the header of image bytes, checked against
-/// `limits`: [`DataError::TooLarge`] over a limit, [`DataError::Decode`]
-/// for an image without pixels or an unreadable header.
-fn check_header(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<(u32, u32), DataError> {
-    let (width, height) = sniff(bytes, path)?
+/// `limits`: [`DataError::TooLarge`] over a limit (the metadata read with
+/// the header included), [`DataError::Decode`] for an image without pixels
+/// or an unreadable header.
+pub(crate) fn check_header(
+    bytes: &[u8],
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<(u32, u32), DataError> {
+    let mut reader = sniff(bytes, path)?;
+    // A PNG's dimensions come first, in IHDR: checked before the decoder
+    // reads the header, whose row buffers follow the width.
+    if reader.format() == Some(ImageFormat::Png) {
+        if let Some((width, height)) = png_dimensions(bytes) {
+            check_dimensions(width, height, path, limits)?;
+        }
+    }
+    reader.limits(limits.header_limits());
+    let (width, height) = reader
         .into_dimensions()
-        .map_err(|e| decode_error(path, e))?;
+        .map_err(|e| image_error(path, e, limits, (0, 0)))?;
+    check_dimensions(width, height, path, limits)?;
+    Ok((width, height))
+}
+
+/// The width and height in a PNG's IHDR chunk (right after the signature),
+/// if the bytes hold one.
+fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let word = |i: usize| u32::from_be_bytes([ihdr[i], ihdr[i + 1], ihdr[i + 2], ihdr[i + 3]]);
+    Some((word(4), word(8)))
+}
+
+/// [`ImageLimits::check`] as the crate's error.
+fn check_dimensions(
+    width: u32,
+    height: u32,
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<(), DataError> {
     limits.check(width, height).map_err(|source| {
         if source.too_large {
             DataError::TooLarge {
@@ -129,8 +195,7 @@ fn check_header(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<(u32,
         } else {
             decode_error(path, source)
         }
-    })?;
-    Ok((width, height))
+    })
 }
 
 /// Whether a JPEG byte stream has an end-of-image marker (`FF D9`) after its
@@ -138,7 +203,7 @@ fn check_header(bytes: &[u8], path: &Path, limits: &ImageLimits) -> Result<(u32,
 /// `FF D9` (a data byte `FF` is stuffed as `FF 00`), so a file cut inside or
 /// before its last scan fails this test while trailing bytes after a
 /// complete image do not matter.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
+pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     match last_sos {
         None => false,

@@ -16,17 +16,23 @@ pub struct ImageLimits {
     pub max_side: u32,
     /// Largest ratio of the long side to the short side.
     pub max_aspect: f64,
+    /// Most bytes a decoder may allocate for what a file holds besides its
+    /// pixels (a PNG's compressed ICC profile, read with the header, can
+    /// inflate a 1 MB file to 0.5 GB).
+    pub max_metadata_bytes: u64,
 }
 
 impl Default for ImageLimits {
     /// 4096 x 4096 pixels, 16384 a side, aspect ratio at most 32 (the
     /// Oxford-IIIT Pet release stays below 2,000 pixels a side and an
-    /// aspect ratio of 4).
+    /// aspect ratio of 4), 16 MiB of metadata (a camera's ICC profile is
+    /// a few KB to a few hundred KB).
     fn default() -> Self {
         Self {
             max_pixels: 4096 * 4096,
             max_side: 16_384,
             max_aspect: 32.0,
+            max_metadata_bytes: 16 << 20,
         }
     }
 }
@@ -65,6 +71,9 @@ impl ImageLimits {
         }
         if self.max_side == 0 {
             return Err(invalid("max_side", "must be at least 1".into()));
+        }
+        if self.max_metadata_bytes == 0 {
+            return Err(invalid("max_metadata_bytes", "must be at least 1".into()));
         }
         if !(self.max_aspect >= 1.0 && self.max_aspect.is_finite()) {
             return Err(invalid(
@@ -123,21 +132,37 @@ impl ImageLimits {
         Ok(())
     }
 
-    /// The most bytes a decoder may allocate for an image within the
-    /// limits: 16 bytes a pixel (RGBA of 32-bit floats, the widest decoded
-    /// form), at least 1 MiB.
-    pub fn max_decode_bytes(&self) -> u64 {
-        self.max_pixels.saturating_mul(16).max(1 << 20)
+    /// The most bytes a decoder may allocate for the pixels of an image of
+    /// `width x height`: 16 bytes a pixel (RGBA of 32-bit floats, the
+    /// widest decoded form).
+    pub fn pixel_bytes(width: u32, height: u32) -> u64 {
+        u64::from(width) * u64::from(height) * 16
+    }
+
+    /// The `image` decoder's limits for reading a header: at most
+    /// [`ImageLimits::max_metadata_bytes`] for the chunks read with it (a
+    /// PNG's ICC profile is inflated there) plus the row buffers of an
+    /// image of [`ImageLimits::max_side`] (a PNG decoder sets them up
+    /// with the header; a PNG's width is checked before it is read).
+    pub fn header_limits(&self) -> image::Limits {
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(
+            self.max_metadata_bytes
+                .saturating_add(Self::pixel_bytes(self.max_side, 4)),
+        );
+        limits
     }
 
     /// The `image` decoder's limits for an image whose header declared
     /// `width x height` (already [`ImageLimits::check`]ed): no larger
-    /// dimensions, and at most [`ImageLimits::max_decode_bytes`].
+    /// dimensions, and at most [`ImageLimits::pixel_bytes`] plus
+    /// [`ImageLimits::max_metadata_bytes`] allocated.
     pub fn decoder_limits(&self, width: u32, height: u32) -> image::Limits {
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(width);
         limits.max_image_height = Some(height);
-        limits.max_alloc = Some(self.max_decode_bytes());
+        limits.max_alloc =
+            Some(Self::pixel_bytes(width, height).saturating_add(self.max_metadata_bytes));
         limits
     }
 }

@@ -53,6 +53,25 @@ struct Args {
     /// Largest image in pixels (width times height); larger get 413.
     #[arg(long, default_value_t = ServeConfig::default().max_pixels)]
     max_pixels: u64,
+    /// Seconds a client may take to send a request's headers, and an idle
+    /// keep-alive connection may wait for its next request.
+    #[arg(long, default_value_t = ServeConfig::default().header_timeout.as_secs_f64())]
+    header_timeout_secs: f64,
+    /// Seconds a frame may wait for a page that stopped reading before its
+    /// socket is closed and its colony freed.
+    #[arg(long, default_value_t = ServeConfig::default().send_timeout.as_secs_f64())]
+    send_timeout_secs: f64,
+    /// Open connections at once; one more gets 503 with Retry-After.
+    #[arg(long, default_value_t = ServeConfig::default().max_connections)]
+    max_connections: usize,
+    /// An origin (scheme://host[:port]) whose pages may use /ws and /api
+    /// besides the server's own; repeat for more. Others get 403.
+    #[arg(long = "allow-origin")]
+    allow_origins: Vec<String>,
+    /// Log level of the request, slot and connection lines on stderr:
+    /// off, error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log: tracing_subscriber::filter::LevelFilter,
 }
 
 /// The models folder and the default model's name from `--model` and
@@ -85,6 +104,10 @@ async fn main() -> ExitCode {
     // Reuse the freed step buffers instead of faulting them in every step.
     ca_core::alloc::retain_freed_memory();
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_writer(std::io::stderr)
+        .init();
     let (models_dir, default_model) = match models_of(&args) {
         Ok(m) => m,
         Err(e) => {
@@ -101,9 +124,11 @@ async fn main() -> ExitCode {
             seconds("api-wait-secs", args.api_wait_secs)?,
             seconds("photo-timeout-secs", args.photo_timeout_secs)?,
             seconds("idle-timeout-secs", args.idle_timeout_secs)?,
+            seconds("header-timeout-secs", args.header_timeout_secs)?,
+            seconds("send-timeout-secs", args.send_timeout_secs)?,
         ))
     })();
-    let (api_wait, photo_timeout, idle_timeout) = match timeouts {
+    let (api_wait, photo_timeout, idle_timeout, header_timeout, send_timeout) = match timeouts {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -129,6 +154,10 @@ async fn main() -> ExitCode {
         max_colonies: args.max_colonies,
         max_upload_bytes: args.max_upload_bytes,
         max_pixels: args.max_pixels,
+        header_timeout,
+        send_timeout,
+        max_connections: args.max_connections,
+        allow_origins: args.allow_origins,
         ..ServeConfig::default()
     };
     let server = match Server::bind(config).await {
@@ -145,11 +174,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match server.run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server.run().await;
+    ExitCode::SUCCESS
 }

@@ -60,6 +60,29 @@ pub struct ServeConfig {
     /// Stochastic runs of the uncertainty view (batch of the colony while
     /// the view is on).
     pub uncertainty_runs: usize,
+    /// Longest time a client may take to send a request's headers, and
+    /// longest an idle keep-alive connection waits for its next request;
+    /// then the connection is closed (hyper's header read timeout, which
+    /// runs from the moment the connection waits for a request).
+    pub header_timeout: Duration,
+    /// Open connections at once (pages, sockets, API calls, idle
+    /// keep-alive ones); one more is answered 503 with `Retry-After` and
+    /// closed at once.
+    pub max_connections: usize,
+    /// Longest a WebSocket frame or notice may wait to be taken by the
+    /// page (its TCP window full: a page that stopped reading); then the
+    /// socket is closed and its colony slot freed.
+    pub send_timeout: Duration,
+    /// Origins (`scheme://host[:port]`, as a browser sends them) allowed
+    /// to open `/ws` and call `/api/...` besides the server's own; a
+    /// request with another `Origin` gets 403. Requests without an
+    /// `Origin` (curl, scripts) are not browsers' cross-site requests and
+    /// pass.
+    pub allow_origins: Vec<String>,
+    /// Most cells of a `format=json&size=native` map (its labels are a
+    /// JSON number each, about 2 bytes a cell); larger photos get 413 and
+    /// the advice to ask for the PNG, one byte a cell before compression.
+    pub max_json_cells: u64,
 }
 
 impl Default for ServeConfig {
@@ -82,6 +105,11 @@ impl Default for ServeConfig {
             max_fps: 15,
             view_size: 192,
             uncertainty_runs: 4,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            send_timeout: Duration::from_secs(10),
+            allow_origins: Vec::new(),
+            max_json_cells: 1 << 20,
         }
     }
 }
@@ -101,6 +129,15 @@ impl ServeConfig {
                 "must be a model name: letters, digits, '-', '_' and inner '.', no path".into(),
             );
         }
+        for origin in &self.allow_origins {
+            if let Err(reason) = check_origin(origin) {
+                return error(
+                    "allow_origins",
+                    format!("'{}'", origin.escape_default()),
+                    reason,
+                );
+            }
+        }
         for (setting, value, range, reason) in self.numeric_ranges() {
             if !range.contains(&value) {
                 return error(setting, value.to_string(), reason);
@@ -110,6 +147,8 @@ impl ServeConfig {
             ("api_wait", self.api_wait),
             ("photo_timeout", self.photo_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("header_timeout", self.header_timeout),
+            ("send_timeout", self.send_timeout),
         ] {
             if value.is_zero() || value > Duration::from_secs(86_400) {
                 return error(
@@ -124,7 +163,7 @@ impl ServeConfig {
 
     /// Every whole-number setting with the range it must lie in and the
     /// reason given when it does not, in the order they are checked.
-    fn numeric_ranges(&self) -> [(&'static str, u64, RangeInclusive<u64>, String); 10] {
+    fn numeric_ranges(&self) -> [(&'static str, u64, RangeInclusive<u64>, String); 12] {
         let n = |v: usize| v as u64;
         [
             (
@@ -187,8 +226,33 @@ impl ServeConfig {
                 2..=16,
                 "a variance needs 2 to 16 runs".into(),
             ),
+            (
+                "max_connections",
+                n(self.max_connections),
+                1..=100_000,
+                "must be 1 to 100000".into(),
+            ),
+            (
+                "max_json_cells",
+                self.max_json_cells,
+                1..=1 << 28,
+                "must be 1 to 2^28".into(),
+            ),
         ]
     }
+}
+
+/// Checks that `origin` is an origin as browsers send it: `http` or
+/// `https`, `://`, a host and maybe a port, nothing after.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+        return Err("must be scheme://host[:port], with no path".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -219,12 +283,22 @@ mod tests {
                 uncertainty_runs: 1,
                 ..ServeConfig::default()
             },
+            ServeConfig {
+                allow_origins: vec!["https://example.org/app".into()],
+                ..ServeConfig::default()
+            },
+            ServeConfig {
+                header_timeout: Duration::ZERO,
+                ..ServeConfig::default()
+            },
         ];
         let expected = [
             "max_colonies = 0:",
             "default_model = '../etc/passwd':",
             "default_steps = 6000: must be 1 to max_steps (5000)",
             "uncertainty_runs = 1:",
+            "allow_origins = 'https://example.org/app': must be scheme://host[:port]",
+            "header_timeout = 0ns:",
         ];
         for (config, want) in bad.iter().zip(expected) {
             let msg = config.validate().unwrap_err().to_string();

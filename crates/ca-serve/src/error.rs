@@ -8,6 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// Seconds a page refused for want of a colony slot is told to wait.
+pub const BUSY_RETRY_SECONDS: u64 = 10;
+
 /// An error answered to a client: an HTTP status and a message, sent as
 /// `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,13 +49,14 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
-    /// 503: every colony slot is taken.
+    /// 503 with `Retry-After` ([`BUSY_RETRY_SECONDS`]): every colony slot
+    /// is taken.
     pub fn busy(max_colonies: usize) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Self::api_busy(
             format!(
-                "server busy: all {max_colonies} colonies are in use; close another page or retry later"
+                "server busy: all {max_colonies} colonies are in use; close another page or retry in {BUSY_RETRY_SECONDS} s"
             ),
+            BUSY_RETRY_SECONDS,
         )
     }
 

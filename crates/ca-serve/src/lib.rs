@@ -26,7 +26,10 @@
 
 pub mod config;
 pub mod error;
+pub mod listen;
+pub mod log;
 pub mod models;
+pub mod origin;
 pub mod routes;
 pub mod session;
 pub mod upload;
@@ -80,9 +83,10 @@ impl Server {
         &self.state
     }
 
-    /// Serves until the process ends or an I/O error stops it.
-    pub async fn run(self) -> Result<(), ServeError> {
-        axum::serve(self.listener, router(self.state)).await?;
-        Ok(())
+    /// Serves until the process ends ([`listen::serve`]: header timeout,
+    /// connection cap, request log).
+    pub async fn run(self) {
+        let config = self.state.config.clone();
+        listen::serve(self.listener, router(self.state), config).await
     }
 }

@@ -108,10 +108,13 @@ impl AppState {
     /// A live page's colony slot, held until dropped; 503 when all are
     /// taken.
     fn take_colony(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.colonies
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::busy(self.config.max_colonies))
+        self.colonies.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!(
+                max_colonies = self.config.max_colonies,
+                "page refused: every colony slot is taken"
+            );
+            ApiError::busy(self.config.max_colonies)
+        })
     }
 
     /// An API slot, held until dropped: at once when one is free, else
@@ -199,14 +202,21 @@ pub fn router(state: AppState) -> Router {
             "/favicon.svg",
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
-        .route("/api/models", get(list_models))
-        .route("/api/status", get(status))
-        .route("/api/segment", post(segment))
-        .route("/ws", get(live_socket))
+        .merge(
+            Router::new()
+                .route("/api/models", get(list_models))
+                .route("/api/status", get(status))
+                .route("/api/segment", post(segment))
+                .route("/ws", get(live_socket))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::origin::same_origin,
+                )),
+        )
         .fallback(|| async { ApiError::not_found("no such page or API route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    guarded(routes, body_limit)
+    guarded(routes, body_limit).layer(axum::middleware::from_fn(crate::log::log_request))
 }
 
 /// 405 as every error: a JSON body, and the `Allow` header.
@@ -388,39 +398,71 @@ async fn segment(
         crate::models::check_model_name(name)?;
     }
     let model = app.model(form.model).await?;
-    let model_name = model.name.clone();
     let permit = app.take_api_slot().await?;
     let limits = app.upload_limits();
-    let (image, native) = (form.image, reply.native);
+    let max_json_cells = config.max_json_cells;
+    // The reply is built while the slot is held, so that the slots bound
+    // its memory too.
     let work = move || {
         let _slot = permit;
-        segment_upload(&model, &image, limits, steps, native)
+        let map = segment_upload(&model, &form.image, limits, steps, &reply, max_json_cells)?;
+        if reply.json {
+            Ok(json_reply(&model.name, steps, &map))
+        } else {
+            let png = views::encode_class_png(&map.classes, map.width, map.height)?;
+            Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+        }
     };
-    let (classes, (width, height)) = tokio::task::spawn_blocking(work)
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))??;
-    if reply.json {
-        let counts: serde_json::Map<String, serde_json::Value> =
-            views::class_counts(&classes, ca_data::CLASS_NAMES.len())
-                .into_iter()
-                .zip(ca_data::CLASS_NAMES)
-                .map(|(n, name)| (name.to_string(), n.into()))
-                .collect();
-        let labels: Vec<&[u32]> = classes.chunks(width).collect();
-        Ok(Json(serde_json::json!({
-            "model": model_name,
-            "steps": steps,
-            "width": width,
-            "height": height,
-            "classes": ca_data::CLASS_NAMES,
-            "counts": counts,
-            "labels": labels,
-        }))
-        .into_response())
-    } else {
-        let png = views::encode_png(&render::class_image(&classes, width, height))?;
-        Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+        .map_err(|_| ApiError::internal("internal error: the segmentation panicked"))?
+}
+
+/// A class map: one class id a cell, row-major.
+struct ClassMap {
+    classes: Vec<u8>,
+    width: usize,
+    height: usize,
+}
+
+/// The JSON reply of `POST /api/segment?format=json`: the model, steps,
+/// size, class names, counts and the label rows, written straight into
+/// its bytes (a `serde_json::Value` of the rows took 32 bytes a cell).
+fn json_reply(model: &str, steps: usize, map: &ClassMap) -> Response {
+    use std::fmt::Write;
+    let counts = views::class_counts(
+        map.classes.iter().map(|&c| usize::from(c)),
+        ca_data::CLASS_NAMES.len(),
+    );
+    let counts: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .zip(ca_data::CLASS_NAMES)
+        .map(|(n, name)| (name.to_string(), n.into()))
+        .collect();
+    let head = serde_json::json!({
+        "model": model,
+        "steps": steps,
+        "width": map.width,
+        "height": map.height,
+        "classes": ca_data::CLASS_NAMES,
+        "counts": counts,
+    })
+    .to_string();
+    let mut body = String::with_capacity(head.len() + 2 * map.classes.len() + 3 * map.height + 16);
+    body.push_str(head.strip_suffix('}').unwrap_or(&head));
+    body.push_str(",\"labels\":[");
+    for (r, row) in map.classes.chunks(map.width.max(1)).enumerate() {
+        body.push_str(if r == 0 { "[" } else { ",[" });
+        for (i, c) in row.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            let _ = write!(body, "{c}");
+        }
+        body.push(']');
     }
+    body.push_str("]}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The reply's format and size from the query; 400 for other values.
@@ -518,17 +560,25 @@ async fn read_segment_form(
 }
 
 /// Decodes an uploaded photo and segments it with `model` (blocking): the
-/// classes, row-major, and their grid `(width, height)`: the model's
-/// square, or the photo's size with `native`.
+/// class map at the model's square grid, or at the photo's displayed size
+/// with `size=native`; 413 for a native JSON map of more than
+/// `max_json_cells` cells (checked before the colony runs).
 fn segment_upload(
     model: &LoadedModel,
     image: &[u8],
     limits: UploadLimits,
     steps: usize,
-    native: bool,
-) -> Result<(Vec<u32>, (usize, usize)), ApiError> {
+    reply: &SegmentReply,
+    max_json_cells: u64,
+) -> Result<ClassMap, ApiError> {
     let photo = decode_image(image, limits)?;
     let (pw, ph) = (photo.width() as usize, photo.height() as usize);
+    let cells = (pw * ph) as u64;
+    if reply.json && reply.native && cells > max_json_cells {
+        return Err(ApiError::too_large(format!(
+            "format=json&size=native: the {pw}x{ph} photo gives {cells} labels, over the limit of {max_json_cells} (about 2 bytes each in JSON); ask for format=png (1 byte a cell before compression) or size=grid"
+        )));
+    }
     let size = model.image_size;
     let options = SegmentOptions {
         size,
@@ -540,12 +590,25 @@ fn segment_upload(
     };
     let result = run_segment(&model.model, &photo, &options)
         .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
-    if native {
-        let classes = render::resample_nearest(&result.classes, (size, size), (pw, ph));
-        Ok((classes, (pw, ph)))
+    drop(photo);
+    let grid: Vec<u8> = result
+        .classes
+        .iter()
+        .map(|&c| u8::try_from(c).unwrap_or(u8::MAX))
+        .collect();
+    Ok(if reply.native {
+        ClassMap {
+            classes: render::resample_nearest(&grid, (size, size), (pw, ph)),
+            width: pw,
+            height: ph,
+        }
     } else {
-        Ok((result.classes, (size, size)))
-    }
+        ClassMap {
+            classes: grid,
+            width: size,
+            height: size,
+        }
+    })
 }
 
 /// Query of `GET /ws`.
@@ -617,8 +680,17 @@ async fn live(
     let (colony_out, out) = tokio::sync::mpsc::channel(OUTGOING_QUEUE);
     let hello = hello_message(&app, &model);
     let (models, limits) = (app.models.clone(), app.session_limits());
+    let slots = app.clone();
+    tracing::info!(
+        model = %model.name,
+        live_colonies = app.live_colonies(),
+        "colony slot taken by a page"
+    );
     let colony = move || {
-        let _slot = slot;
+        let _slot = SlotLog {
+            _slot: slot,
+            app: slots,
+        };
         session::run_session(model, models, limits, colony_commands, colony_out);
     };
     if let Err(e) = std::thread::Builder::new()
@@ -631,19 +703,59 @@ async fn live(
             .await;
         return;
     }
-    if socket
-        .send(Message::Text(hello.to_string().into()))
-        .await
-        .is_err()
+    let send_timeout = app.config.send_timeout;
+    if !send_within(
+        &mut socket,
+        Message::Text(hello.to_string().into()),
+        send_timeout,
+    )
+    .await
     {
         return;
     }
     relay(socket, &app.config, commands, out).await;
 }
 
+/// A page's colony slot, logged when it is freed (the colony thread ends).
+struct SlotLog {
+    _slot: OwnedSemaphorePermit,
+    app: AppState,
+}
+
+impl Drop for SlotLog {
+    fn drop(&mut self) {
+        // The permit goes back right after this.
+        let live = self.app.live_colonies().saturating_sub(1);
+        tracing::info!(live_colonies = live, "colony slot freed");
+    }
+}
+
+/// Sends `message` unless the page takes longer than `timeout` to take it
+/// (its receive window full: a page that stopped reading); false when the
+/// socket is gone or the time ran out.
+async fn send_within(
+    socket: &mut WebSocket,
+    message: Message,
+    timeout: std::time::Duration,
+) -> bool {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!(
+                send_timeout_s = timeout.as_secs_f64(),
+                "socket closed: the page took no frame within the send timeout (it stopped reading)"
+            );
+            false
+        }
+    }
+}
+
 /// Passes the page's commands to the colony thread and its frames and
 /// notices to the page, until either side ends, a message is over the
-/// limit, or the page misses its photo or idle deadline.
+/// limit, the page misses its photo or idle deadline (counted from what
+/// the page sends, never from what it is sent), or a frame waits longer
+/// than the send timeout to be taken.
 async fn relay(
     mut socket: WebSocket,
     config: &ServeConfig,
@@ -653,6 +765,7 @@ async fn relay(
     let max_steps = config.max_steps;
     let max_message = config.max_upload_bytes + 1;
     let (photo_timeout, idle_timeout) = (config.photo_timeout, config.idle_timeout);
+    let send_timeout = config.send_timeout;
     let connected = tokio::time::Instant::now();
     let (mut last_message, mut got_photo) = (connected, false);
     loop {
@@ -668,11 +781,9 @@ async fn relay(
                     Some(Err(e)) => {
                         // Over the message size limit the socket cannot be
                         // read on, but it can still say why it closes.
-                        let reason = format!(
-                            "closed: a message over the limit of {max_message} bytes, or a broken frame ({e})"
-                        );
-                        let reason: String = reason.chars().take(120).collect();
-                        close_with(&mut socket, StatusCode::PAYLOAD_TOO_LARGE, TOO_BIG_CLOSE_CODE, reason).await;
+                        tracing::info!(error = %e, "socket closed: a message over the limit or a broken frame");
+                        let reason = too_big_reason(max_message);
+                        close_with(&mut socket, StatusCode::PAYLOAD_TOO_LARGE, TOO_BIG_CLOSE_CODE, reason, send_timeout).await;
                         break;
                     }
                     Some(Ok(m)) => m,
@@ -686,7 +797,7 @@ async fn relay(
                     }
                     Err(error) => {
                         let notice = notice_message(session::error_notice(&error));
-                        socket.send(notice).await.is_ok()
+                        send_within(&mut socket, notice, send_timeout).await
                     }
                 };
                 if !alive {
@@ -695,17 +806,24 @@ async fn relay(
             }
             outgoing = out.recv() => {
                 let Some(outgoing) = outgoing else { break };
-                if socket.send(notice_message(outgoing)).await.is_err() {
+                if !send_within(&mut socket, notice_message(outgoing), send_timeout).await {
                     break;
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 let reason = idle_reason(got_photo, photo_timeout, idle_timeout);
-                close_with(&mut socket, StatusCode::REQUEST_TIMEOUT, IDLE_CLOSE_CODE, reason).await;
+                tracing::info!(%reason, "socket closed at its deadline");
+                close_with(&mut socket, StatusCode::REQUEST_TIMEOUT, IDLE_CLOSE_CODE, reason, send_timeout).await;
                 break;
             }
         }
     }
+}
+
+/// The close reason of a message over the limit: whole, within the 123
+/// bytes a close frame's reason may hold.
+fn too_big_reason(max_message: usize) -> String {
+    format!("closed: a message over {max_message} bytes, or a broken frame; reload the page")
 }
 
 /// Why a page is closed at its deadline: no message for `idle` once it
@@ -775,13 +893,21 @@ pub const TOO_BIG_CLOSE_CODE: u16 = 1009;
 pub const IDLE_CLOSE_CODE: u16 = 4408;
 
 /// Sends an error notice with `reason`, then a close frame with `code`
-/// and `reason`, so the page can say why it was closed.
-async fn close_with(socket: &mut WebSocket, status: StatusCode, code: u16, reason: String) {
+/// and `reason`, so the page can say why it was closed; each within
+/// `timeout`.
+async fn close_with(
+    socket: &mut WebSocket,
+    status: StatusCode,
+    code: u16,
+    reason: String,
+    timeout: std::time::Duration,
+) {
     let notice = session::error_notice(&ApiError::new(status, reason.clone()));
-    let _ = socket.send(notice_message(notice)).await;
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if send_within(socket, notice_message(notice), timeout).await {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        send_within(socket, Message::Close(Some(frame)), timeout).await;
+    }
 }

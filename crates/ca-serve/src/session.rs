@@ -24,6 +24,10 @@ use crate::models::{LoadedModel, ModelRegistry};
 use crate::upload::{decode_image, UploadLimits};
 use crate::views;
 
+/// How often a colony whose page is not taking its frames looks for room
+/// in the queue again.
+const WAIT_FOR_ROOM: Duration = Duration::from_millis(20);
+
 /// Most steps per second a page may ask for.
 pub const MAX_STEPS_PER_SECOND: u32 = 1000;
 
@@ -262,9 +266,15 @@ impl Session {
         let mut next_step = Instant::now();
         let mut next_frame = Instant::now();
         loop {
-            let active = self.running() && live.is_some();
+            // Back-pressure: with the frames queue full (the page is not
+            // taking them) the colony neither steps nor draws; it looks
+            // for room again after WAIT_FOR_ROOM.
+            let room = self.out.capacity() > 0;
+            let active = room && self.running() && live.is_some();
             let now = Instant::now();
-            let due = if active {
+            let due = if !room && live.is_some() {
+                Some(now + WAIT_FOR_ROOM)
+            } else if active {
                 Some(next_step.min(if self.dirty { next_frame } else { next_step }))
             } else if self.dirty && live.is_some() {
                 Some(next_frame)
@@ -309,7 +319,7 @@ impl Session {
                 next_step = (next_step + interval).max(now);
             }
             self.measure_rate(now);
-            if self.dirty && now >= next_frame {
+            if room && self.dirty && now >= next_frame {
                 if let Some(l) = live.as_ref() {
                     let frame = match self.frame(model, l, &projection) {
                         Ok(f) => Outgoing::Frame(f),
@@ -492,7 +502,7 @@ impl Session {
             "uncertainty": self.uncertainty,
             "runs": self.batch(),
             "mean_variance": variance.as_ref().map(|v| v.iter().sum::<f32>() / v.len().max(1) as f32),
-            "counts": views::class_counts(&classes, num_classes),
+            "counts": views::class_counts(classes.iter().map(|&c| c as usize), num_classes),
         });
         Ok(views::frame_message(&header, &png))
     }

@@ -75,10 +75,10 @@ pub fn prob_variance(logits: &Tensor) -> candle_core::Result<Vec<f32>> {
 }
 
 /// Pixels of each class id `0..classes` in `map`.
-pub fn class_counts(map: &[u32], classes: usize) -> Vec<usize> {
+pub fn class_counts(map: impl IntoIterator<Item = usize>, classes: usize) -> Vec<usize> {
     let mut counts = vec![0; classes];
-    for &c in map {
-        if let Some(n) = counts.get_mut(c as usize) {
+    for c in map {
+        if let Some(n) = counts.get_mut(c) {
             *n += 1;
         }
     }
@@ -99,6 +99,24 @@ pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, ApiError> {
             image::ExtendedColorType::Rgb8,
         )
         .map_err(|e| ApiError::internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// A class map (one class id a cell, row-major, `width x height`) as an
+/// 8-bit palette PNG in the render palette: one byte a cell before
+/// compression, where an RGB image took three.
+pub fn encode_class_png(classes: &[u8], width: usize, height: usize) -> Result<Vec<u8>, ApiError> {
+    let failed = |e: png::EncodingError| ApiError::internal(format!("PNG encoding failed: {e}"));
+    let size = |n: usize| u32::try_from(n).map_err(|_| ApiError::internal("class map too large"));
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, size(width)?, size(height)?);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(render::PALETTE.concat());
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().map_err(failed)?;
+    writer.write_image_data(classes).map_err(failed)?;
+    writer.finish().map_err(failed)?;
     Ok(out)
 }
 
@@ -155,6 +173,6 @@ mod tests {
         assert_eq!(&msg[..4], &[0, 0, 0, 10]);
         assert_eq!(&msg[4..14], br#"{"step":3}"#);
         assert_eq!(&msg[14..], b"PNG");
-        assert_eq!(class_counts(&[0, 2, 2, 7], 3), vec![1, 0, 2]);
+        assert_eq!(class_counts([0, 2, 2, 7], 3), vec![1, 0, 2]);
     }
 }
