@@ -27,6 +27,7 @@ pub mod batch;
 pub mod dataset;
 pub mod decode;
 pub mod error;
+pub mod hostile;
 pub mod labels;
 pub mod limits;
 pub mod photo;

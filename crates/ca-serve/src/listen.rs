@@ -29,7 +29,11 @@ use crate::config::ServeConfig;
 /// Seconds a client refused for want of a connection slot is told to wait.
 const BUSY_RETRY_SECONDS: u64 = 5;
 
-/// Longest the refusal of a connection over the cap may take to write.
+/// Connections over the cap being answered at once.
+const MAX_REFUSING: usize = 64;
+
+/// Longest the refusal of a connection over the cap may wait for the
+/// request's headers, and then take to write.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Pause after a failed `accept` (out of file descriptors: the pause lets
@@ -39,6 +43,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Serves `app` on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, app: Router, config: Arc<ServeConfig>) {
     let open = Arc::new(Semaphore::new(config.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -54,7 +59,16 @@ pub async fn serve(listener: TcpListener, app: Router, config: Arc<ServeConfig>)
                 max_connections = config.max_connections,
                 "connection refused: every connection slot is open"
             );
-            tokio::spawn(refuse(stream, config.max_connections));
+            // At most MAX_REFUSING answered refusals at once; past that a
+            // flood is closed without a word, so that it cannot hold
+            // descriptors through its refusals either.
+            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                let max = config.max_connections;
+                tokio::spawn(async move {
+                    let _refusing = refusing;
+                    refuse(stream, max).await
+                });
+            }
             continue;
         };
         let service =
@@ -93,9 +107,22 @@ fn log_connection_error(peer: SocketAddr, header_timeout: Duration, error: &hype
     }
 }
 
-/// Answers a connection over the cap with a 503 and closes it, reading
+/// Answers a connection over the cap with a 503 once its request's headers
+/// are in (an answer before the request confuses clients), or at once when
+/// they do not come within [`REFUSAL_TIMEOUT`], and closes it, reading
 /// what it sent meanwhile so that the close does not reset the answer.
 async fn refuse(mut stream: TcpStream, max_connections: usize) {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let headers_in = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, headers_in).await;
     let body = serde_json::json!({
         "error": format!(
             "server busy: all {max_connections} connections are open; retry in {BUSY_RETRY_SECONDS} s"

@@ -12,6 +12,12 @@ const VIDEO = 86; // 'V'
 
 let ws = null;
 let hello = null;
+let model = null;
+// The step limit the colony runs under, as its frames last said (the box
+// goes back to it when the server refuses a value).
+let acceptedSteps = null;
+// Seconds before a page refused for want of a colony slot tries again.
+const BUSY_RETRY_S = 10;
 let framesShown = 0;
 let camera = null;
 let cameraTimer = null;
@@ -65,7 +71,7 @@ async function listModels() {
   }
 }
 
-function connect(model) {
+function connect() {
   const url = new URL("/ws", location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   if (model) url.searchParams.set("model", model);
@@ -80,12 +86,12 @@ function connect(model) {
     }
     try {
       const s = await (await fetch("/api/status")).json();
-      say(
-        s.live_colonies >= s.max_colonies
-          ? `server busy: all ${s.max_colonies} colonies are in use; close another page and reload`
-          : "disconnected from the server; reload the page",
-        true
-      );
+      if (s.live_colonies >= s.max_colonies) {
+        say(`server busy: all ${s.max_colonies} colonies are in use; trying again in ${BUSY_RETRY_S} s`, true);
+        setTimeout(connect, BUSY_RETRY_S * 1000);
+      } else {
+        say("disconnected from the server; reload the page", true);
+      }
     } catch (e) {
       say("the server is gone; restart it and reload the page", true);
     }
@@ -96,7 +102,8 @@ function onNotice(msg) {
   if (msg.type === "hello") {
     hello = msg;
     $("steps").max = msg.max_steps;
-    $("steps").value = msg.steps ?? "";
+    acceptedSteps = msg.steps;
+    $("steps").value = acceptedSteps ?? "";
     $("model-name").textContent = msg.model;
     $("legend").replaceChildren(
       ...msg.legend.map((c) => {
@@ -114,6 +121,8 @@ function onNotice(msg) {
     say("connected: drop a photo or start the camera", true);
   } else if (msg.type === "error") {
     say(`error (${msg.status}): ${msg.error}`);
+    // A refused step limit: the box shows the one still in force.
+    if (msg.error.startsWith("steps ")) $("steps").value = acceptedSteps ?? "";
   }
 }
 
@@ -136,6 +145,9 @@ async function onFrame(buffer) {
   // "Pause" only while the colony steps: paused, or halted at the step
   // limit, it reads "Play" (and Play runs it on).
   $("play").textContent = header.running ? "Pause" : "Play";
+  $("play").disabled = false;
+  acceptedSteps = header.max_steps;
+  if (document.activeElement !== $("steps")) $("steps").value = acceptedSteps ?? "";
   $("uncertainty-caption").textContent = header.uncertainty
     ? `uncertainty (${header.runs} runs, mean ${header.mean_variance.toFixed(4)})`
     : "uncertainty (off)";
@@ -153,6 +165,11 @@ async function onFrame(buffer) {
 
 function sendPhoto(file) {
   if (!file) return;
+  if (!ws || ws.readyState !== WebSocket.OPEN) {
+    // The reason the socket closed stays on screen; the photo went nowhere.
+    if (!$("message").textContent) say(`${file.name} not sent: not connected to the server; reload the page`, true);
+    return;
+  }
   if (hello && file.size > hello.max_upload_bytes) {
     say(`${file.name}: ${file.size} bytes is over the limit of ${hello.max_upload_bytes} bytes`);
     return;
@@ -253,7 +270,10 @@ function wire() {
     const v = $("steps").value.trim();
     send({ cmd: "steps", steps: v === "" ? null : Number(v) });
   });
-  $("model").addEventListener("change", () => send({ cmd: "model", name: $("model").value }));
+  $("model").addEventListener("change", () => {
+    model = $("model").value;
+    send({ cmd: "model", name: model });
+  });
   $("uncertainty").addEventListener("change", () => send({ cmd: "uncertainty", on: $("uncertainty").checked }));
   for (const id of ["view-overlay", "view-classes", "view-state"]) {
     const canvas = $(id);
@@ -269,4 +289,7 @@ function wire() {
 }
 
 wire();
-listModels().then((model) => connect(model));
+listModels().then((name) => {
+  model = name;
+  connect();
+});

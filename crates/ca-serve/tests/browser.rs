@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ca_serve::ServeConfig;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
@@ -403,6 +404,64 @@ async fn photo_mode_shows_classes_and_heals_after_damage() {
     })
     .await;
     eprintln!("photo mode test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_what_the_colony_and_the_socket_do() {
+    // Issue 35 item 7 and 8: "Pause" before any photo, a refused step
+    // limit left in its box, "segmenting NAME" after the socket closed.
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (addr, _) = start(ServeConfig {
+        models_dir: models_dir(),
+        photo_timeout: Duration::from_secs(4),
+        ..ServeConfig::default()
+    })
+    .await;
+    with_browser(&[], |client| async move {
+        client.goto(&url(addr)).await.expect("open the page");
+        wait_connected(&client).await;
+        let play = client.find(Locator::Css("#play")).await.unwrap();
+        assert_eq!(play.text().await.unwrap(), "Play");
+        assert!(!play.is_enabled().await.unwrap(), "nothing to pause yet");
+        let steps = client.find(Locator::Css("#steps")).await.unwrap();
+        steps.send_keys("999999\n").await.unwrap();
+        wait_for("the refusal of 999999 steps", || async {
+            text(&client, "#message")
+                .await
+                .contains("steps 999999")
+                .then_some(())
+        })
+        .await;
+        let shown = steps.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(shown, "", "the box shows the limit in force (none)");
+        // No photo within 4 s: the server closes the socket with a reason
+        // that stays on screen when a photo is picked afterwards.
+        wait_for("the close reason", || async {
+            text(&client, "#message")
+                .await
+                .contains("no photo in the first 4 s")
+                .then_some(())
+        })
+        .await;
+        let photo = fixture("synth-cat-001").canonicalize().unwrap();
+        client
+            .find(Locator::Css("#file"))
+            .await
+            .unwrap()
+            .send_keys(&photo.to_string_lossy())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let message = text(&client, "#message").await;
+        assert!(
+            message.contains("no photo in the first 4 s") && !message.contains("segmenting"),
+            "{message}"
+        );
+    })
+    .await;
 }
 
 /// A 4:2:0 YUV4MPEG2 clip of `frames_each` frames of each photo in turn, at

@@ -116,12 +116,27 @@ pub async fn request(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Answer {
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|t| ("content-type", t))
+        .into_iter()
+        .collect();
+    request_with(addr, method, path, &headers, body).await
+}
+
+/// Sends a request with `headers` to `http://addr{path}`.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
     let mut builder = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
-    if let Some(t) = content_type {
-        builder = builder.header("content-type", t);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let req = builder
         .body(Full::new(bytes::Bytes::from(body)))
@@ -207,11 +222,7 @@ pub async fn post_form(
 
 /// A PNG of `image`.
 pub fn png_bytes(image: &image::RgbImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut out, image::ImageFormat::Png)
-        .expect("encode PNG");
-    out.into_inner()
+    ca_data::hostile::png_bytes(image)
 }
 
 /// A fresh, empty directory for one test, removed on drop.
