@@ -30,11 +30,15 @@ use crate::config::ServeConfig;
 const BUSY_RETRY_SECONDS: u64 = 5;
 
 /// Connections over the cap being answered at once.
-const MAX_REFUSING: usize = 64;
+const MAX_REFUSING: usize = 256;
 
-/// Longest the refusal of a connection over the cap may wait for the
-/// request's headers, and then take to write.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the refusal of a connection over the cap waits for the request's
+/// headers (an answer before the request confuses some clients; an idle
+/// flood sends none).
+const REFUSAL_HEADER_WAIT: Duration = Duration::from_millis(250);
+
+/// Longest the refusal takes to write.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// Pause after a failed `accept` (out of file descriptors: the pause lets
 /// closing connections give theirs back instead of spinning).
@@ -108,9 +112,9 @@ fn log_connection_error(peer: SocketAddr, header_timeout: Duration, error: &hype
 }
 
 /// Answers a connection over the cap with a 503 once its request's headers
-/// are in (an answer before the request confuses clients), or at once when
-/// they do not come within [`REFUSAL_TIMEOUT`], and closes it, reading
-/// what it sent meanwhile so that the close does not reset the answer.
+/// are in, or when they do not come within [`REFUSAL_HEADER_WAIT`], and
+/// closes it. Reading the headers first keeps the close from resetting the
+/// answer (unread bytes turn a close into a reset).
 async fn refuse(mut stream: TcpStream, max_connections: usize) {
     let mut head = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -122,7 +126,7 @@ async fn refuse(mut stream: TcpStream, max_connections: usize) {
             }
         }
     };
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, headers_in).await;
+    let _ = tokio::time::timeout(REFUSAL_HEADER_WAIT, headers_in).await;
     let body = serde_json::json!({
         "error": format!(
             "server busy: all {max_connections} connections are open; retry in {BUSY_RETRY_SECONDS} s"
@@ -135,10 +139,7 @@ async fn refuse(mut stream: TcpStream, max_connections: usize) {
     );
     let answer = async {
         stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
+        stream.shutdown().await
     };
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, answer).await;
+    let _ = tokio::time::timeout(REFUSAL_WRITE, answer).await;
 }
