@@ -6,21 +6,29 @@
 //!   photo or a webcam stream is segmented live: frames of the colony are
 //!   pushed over a WebSocket (`GET /ws?model=NAME`), the page sends its
 //!   commands and images back ([`session`]);
-//! - `POST /api/segment`: a multipart field `image` (JPEG or PNG), optional
+//! - `POST /api/segment`: a multipart field `image` (JPEG or PNG, decoded
+//!   by [`ca_data::decode_photo`]: EXIF orientation applied), optional
 //!   `steps` and `model` in the form or the query; answers the class map as
-//!   a PNG, or with `?format=json` the counts per class and the label grid,
-//!   at the model's square grid or with `?size=native` at the photo's size;
+//!   an 8-bit palette PNG, or with `?format=json` the counts per class and
+//!   the label grid, at the model's square grid or with `?size=native` at
+//!   the photo's displayed size (JSON up to
+//!   [`ServeConfig::max_json_cells`] labels, 413 past it);
 //! - `GET /api/models`: the models folder listed again, with each model's
 //!   size and validation IoU; `GET /api/status`: both slot pools (pages,
 //!   API calls) and the limits.
 //!
 //! Errors are JSON `{"error": "..."}` with a status ([`ApiError`]): 400 for
-//! a bad request or a non-image or truncated upload, 404 for an unknown
+//! a bad request or a non-image or truncated upload, 403 for a page of
+//! another origin on `/ws` or `/api/...` ([`origin`]), 404 for an unknown
 //! model or route, 405 (with `Allow`) for a wrong method, 413 over the byte
-//! or image limits, 503 when all [`ServeConfig::max_colonies`] page slots
-//! are in use or an API call found no slot within
-//! [`ServeConfig::api_wait`] (with `Retry-After`), 500 for a server failure
-//! (panics included). The server writes no files; it reads models only
+//! or image limits, 503 with `Retry-After` when all
+//! [`ServeConfig::max_colonies`] page slots are in use, an API call found
+//! no slot within [`ServeConfig::api_wait`], or all
+//! [`ServeConfig::max_connections`] connections are open ([`listen`]), 500
+//! for a server failure (panics included). Slow, idle and non-reading
+//! clients are closed at [`ServeConfig::header_timeout`] and
+//! [`ServeConfig::send_timeout`]; every request and slot event is logged
+//! ([`log`]). The server writes no files; it reads models only
 //! from its models folder, by a name the folder listed ([`models`]).
 #![warn(missing_docs)]
 
