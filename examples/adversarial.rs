@@ -73,7 +73,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (model, trained_size) = ca_sched::load_model(&args.model, &args.device)?;
+    let (model, trained_size) = ca_model::load_model(&args.model, &args.device)?;
     let s = args.size.unwrap_or(trained_size);
     if model.levels() > 0 {
         return Err(format!(

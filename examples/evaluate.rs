@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
-use ca_sched::{AnyModel, Trainable};
+use ca_model::{AnyModel, Trainable};
 use cellseg::ca_eval::pets::resolve_data_dir;
 use cellseg::ca_eval::probe;
 use cellseg::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
@@ -255,7 +255,7 @@ fn setup(
     c: &Common,
     default_steps: usize,
 ) -> Result<(AnyModel, EvalSet, RunOptions), Box<dyn std::error::Error>> {
-    let (model, trained_size) = ca_sched::load_model(&c.model, &c.device)?;
+    let (model, trained_size) = ca_model::load_model(&c.model, &c.device)?;
     let size = c.size.unwrap_or(trained_size);
     let source = resolve_data_dir(c.data.as_deref());
     if source.is_fixture {

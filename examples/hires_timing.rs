@@ -32,7 +32,8 @@ use std::sync::Arc;
 
 use ca_core::{normal_state, step_rng, CellConfig, CellRule, StepDraws};
 use ca_hires::{HiresModel, ENV_CHANNELS};
-use ca_sched::{AnyModel, TrainConfig, TrainData, Trainable, Trainer, UnrollConfig};
+use ca_model::{AnyModel, Trainable};
+use ca_sched::{TrainConfig, TrainData, Trainer, UnrollConfig};
 use candle_core::{Device, Tensor};
 use cellseg::device::parse_device;
 use clap::Parser;

@@ -67,7 +67,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (model, trained_size) = ca_sched::load_model(&args.model, &args.device)?;
+    let (model, trained_size) = ca_model::load_model(&args.model, &args.device)?;
     let photo = ca_data::load_photo(&args.image, &ca_data::ImageLimits::default())?;
     let options = SegmentOptions {
         size: args.size.unwrap_or(trained_size),

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
-use ca_sched::{checkpoint_metadata, AnyModel, FinalRecord, FitSummary, Learner, MetricsLog, Stop};
+use ca_model::{AnyModel, FinalRecord, MetricsLog};
+use ca_sched::{checkpoint_metadata, FitSummary, Learner, Stop};
 use cellseg::ca_eval::pets::{resolve_data_dir, PetsTrainData};
 use cellseg::train_cli::{describe_run, TrainArgs, TrainPlan};
 use clap::parser::ValueSource;
@@ -159,7 +160,7 @@ fn resumed_learner<'d>(
     let checkpoint = plan.out.join("checkpoint.safetensors");
     let meta = checkpoint_metadata(&checkpoint)?;
     ca_hires::expect_levels(&meta, &checkpoint, plan.levels)?;
-    let model = ca_sched::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
+    let model = ca_model::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
     let stored_cell = model.rule().config().clone();
     let learner = Learner::resume(model, &checkpoint, train, plan.learner.clone())?;
     let stored: serde_json::Value = meta

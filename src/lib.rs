@@ -5,6 +5,7 @@ pub use ca_core;
 pub use ca_data;
 pub use ca_eval;
 pub use ca_hires;
+pub use ca_model;
 pub use ca_sched;
 pub use ca_viz;
 

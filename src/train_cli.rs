@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use ca_core::{Cascade, CellConfig, ImageNorm, Norm, Perception};
 
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
+use ca_model::Trainable;
 use ca_sched::{
     AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig, LossConfig, LrSchedule,
-    LrScheduleConfig, TrainConfig, Trainable, Trainer, UnrollConfig,
+    LrScheduleConfig, TrainConfig, Trainer, UnrollConfig,
 };
 use clap::Parser;
 

@@ -89,6 +89,24 @@ fn the_documented_crate_graph_is_the_real_one() {
     assert_eq!(documented(), actual());
 }
 
+#[test]
+fn loading_or_running_a_model_needs_no_trainer() {
+    // Issue 36: ca-viz and ca-serve load and run models through ca-model;
+    // only the tools that train or evaluate splits depend on ca-sched.
+    let graph = actual();
+    for user in [
+        "ca-model", "ca-viz", "ca-serve", "ca-hires", "ca-data", "ca-core",
+    ] {
+        let deps = graph
+            .get(user)
+            .unwrap_or_else(|| panic!("{user} is a workspace crate"));
+        assert!(
+            !deps.contains("ca-sched"),
+            "{user} depends on ca-sched: {deps:?}"
+        );
+    }
+}
+
 /// The files under `dir` whose name ends in `.rs`, recursively.
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable source folder") {

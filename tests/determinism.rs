@@ -9,7 +9,8 @@ use std::path::Path;
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::{Augment, LoadOptions, PetsDataset, Split};
-use ca_sched::{evaluate_iou, AdamConfig, IouTable, TrainConfig, Trainable, Trainer, UnrollConfig};
+use ca_model::{IouTable, Trainable};
+use ca_sched::{evaluate_iou, AdamConfig, TrainConfig, Trainer, UnrollConfig};
 use candle_core::Device;
 use cellseg::ca_eval::pets::{PetsTrainData, FIXTURE_DIR};
 use cellseg::{ca_core, ca_data, ca_sched};

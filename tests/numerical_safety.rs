@@ -9,7 +9,8 @@ mod support;
 use candle_core::Device;
 use cellseg::ca_core::io::config_from_metadata;
 use cellseg::ca_core::CellRule;
-use cellseg::ca_sched::{checkpoint_metadata, Trainable, Trainer};
+use cellseg::ca_model::Trainable;
+use cellseg::ca_sched::{checkpoint_metadata, Trainer};
 use support::{checkpoint_step, command, run, temp_dir, text};
 
 fn all_finite(rule: &CellRule) -> bool {

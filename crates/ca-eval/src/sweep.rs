@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use ca_sched::{read_metrics_file, MetricsRecord, SchedError};
+use ca_model::{read_metrics_file, MetricsRecord, ModelError};
 
 use crate::error::{EvalError, Result};
 
@@ -323,7 +323,7 @@ pub fn read_run_metrics(path: &Path, at: usize) -> Result<RunMetrics> {
 /// [`EvalError`] naming `path:line`).
 fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
     read_metrics_file(path).map_err(|e| match e {
-        SchedError::Io(ca_core::PathError { path, source }) => EvalError::io(path, source),
+        ModelError::Io(ca_core::PathError { path, source }) => EvalError::io(path, source),
         e => EvalError::invalid("metrics file", path.display(), e.to_string()),
     })
 }
@@ -945,13 +945,13 @@ mod tests {
         if finished {
             // The final record as the Learner writes it.
             let final_val = json!({"40": iou(0.9, Some(object), 0.3), "80": iou(0.1, None, 0.1)});
-            let r = ca_sched::FinalRecord {
+            let r = ca_model::FinalRecord {
                 step: steps,
                 train_seconds: 60.0,
                 train_cpu_seconds: 6.0 * steps as f64 + 3.0,
                 final_val: Some(serde_json::from_value(final_val).expect("IoU by step")),
                 val_samples: Some(8),
-                ..ca_sched::FinalRecord::default()
+                ..ca_model::FinalRecord::default()
             };
             let r = serde_json::to_string(&r).expect("final record");
             text.push_str(&format!("{r}\n"));

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, SchedError};
-use crate::model::Trainable;
 use crate::pool::Slot;
 use crate::trainer::{TimeSpent, Trainer};
+use ca_model::Trainable;
 
 /// Tensor name of the fixed perception filters' mix.
 const MIX: &str = "filters.mix";

@@ -33,6 +33,9 @@ pub enum SchedError {
     /// From the cell rule.
     #[error(transparent)]
     Core(#[from] ca_core::CoreError),
+    /// From a model or metrics file.
+    #[error(transparent)]
+    Model(#[from] ca_model::ModelError),
     /// From a high-resolution model (building or loading it).
     #[error(transparent)]
     Hires(#[from] ca_hires::HiresError),

@@ -2,44 +2,11 @@
 
 use ca_core::{splitmix64, CellModel, Colony};
 use candle_core::{DType, Device, Tensor};
-use serde::Serialize;
+
+use ca_model::IouTable;
 
 use crate::error::{Result, SchedError};
 use crate::model::TrainData;
-
-/// IoU per class at each evaluated step: intersection and union summed over
-/// every pixel of the split, then divided.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IouTable {
-    /// The CA steps evaluated, ascending.
-    pub steps: Vec<usize>,
-    /// `iou[k][c]`: IoU of class `c` after `steps[k]` steps (`NaN` when the
-    /// class appears neither in labels nor predictions).
-    pub iou: Vec<Vec<f64>>,
-}
-
-impl IouTable {
-    /// The IoUs after `step` steps, if evaluated.
-    pub fn at(&self, step: usize) -> Option<&[f64]> {
-        self.steps
-            .iter()
-            .position(|&s| s == step)
-            .map(|k| self.iou[k].as_slice())
-    }
-
-    /// The IoUs after `step` steps on one line, each after its class name
-    /// (`background 0.610, object 0.440, boundary 0.130`), or `-` when the
-    /// step was not evaluated.
-    pub fn line(&self, step: usize, class_names: &[String]) -> String {
-        match self.at(step) {
-            Some(v) => (class_names.iter().zip(v))
-                .map(|(n, x)| format!("{n} {x:.3}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            None => "-".into(),
-        }
-    }
-}
 
 /// The seed of the colony that evaluates chunk `chunk` (0-based) of a run
 /// seeded by `seed`: the one seeding rule behind every IoU figure of the

@@ -13,10 +13,10 @@ use candle_core::{Device, Tensor};
 use crate::config::TrainConfig;
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
-use crate::eval::{evaluate_iou, IouTable};
-use crate::metrics::{IouByStep, MetricsLog, StepRecord};
-use crate::model::{TrainData, Trainable};
-use crate::saved::save_model;
+use ca_model::{save_model, IouByStep, IouTable, MetricsLog, StepRecord, Trainable};
+
+use crate::eval::evaluate_iou;
+use crate::model::TrainData;
 use crate::trainer::{StepReport, TimeSpent, Trainer};
 
 /// How long to train, and what to do along the way.
@@ -364,7 +364,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
     /// Appends `record` to the metrics sink, if there is one.
     pub fn log<R: serde::Serialize>(&mut self, record: &R) -> Result<()> {
         match &mut self.metrics {
-            Some(m) => m.write(record),
+            Some(m) => Ok(m.write(record)?),
             None => Ok(()),
         }
     }
@@ -376,7 +376,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
         }
         if let Some((path, size)) = &self.model_file {
             self.trainer
-                .with_eval_weights(|m| save_model(m, path, *size))?;
+                .with_eval_weights(|m| Ok(save_model(m, path, *size)?))?;
         }
         Ok(())
     }

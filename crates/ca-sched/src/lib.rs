@@ -9,11 +9,11 @@
 //! state with probabilities chosen so that, within the target `T`, each is
 //! reset at least once with probability `p_i` (resp. `p_s`).
 //!
-//! The model and the data come in through the [`Trainable`] (a
+//! The model and the data come in through the [`ca_model::Trainable`] (a
 //! [`ca_core::CellModel`] with tensors to train and metadata to save) and
 //! [`TrainData`] traits; [`ca_core::CellRule`] and
-//! [`ca_hires::HiresModel`] are [`Trainable`]. [`load_model`] reads a
-//! model file of either kind.
+//! [`ca_hires::HiresModel`] are `Trainable`, and
+//! [`ca_model::load_model`] reads a model file of either kind.
 #![warn(missing_docs)]
 
 mod adam;
@@ -26,11 +26,9 @@ mod eval;
 mod filters;
 mod learner;
 mod loss;
-mod metrics;
 mod model;
 mod pixel_ce;
 mod pool;
-mod saved;
 mod schedule;
 mod trainer;
 mod unroll;
@@ -43,22 +41,14 @@ pub use ema::Ema;
 pub use error::{Result, SchedError};
 pub use eval::{
     accumulate, chunk_seed, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame,
-    IouTable,
 };
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
     final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,
 };
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossConfig, LossTargets};
-pub use metrics::{
-    read_metrics_file, FinalRecord, IouByStep, MetricsLog, MetricsRecord, StepRecord,
-};
-pub use model::{TrainData, Trainable};
+pub use model::TrainData;
 pub use pool::{Pool, ResetCounts, Slot};
-pub use saved::{
-    load_model, model_from_metadata, save_model, AnyModel, DEFAULT_STATE_SIZE, IMAGE_SIZE_KEY,
-    LEGACY_IMAGE_SIZE_KEY,
-};
 pub use schedule::{LrSchedule, LrScheduleConfig};
 pub use trainer::{StepReport, TimeSpent, Trainer};
 pub use unroll::{reset_probability, CurriculumConfig, UnrollConfig};

@@ -15,7 +15,9 @@ use crate::ema::Ema;
 use crate::error::{Result, SchedError};
 use crate::filters::FixedFilters;
 use crate::loss::LossTargets;
-use crate::model::{TrainData, Trainable};
+use ca_model::Trainable;
+
+use crate::model::TrainData;
 use crate::pool::{Pool, ResetCounts, Slot};
 
 /// Salt of the generator of slot choices and resets (distinct from the CA

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ca_core::{CellConfig, CellModel, CellRule, ImageNorm};
 use ca_hires::HiresModel;
-use ca_sched::{load_model, save_model, AnyModel};
+use ca_model::{load_model, save_model, AnyModel};
 use candle_core::{Device, Tensor};
 
 fn temp_path(name: &str) -> PathBuf {

@@ -272,7 +272,7 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     }
     // The checkpoint on disk is a good one: it loads and its weights are finite.
     let resumed = Trainer::resume(small_rule(5), &path, data.len()).unwrap();
-    for p in ca_sched::Trainable::named_params(resumed.model()) {
+    for p in ca_model::Trainable::named_params(resumed.model()) {
         let v = p.var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(v.iter().all(|x| x.is_finite()), "{}", p.name);
     }
@@ -406,7 +406,8 @@ fn the_recipe_initialises_trains_and_resumes_exactly() {
 /// the time before the resume.
 #[test]
 fn a_learner_runs_to_its_budget_and_resumes() {
-    use ca_sched::{Learner, LearnerConfig, MetricsLog, Stop};
+    use ca_model::MetricsLog;
+    use ca_sched::{Learner, LearnerConfig, Stop};
     let (data, val) = (Squares::new(8), Squares::new(4));
     let dir = temp_path("learner");
     let _ = std::fs::remove_dir_all(&dir);
@@ -445,7 +446,7 @@ fn a_learner_runs_to_its_budget_and_resumes() {
     let lines = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(lines.lines().count(), 6);
     assert!(lines.lines().nth(1).unwrap().contains("\"val_samples\":3"));
-    let (_, size) = ca_sched::load_model(&model, &Device::Cpu).unwrap();
+    let (_, size) = ca_model::load_model(&model, &Device::Cpu).unwrap();
     assert_eq!(size, 12);
 
     let first = learner.trainer().time_spent();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use ca_sched::{AnyModel, MetricsRecord};
+use ca_model::{AnyModel, MetricsRecord};
 use candle_core::Device;
 
 use crate::error::{ApiError, ServeError};
@@ -217,7 +217,7 @@ impl ModelRegistry {
                 return Ok(model.clone());
             }
         }
-        let (model, image_size) = ca_sched::load_model(&path, &Device::Cpu)
+        let (model, image_size) = ca_model::load_model(&path, &Device::Cpu)
             .map_err(|e| ApiError::internal(format!("model '{name}' could not be loaded: {e}")))?;
         let model = Arc::new(LoadedModel {
             name: name.to_string(),

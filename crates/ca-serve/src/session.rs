@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ca_core::{Colony, Segmenter};
-use ca_sched::AnyModel;
+use ca_model::AnyModel;
 use ca_viz::render::{self, StateProjection};
 use ca_viz::Result;
 use candle_core::{DType, Tensor};

@@ -6,7 +6,7 @@
 use ca_core::ErrorShapes;
 use std::path::Path;
 
-use ca_sched::{read_metrics_file, SchedError};
+use ca_model::{read_metrics_file, ModelError};
 
 use crate::error::{Result, VizError};
 use crate::plot::{LinePlot, Series};
@@ -26,7 +26,7 @@ pub struct RunCurves {
 /// `final_eval` in older files, which evaluated the test split).
 pub fn read_metrics(path: &Path, ca_step: usize) -> Result<RunCurves> {
     let records = read_metrics_file(path).map_err(|e| match e {
-        SchedError::Io(ca_core::PathError { path, source }) => VizError::io(path, source),
+        ModelError::Io(ca_core::PathError { path, source }) => VizError::io(path, source),
         e => VizError::invalid("metrics file", path.display(), e.to_string()),
     })?;
     let mut out = RunCurves::default();

@@ -12,8 +12,8 @@ use ca_core::CellRule;
 use ca_hires::{hires_levels, HiresModel};
 use candle_core::Device;
 
-use crate::error::{Result, SchedError};
-use crate::model::Trainable;
+use crate::error::{ModelError, Result};
+use crate::trainable::Trainable;
 
 /// A model of either kind behind one shared pointer: what
 /// [`load_model`] returns. Cloning shares the weights.
@@ -72,7 +72,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(AnyModel, usize)> {
             v.parse::<usize>()
                 .ok()
                 .filter(|&s| s > 0 && s % factor == 0)
-                .ok_or_else(|| SchedError::Checkpoint {
+                .ok_or_else(|| ModelError::BadFile {
                     path: path.to_path_buf(),
                     reason: format!(
                         "metadata '{key}' = '{v}' is not a positive multiple of {factor}"
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn the_kind_follows_the_metadata() {
-        let dir = std::env::temp_dir().join(format!("ca-sched-saved-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ca-model-saved-{}", std::process::id()));
         let path = dir.join("m.safetensors");
         let config = CellConfig {
             state_channels: 8,

@@ -1,6 +1,7 @@
-//! A JSON-lines metrics file per run: one object per line, appended; the
-//! records it holds ([`StepRecord`], [`FinalRecord`]) and the one reader
-//! of them ([`read_metrics_file`], [`MetricsRecord`]).
+//! What an evaluation measures ([`IouTable`]) and a JSON-lines metrics file
+//! per run: one object per line, appended; the records it holds
+//! ([`StepRecord`], [`FinalRecord`]) and the one reader of them
+//! ([`read_metrics_file`], [`MetricsRecord`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -9,8 +10,41 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, SchedError};
-use crate::eval::IouTable;
+use crate::error::{ModelError, Result};
+
+/// IoU per class at each evaluated step: intersection and union summed over
+/// every pixel of the split, then divided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IouTable {
+    /// The CA steps evaluated, ascending.
+    pub steps: Vec<usize>,
+    /// `iou[k][c]`: IoU of class `c` after `steps[k]` steps (`NaN` when the
+    /// class appears neither in labels nor predictions).
+    pub iou: Vec<Vec<f64>>,
+}
+
+impl IouTable {
+    /// The IoUs after `step` steps, if evaluated.
+    pub fn at(&self, step: usize) -> Option<&[f64]> {
+        self.steps
+            .iter()
+            .position(|&s| s == step)
+            .map(|k| self.iou[k].as_slice())
+    }
+
+    /// The IoUs after `step` steps on one line, each after its class name
+    /// (`background 0.610, object 0.440, boundary 0.130`), or `-` when the
+    /// step was not evaluated.
+    pub fn line(&self, step: usize, class_names: &[String]) -> String {
+        match self.at(step) {
+            Some(v) => (class_names.iter().zip(v))
+                .map(|(n, x)| format!("{n} {x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "-".into(),
+        }
+    }
+}
 
 /// Appends JSON objects, one per line, to a file.
 #[derive(Debug)]
@@ -28,7 +62,7 @@ impl MetricsLog {
             .append(true)
             .open(path)
             .map_err(|source| {
-                SchedError::Io(ca_core::PathError {
+                ModelError::Io(ca_core::PathError {
                     path: path.to_path_buf(),
                     source,
                 })
@@ -42,11 +76,11 @@ impl MetricsLog {
     /// Writes one record as a line and flushes it.
     pub fn write<R: Serialize>(&mut self, record: &R) -> Result<()> {
         let line = serde_json::to_string(record)
-            .map_err(|e| SchedError::Data(format!("cannot write a metrics record: {e}")))?;
+            .map_err(|e| ModelError::Metrics(format!("record not written: {e}")))?;
         writeln!(self.file, "{line}")
             .and_then(|_| self.file.flush())
             .map_err(|source| {
-                SchedError::Io(ca_core::PathError {
+                ModelError::Io(ca_core::PathError {
                     path: self.path.clone(),
                     source,
                 })
@@ -89,7 +123,7 @@ impl IouByStep {
     }
 }
 
-/// The record [`crate::Learner::fit`] writes after each optimizer step.
+/// The record `ca_sched::Learner::fit` writes after each optimizer step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Optimizer steps done.
@@ -177,11 +211,11 @@ impl MetricsRecord {
 }
 
 /// The records of a metrics file. A malformed line is a
-/// [`SchedError::Data`] naming `path:line`, except a last line without its
+/// [`ModelError::Metrics`] naming `path:line`, except a last line without its
 /// newline (a run killed while writing it), which is left out.
 pub fn read_metrics_file(path: &Path) -> Result<Vec<MetricsRecord>> {
     let text = std::fs::read_to_string(path).map_err(|source| {
-        SchedError::Io(ca_core::PathError {
+        ModelError::Io(ca_core::PathError {
             path: path.to_path_buf(),
             source,
         })
@@ -196,8 +230,8 @@ pub fn read_metrics_file(path: &Path) -> Result<Vec<MetricsRecord>> {
             Ok(record) => records.push(record),
             Err(_) if i + 1 == lines.len() => {}
             Err(e) => {
-                return Err(SchedError::Data(format!(
-                    "metrics line {}:{}: {e}",
+                return Err(ModelError::Metrics(format!(
+                    "line {}:{}: {e}",
                     path.display(),
                     i + 1
                 )))
