@@ -9,15 +9,12 @@
 //! `cargo bench --bench cell_step` (all) or e.g.
 //! `cargo bench --bench cell_step -- train/conv3x3-48x72`.
 
-#[path = "common/step_cases.rs"]
-mod step_cases;
-
 use std::time::Duration;
 
 use ca_core::StepBackend;
 use candle_core::Device;
+use cellseg::cli::step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use step_cases::{backend_name, variant_name, variants, Forward, Train, UNROLL};
 
 const BACKENDS: [StepBackend; 2] = [StepBackend::Fused, StepBackend::Reference];
 

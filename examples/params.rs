@@ -1,46 +1,8 @@
-//! Prints the parameter count of every Table 1 configuration of the paper
-//! (state/hidden 32/48, 48/72, 64/96; depthwise and 3x3; norms none, batch,
-//! instance). The counting rule is in `docs/PARAMS.md`.
+//! Parameter counts of the paper's Table 1 variants: the same tool as `cellseg`'s subcommand (its flags and code
+//! are in `cellseg::cli::params`; `--help` lists them).
 //!
-//! `cargo run --release --example params [-- --device cpu|cuda[:N]]`
+//! `cargo run --release --example params -- --help`
 
-use ca_core::{CellConfig, CellRule, Norm, Perception};
-use candle_core::Device;
-use cellseg::device::parse_device;
-use clap::Parser;
-
-#[derive(Parser)]
-struct Args {
-    /// Where the rules are built: cpu, cuda or cuda:N (CUDA needs a
-    /// `--features cuda` build). The counts do not depend on it.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: Device,
-}
-
-fn main() -> Result<(), ca_core::CoreError> {
-    let args = Args::parse();
-    for (state, hidden) in [(32, 48), (48, 72), (64, 96)] {
-        for perception in [Perception::Depthwise, Perception::Conv3x3] {
-            for norm in [Norm::None, Norm::Batch, Norm::Instance] {
-                let config = CellConfig {
-                    state_channels: state,
-                    hidden_channels: hidden,
-                    perception,
-                    norm,
-                    ..CellConfig::default()
-                };
-                let count = CellRule::new(config, 0, &args.device)?.param_count();
-                println!(
-                    "variant={} state={state} hidden={hidden} norm={} params={} \
-                     reset_gate={} classifier={}",
-                    perception.name(),
-                    norm.name(),
-                    count.rule,
-                    count.reset_gate,
-                    count.classifier
-                );
-            }
-        }
-    }
-    Ok(())
+fn main() {
+    cellseg::cli::params::main();
 }

@@ -137,6 +137,9 @@ pub struct SweepOptions {
     /// or a program with its flags and `metrics.jsonl`); the caller says
     /// where it is: this library names no build folder.
     pub train_bin: PathBuf,
+    /// Arguments before each run's own (`train` when `train_bin` is the
+    /// `cellseg` program; none for `train_pets`).
+    pub train_prefix: Vec<OsString>,
     /// The dataset root passed as `--data` (none: `train_pets`'s default).
     pub data: Option<PathBuf>,
     /// CPU-time budget of each run, in minutes (`--cpu-minutes`).
@@ -161,6 +164,7 @@ impl SweepOptions {
     pub fn new(train_bin: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         SweepOptions {
             train_bin: train_bin.into(),
+            train_prefix: Vec::new(),
             data: None,
             cpu_minutes: 10.0,
             seeds: vec![0, 1],
@@ -210,10 +214,10 @@ impl SweepOptions {
         self.out.join(&config.name).join(format!("seed-{seed}"))
     }
 
-    /// The `train_pets` arguments of one run: `[--data DIR] --cpu-minutes B
-    /// --seed S --out DIR COMMON... CONFIG...`.
+    /// The `train_pets` arguments of one run: `PREFIX... [--data DIR]
+    /// --cpu-minutes B --seed S --out DIR COMMON... CONFIG...`.
     pub fn run_args(&self, config: &SweepConfig, seed: u64) -> Vec<OsString> {
-        let mut args: Vec<OsString> = Vec::new();
+        let mut args: Vec<OsString> = self.train_prefix.clone();
         if let Some(data) = &self.data {
             args.extend(["--data".into(), data.into()]);
         }

@@ -32,6 +32,8 @@
 //! from its models folder, by a name the folder listed ([`models`]).
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod listen;

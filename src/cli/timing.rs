@@ -1,5 +1,5 @@
-//! The timing loop shared by `examples/step_timing.rs` and
-//! `examples/hires_timing.rs` (included with `#[path]`): warm-up runs, then
+//! The timing loop shared by `cellseg bench step` and `cellseg bench
+//! hires` ([`crate::cli::bench_step`], [`crate::cli::bench_hires`]): warm-up runs, then
 //! timed runs, each followed by a device synchronization (CUDA kernels run
 //! asynchronously; nothing to wait for on CPU), giving the wall seconds of
 //! every timed run and the mean CPU seconds (user + system, all threads of
@@ -37,7 +37,7 @@ impl Timing {
 
 /// CPU seconds this process has used so far (NaN where unknown).
 pub fn cpu_seconds() -> f64 {
-    cellseg::ca_sched::process_cpu_seconds().unwrap_or(f64::NAN)
+    crate::ca_sched::process_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 /// Least wall seconds of warm-up when there is one: a fresh process's first

@@ -1,5 +1,5 @@
 //! The cases of the cell-step benches, shared by `benches/cell_step.rs` and
-//! `examples/step_timing.rs` (included with `#[path]`): the six Table 1
+//! `cellseg bench step` ([`crate::cli::bench_step`]): the six Table 1
 //! rules, a forward step and a training step (K-step unroll, backward,
 //! and the trainer's own Adam, `ca_sched::Adam` under
 //! `AdamConfig::default()`), with the random draws made once, outside the

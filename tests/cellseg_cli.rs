@@ -1,0 +1,77 @@
+//! The installed program (issue 36): `cellseg --help` lists every tool as a
+//! subcommand, a subcommand runs the tool, and a bad subcommand is a clean
+//! usage error.
+
+use std::process::Command;
+
+fn cellseg(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cellseg")
+}
+
+#[test]
+fn help_lists_every_tool() {
+    let out = cellseg(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for tool in [
+        "train",
+        "segment",
+        "evaluate",
+        "serve",
+        "sweep",
+        "params",
+        "adversarial",
+        "plot",
+        "bench",
+    ] {
+        assert!(
+            help.contains(&format!("  {tool} ")),
+            "{tool} missing:\n{help}"
+        );
+    }
+    let bench = String::from_utf8_lossy(&cellseg(&["bench", "--help"]).stdout).to_string();
+    for sub in ["step", "hires", "unroll-memory"] {
+        assert!(bench.contains(sub), "{bench}");
+    }
+    let evaluate = String::from_utf8_lossy(&cellseg(&["evaluate", "--help"]).stdout).to_string();
+    assert!(evaluate.contains("stability"), "{evaluate}");
+}
+
+#[test]
+fn a_subcommand_runs_its_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = "fixtures/pets-synthetic/images/synth-cat-001.jpg";
+    let out = cellseg(&[
+        "segment",
+        photo,
+        "--model",
+        "models/pets48.safetensors",
+        "--steps",
+        "5",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("synth-cat-001_classes.png").is_file());
+    let params = cellseg(&["params"]);
+    assert!(params.status.success());
+    assert!(String::from_utf8_lossy(&params.stdout).contains("variant=depthwise state=32"));
+}
+
+#[test]
+fn a_bad_subcommand_or_flag_is_a_usage_error() {
+    let out = cellseg(&["segmnet"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'segmnet'"));
+    let out = cellseg(&["train", "--lr", "fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lr"));
+}
