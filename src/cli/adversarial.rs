@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     size: Option<usize>,
     /// CA steps unrolled per optimisation step (and for the predictions).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = crate::ca_core::DEFAULT_STEPS)]
     steps: usize,
     /// Adam steps.
     #[arg(long, default_value_t = 40)]

@@ -70,7 +70,7 @@ struct Common {
     #[arg(long)]
     limit: Option<usize>,
     /// T, the training target (the default length of runs is a multiple).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = crate::ca_core::DEFAULT_STEPS)]
     target: usize,
     /// CA steps per run [default: 10 x T; 4 x T for shift; T for uncertainty].
     #[arg(long)]

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long = "run", required = true)]
     runs: Vec<String>,
     /// The CA step whose IoU is plotted.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = crate::ca_core::DEFAULT_STEPS)]
     ca_step: usize,
     /// Output prefix: writes PREFIX-loss.png and PREFIX-iou.png.
     #[arg(long)]

@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long)]
     native: bool,
     /// CA steps.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = crate::ca_core::DEFAULT_STEPS)]
     steps: usize,
     /// Output directory of the class map and the overlay.
     #[arg(long, default_value = "out/segment")]

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// The CA step whose IoU ranks the configurations.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = crate::ca_core::DEFAULT_STEPS)]
     at: usize,
     /// The train_pets binary [default: train_pets beside this executable].
     #[arg(long)]

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::cascade::step_at;
+use crate::coarse::step_at;
 use crate::draws::{normal_state, step_rng};
 use crate::error::{CoreError, Result};
 use crate::model::CellModel;
@@ -145,7 +145,7 @@ impl<M: CellModel> Colony<M> {
     /// `env` `[B, E, h, w]` f32; for a plain rule `[B, 3, H, W]`.
     ///
     /// With a [`crate::Cascade`] in the rule's config, the first steps run
-    /// on its coarse grids ([`crate::cascade::coarse_step`]); the state
+    /// on its coarse grids ([`crate::coarse::coarse_step`]); the state
     /// keeps its shape throughout.
     pub fn step(&mut self, env: &Tensor) -> Result<()> {
         let mut rng = step_rng(self.seed, self.steps);

@@ -89,6 +89,15 @@ pub fn step_rng(seed: u64, step: u64) -> StdRng {
     ))
 }
 
+/// The seed of the colony that segments chunk `chunk` (0-based) of a run
+/// seeded by `seed`: the one seeding rule of the project. An evaluation
+/// seeds its chunk `k` of images so, and [`crate::Segmenter`] seeds every
+/// colony as chunk 0, so the same model, image, seed and steps give the same
+/// class map in `segment`, `evaluate` (its first chunk) and the server.
+pub fn chunk_seed(seed: u64, chunk: usize) -> u64 {
+    splitmix64(seed ^ splitmix64(chunk as u64))
+}
+
 /// SplitMix64, a bijective mixer of 64-bit words.
 pub fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);

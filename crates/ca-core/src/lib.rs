@@ -25,17 +25,17 @@
 //! - the file helpers behind every model file: [`io`].
 //!
 //! ```
-//! use ca_core::{CellConfig, CellRule, Colony, Segmenter};
+//! use ca_core::{chunk_seed, CellConfig, CellRule, Colony, Segmenter};
 //! use candle_core::{DType, Device, Tensor};
 //!
 //! # fn main() -> Result<(), ca_core::CoreError> {
 //! let rule = CellRule::new(CellConfig::default(), 0, &Device::Cpu)?;
 //! let image = Tensor::zeros((1, 3, 24, 24), DType::F32, &Device::Cpu)?;
-//! let mut colony = Colony::new(&rule, 1, 24, 24, 42)?;
+//! let mut colony = Colony::new(&rule, 1, 24, 24, chunk_seed(42, 0))?;
 //! colony.evolve(&image, 5)?;
 //! assert_eq!(colony.predict()?.dims(), [1, 24, 24]);
 //!
-//! // The same in one call.
+//! // The same in one call (a segmenter seeds its colony as chunk 0).
 //! let classes = Segmenter::new(&rule).with_steps(5).with_seed(42).segment_batch(&image)?;
 //! assert_eq!(classes.to_vec3::<u32>()?, colony.predict()?.to_vec3::<u32>()?);
 //! # Ok(())
@@ -47,6 +47,7 @@ pub mod alloc;
 pub mod cascade;
 mod checkpoint;
 pub mod classes;
+pub mod coarse;
 mod colony;
 mod config;
 pub mod cpu_op;
@@ -65,7 +66,7 @@ mod var_builder;
 pub use cascade::{Cascade, CascadeLevel};
 pub use colony::Colony;
 pub use config::{CellConfig, Norm, Perception};
-pub use draws::{normal_state, splitmix64, step_rng, StepDraws};
+pub use draws::{chunk_seed, normal_state, splitmix64, step_rng, StepDraws};
 pub use error::{CoreError, ErrorShapes, InvalidValue, PathError, Result, ShapeError};
 pub use image_norm::{standardise, ImageNorm};
 pub use model::CellModel;

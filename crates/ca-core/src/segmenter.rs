@@ -3,6 +3,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::colony::Colony;
+use crate::draws::chunk_seed;
 use crate::error::{CoreError, Result};
 use crate::model::CellModel;
 use crate::rule::CellRule;
@@ -12,7 +13,8 @@ use crate::rule::CellRule;
 pub const DEFAULT_STEPS: usize = 40;
 
 /// Segments images in one call: a fresh [`Colony`] of the model for every
-/// call, seeded from [`Segmenter::seed`], evolved [`Segmenter::steps`]
+/// call, seeded from [`Segmenter::seed`] as an evaluation seeds its first
+/// chunk ([`chunk_seed`]`(seed, 0)`), evolved [`Segmenter::steps`]
 /// steps on the images, its most likely class per pixel read off (0
 /// background, 1 object, 2 boundary for the models of this project).
 ///
@@ -154,7 +156,7 @@ impl<M: CellModel> Segmenter<M> {
             _ => return Err(image_error("images", "[B, 3, H, W]", images)),
         };
         let images = images.to_device(self.model.rule().device())?;
-        let colony = Colony::new(self.model, b, h, w, self.seed)?;
+        let colony = Colony::new(self.model, b, h, w, chunk_seed(self.seed, 0))?;
         let env = colony.environment(&images)?;
         Ok((colony, env))
     }

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use ca_core::cascade::{coarse_size, coarse_step, subsample, upsample};
+use ca_core::cascade::{coarse_size, subsample, upsample};
+use ca_core::coarse::coarse_step;
 use ca_core::{Cascade, CellConfig, CellRule, Colony, StepDraws};
 use candle_core::{Device, Tensor};
 

@@ -285,10 +285,11 @@ fn from_params_names_the_mismatched_tensor_and_both_shapes() {
     assert!(reason.contains("not part of"), "{reason}");
 }
 
-/// The class map of a colony of `rule` evolved by hand, `[B, H, W]`.
+/// The class map of a colony of `rule` evolved by hand, `[B, H, W]`,
+/// seeded as a segmenter (and an evaluation's first chunk) seeds it.
 fn by_hand(rule: &CellRule, images: &Tensor, steps: usize, seed: u64) -> Vec<u32> {
     let (b, _, h, w) = images.dims4().unwrap();
-    let mut colony = Colony::new(rule, b, h, w, seed).unwrap();
+    let mut colony = Colony::new(rule, b, h, w, ca_core::chunk_seed(seed, 0)).unwrap();
     // What the cells see: the image standardised as the rule's config says.
     let env = colony.environment(images).unwrap();
     colony.evolve(&env, steps).unwrap();

@@ -155,7 +155,7 @@ fn target_loss(
     let first_counted = options.steps / 2 + 1;
     for t in 1..=options.steps {
         let mut rng = step_rng(options.seed, stream + t as u64);
-        state = ca_core::cascade::step_at(rule, &state, env, t as u64 - 1, &mut rng, true)?;
+        state = ca_core::coarse::step_at(rule, &state, env, t as u64 - 1, &mut rng, true)?;
         if t >= first_counted {
             let logits = rule.logits(&state)?; // [1, C, H, W]
             let c = logits.dim(1)?;

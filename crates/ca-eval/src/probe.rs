@@ -10,7 +10,7 @@
 //!   few photos, for `ca-viz` to draw side by side for two models.
 //!
 //! Both run from fresh states seeded by the evaluator's rule
-//! ([`ca_sched::chunk_seed`]), as the protocols do.
+//! ([`ca_core::chunk_seed`]), as the protocols do.
 
 use ca_core::ErrorShapes;
 use ca_core::{CellModel, Colony};
@@ -115,7 +115,7 @@ fn class_maps<M: CellModel>(
         images.len(),
         size,
         size,
-        ca_sched::chunk_seed(seed, chunk),
+        ca_core::chunk_seed(seed, chunk),
     )?;
     let env = colony.environment(&images_tensor(images, size, &device)?)?;
     colony.evolve(&env, steps)?;
@@ -205,7 +205,7 @@ pub fn probe_frames<M: CellModel>(
     }
     let device = model.rule().device().clone();
     let size = set.size;
-    let mut colony = Colony::new(model, set.len(), size, size, ca_sched::chunk_seed(seed, 0))?;
+    let mut colony = Colony::new(model, set.len(), size, size, ca_core::chunk_seed(seed, 0))?;
     let env = colony.environment(&images_tensor(&set.images, size, &device)?)?;
     let n = set.len();
     let (mut classes, mut states) = (vec![Vec::new(); n], vec![Vec::new(); n]);

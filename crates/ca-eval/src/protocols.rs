@@ -349,7 +349,7 @@ pub fn translate<T: Copy>(
 
 /// A fresh colony of `b` `size x size` images for chunk `chunk_id` of a
 /// run seeded by `seed`, seeded by the evaluator's rule
-/// ([`ca_sched::chunk_seed`]).
+/// ([`ca_core::chunk_seed`]).
 fn colony<M: CellModel>(
     model: &M,
     b: usize,
@@ -362,7 +362,7 @@ fn colony<M: CellModel>(
         b,
         size,
         size,
-        ca_sched::chunk_seed(seed, chunk_id),
+        ca_core::chunk_seed(seed, chunk_id),
     )?)
 }
 

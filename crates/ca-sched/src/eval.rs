@@ -1,20 +1,12 @@
 //! IoU per class over a whole split, at chosen CA steps.
 
-use ca_core::{splitmix64, CellModel, Colony};
+use ca_core::{chunk_seed, CellModel, Colony};
 use candle_core::{DType, Device, Tensor};
 
 use ca_model::IouTable;
 
 use crate::error::{Result, SchedError};
 use crate::model::TrainData;
-
-/// The seed of the colony that evaluates chunk `chunk` (0-based) of a run
-/// seeded by `seed`: the one seeding rule behind every IoU figure of the
-/// project (training's periodic evaluation, `evaluate`, the tests), so the
-/// same model, data, seed and step give the same figure everywhere.
-pub fn chunk_seed(seed: u64, chunk: usize) -> u64 {
-    splitmix64(seed ^ splitmix64(chunk as u64))
-}
 
 /// What a chunk of an evaluation sees from step `t` on: images
 /// `[b, 3, H, W]` in `[0, 1]` and their labels, `b * H * W` classes in

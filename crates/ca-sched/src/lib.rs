@@ -39,9 +39,7 @@ pub use config::{InitConfig, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
 pub use error::{Result, SchedError};
-pub use eval::{
-    accumulate, chunk_seed, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame,
-};
+pub use eval::{accumulate, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame};
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
     final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,

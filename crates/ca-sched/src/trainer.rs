@@ -3,7 +3,7 @@
 //! learning rate, an optional moving average of the weights, non-finite-loss
 //! handling.
 
-use ca_core::cascade::step_at;
+use ca_core::coarse::step_at;
 use ca_core::{normal_state, step_rng, LayerId, NamedParam, StepDraws, TensorKind};
 use candle_core::{Device, Tensor, Var};
 use rand::seq::index::sample;

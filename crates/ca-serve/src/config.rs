@@ -101,7 +101,7 @@ impl Default for ServeConfig {
             photo_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(900),
             max_steps: 5000,
-            default_steps: 100,
+            default_steps: ca_core::DEFAULT_STEPS,
             max_fps: 15,
             view_size: 192,
             uncertainty_runs: 4,
