@@ -65,7 +65,7 @@ const TOOLS: [Tool; 9] = [
     },
     Tool {
         name: "bench",
-        about: "Timings: the CA step, the high-resolution models, an unroll's memory",
+        about: "Timings: the CA step, the high-resolution models, an unroll's memory, a server's load",
         command: bench_command,
         run: bench,
     },
@@ -86,6 +86,11 @@ fn bench_command() -> Command {
                 .about("Training step of the high-resolution models (the hires_timing example)"),
         )
         .subcommand(
+            <cellseg::ca_serve::load::Args as clap::CommandFactory>::command()
+                .name("load")
+                .about("Parallel API clients against a running server"),
+        )
+        .subcommand(
             cli::unroll_memory::command()
                 .name("unroll-memory")
                 .about("One unroll and its backward, for a memory measurement"),
@@ -97,6 +102,12 @@ fn bench(matches: &ArgMatches) {
         Some(("step", m)) => cli::bench_step::main_matches(m),
         Some(("hires", m)) => cli::bench_hires::main_matches(m),
         Some(("unroll-memory", m)) => cli::unroll_memory::main_matches(m),
+        Some(("load", m)) => {
+            match <cellseg::ca_serve::load::Args as clap::FromArgMatches>::from_arg_matches(m) {
+                Ok(args) => exit_with(cellseg::ca_serve::load::main_args(args)),
+                Err(e) => e.exit(),
+            }
+        }
         _ => unreachable!("clap requires a bench subcommand"),
     }
 }
@@ -107,15 +118,14 @@ fn serve_command() -> Command {
 
 fn serve(matches: &ArgMatches) {
     match <cellseg::ca_serve::cli::Args as clap::FromArgMatches>::from_arg_matches(matches) {
-        Ok(args) => std::process::exit(
-            if cellseg::ca_serve::cli::main_args(args) == std::process::ExitCode::SUCCESS {
-                0
-            } else {
-                1
-            },
-        ),
+        Ok(args) => exit_with(cellseg::ca_serve::cli::main_args(args)),
         Err(e) => e.exit(),
     }
+}
+
+/// Ends the process with `code`'s status (0 or 1).
+fn exit_with(code: std::process::ExitCode) {
+    std::process::exit(i32::from(code != std::process::ExitCode::SUCCESS));
 }
 
 /// `cellseg sweep`: each run is `cellseg train ...` of this program.

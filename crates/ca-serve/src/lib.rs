@@ -37,6 +37,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod listen;
+#[cfg(feature = "cli")]
+pub mod load;
 pub mod log;
 pub mod models;
 pub mod origin;
