@@ -23,7 +23,7 @@ impl TrainData for PetsTrainData {
     }
 
     fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
-        let data_err = |e: ca_data::DataError| SchedError::Data(e.to_string());
+        let data_err = |e: ca_data::DataError| SchedError::data(e);
         let mut images = Vec::with_capacity(items.len());
         let mut labels = Vec::with_capacity(items.len());
         for &(index, seed) in items {

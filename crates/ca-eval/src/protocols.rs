@@ -418,7 +418,7 @@ fn iou_curve<M: CellModel>(
                 .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
                 .collect();
             let images = images_tensor(&images, set.size, &device)
-                .map_err(|e| ca_sched::SchedError::Data(e.to_string()))?;
+                .map_err(ca_sched::SchedError::data)?;
             Ok(Some((images, labels)))
         },
     )?;

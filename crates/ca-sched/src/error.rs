@@ -24,9 +24,11 @@ pub enum SchedError {
         /// What is wrong.
         reason: String,
     },
-    /// The data source failed.
+    /// The data source failed (its own error kept as the source, e.g. a
+    /// `ca_data::DataError` naming the file), or the data do not fit the
+    /// evaluation or the loss (a message).
     #[error("data: {0}")]
-    Data(String),
+    Data(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An I/O error on a named file.
     #[error(transparent)]
     Io(#[from] ca_core::PathError),
@@ -48,6 +50,11 @@ pub enum SchedError {
 pub type Result<T> = std::result::Result<T, SchedError>;
 
 impl SchedError {
+    /// A [`SchedError::Data`] of `error` (any error type, or a message).
+    pub fn data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        SchedError::Data(error.into())
+    }
+
     /// The field, value and reason of an invalid-config error (of a
     /// [`crate::TrainConfig`], [`crate::AdamConfig`] or
     /// [`crate::LearnerConfig`] field), e.g. for a command line that names

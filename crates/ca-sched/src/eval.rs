@@ -32,13 +32,13 @@ pub fn iou_over_time<M: CellModel>(
     steps.sort_unstable();
     steps.dedup();
     if steps.first() == Some(&0) {
-        return Err(SchedError::Data("evaluation steps start at 1".into()));
+        return Err(SchedError::data("evaluation steps start at 1"));
     }
     let Some(&last) = steps.last() else {
-        return Err(SchedError::Data("no evaluation steps given".into()));
+        return Err(SchedError::data("no evaluation steps given"));
     };
     if batch == 0 || samples == 0 {
-        return Err(SchedError::Data(format!(
+        return Err(SchedError::data(format!(
             "cannot evaluate {samples} samples in batches of {batch}"
         )));
     }
@@ -48,7 +48,7 @@ pub fn iou_over_time<M: CellModel>(
     let indices: Vec<usize> = (0..samples).collect();
     for (chunk_id, chunk) in indices.chunks(batch).enumerate() {
         let Some((images, mut labels)) = frames(chunk, 1)? else {
-            return Err(SchedError::Data("no input at step 1".into()));
+            return Err(SchedError::data("no input at step 1"));
         };
         let (b, _, h, w) = images.dims4()?;
         let mut colony = Colony::new(model, b, h, w, chunk_seed(seed, chunk_id))?;
@@ -65,7 +65,7 @@ pub fn iou_over_time<M: CellModel>(
             if t == steps[k] {
                 let pred = predict(&colony.logits()?)?;
                 if pred.len() != labels.len() {
-                    return Err(SchedError::Data(format!(
+                    return Err(SchedError::data(format!(
                         "{} labels for {} predicted pixels",
                         labels.len(),
                         pred.len()
@@ -131,7 +131,7 @@ pub fn majority_mean_iou(data: &dyn TrainData, classes: usize, device: &Device) 
         .flatten_all()?
         .to_vec1::<u32>()?;
     if labels.is_empty() || classes == 0 {
-        return Err(SchedError::Data(format!(
+        return Err(SchedError::data(format!(
             "no baseline for {} labels of {classes} classes",
             labels.len()
         )));

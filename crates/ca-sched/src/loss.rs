@@ -98,7 +98,7 @@ impl LossTargets {
         let (b, h, w) = labels.dims3()?;
         let ids = labels.flatten_all()?.to_vec1::<u32>()?;
         if let Some(&bad) = ids.iter().find(|&&c| c as usize >= classes) {
-            return Err(SchedError::Data(format!(
+            return Err(SchedError::data(format!(
                 "label {bad} is not one of the {classes} classes"
             )));
         }
@@ -116,7 +116,7 @@ impl LossTargets {
         let weights = match class_weights {
             Some(cw) => {
                 if cw.len() != classes {
-                    return Err(SchedError::Data(format!(
+                    return Err(SchedError::data(format!(
                         "{} class weights given for {classes} classes",
                         cw.len()
                     )));

@@ -90,7 +90,7 @@ impl<M: Trainable> Trainer<M> {
     pub fn new(model: M, config: TrainConfig, num_samples: usize) -> Result<Self> {
         config.validate()?;
         if num_samples == 0 {
-            return Err(SchedError::Data("the training data has no samples".into()));
+            return Err(SchedError::data("the training data has no samples"));
         }
         if let Some(c) = &model.rule().config().cascade {
             check_cascade(c, &config)?;
