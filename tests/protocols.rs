@@ -1,20 +1,17 @@
-//! The evaluation protocols and `segment` on the bundled synthetic fixture
-//! with a tiny untrained rule at 16x16 (and a high-resolution model with an
-//! 8x8 state): each writes its files, with the
-//! expected rows, columns and picture sizes.
+//! The evaluation protocols as `cellseg::report` writes them, on the
+//! bundled synthetic fixture with a tiny untrained rule at 16x16: each
+//! writes its files, with the expected rows, columns and picture sizes.
+//! (The protocols alone: crates/ca-eval/tests; `segment`: crates/ca-viz/tests.)
 
 use std::path::{Path, PathBuf};
 
 use ca_core::{CellConfig, CellRule};
 use ca_data::Split;
-use ca_hires::HiresModel;
 use candle_core::Device;
 use cellseg::ca_eval::pets::FIXTURE_DIR;
 use cellseg::ca_eval::protocols::{self, EvalSet, RunOptions};
 use cellseg::ca_viz::plot::PLOT_SIZE;
-use cellseg::ca_viz::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use cellseg::report;
-use image::AnimationDecoder;
 
 const SIZE: usize = 16;
 
@@ -184,82 +181,6 @@ fn uncertainty_protocol_writes_tables_plot_and_maps() {
 }
 
 #[test]
-fn protocols_reject_bad_values() {
-    let (rule, set, opts) = (rule(), set(), opts());
-    let e = protocols::shift(&rule, &set, &opts, 6, 2).unwrap_err();
-    assert!(e.to_string().contains("shift step '6'"), "{e}");
-    let e = protocols::shift(&rule, &set, &opts, 2, 16).unwrap_err();
-    assert!(e.to_string().contains("invalid shift '16'"), "{e}");
-    let e = protocols::uncertainty(&rule, &set, &opts, 1, 0).unwrap_err();
-    assert!(e.to_string().contains("runs '1'"), "{e}");
-    let e = protocols::stability(&rule, &set, &RunOptions { batch: 0, ..opts }).unwrap_err();
-    assert!(e.to_string().contains("batch '0'"), "{e}");
-    let e = EvalSet::open(&fixture(), Split::Test, SIZE, Some(0)).unwrap_err();
-    assert!(e.to_string().contains("limit"), "{e}");
-}
-
-fn fixture_photo() -> (PathBuf, image::RgbImage) {
-    let dir = fixture().join("images");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
-    let path = names[0].clone();
-    let photo = ca_data::load_rgb(&path).unwrap();
-    (path, photo)
-}
-
-#[test]
-fn segment_writes_maps_at_photo_size_and_a_two_row_gif() {
-    let (path, photo) = fixture_photo();
-    let options = SegmentOptions {
-        size: SIZE,
-        native: false,
-        steps: 5,
-        seed: 0,
-        frame_every: Some(2),
-        frame_scale: 2,
-    };
-    let seg = segment(&rule(), &photo, &options).unwrap();
-    assert_eq!(seg.grid, (SIZE, SIZE));
-    let steps: Vec<usize> = seg.frames.iter().map(|f| f.0).collect();
-    assert_eq!(steps, [1, 2, 4, 5]);
-    let dir = out_dir("segment");
-    let paths = OutputPaths::in_dir(&dir, &path, Some(dir.join("evolution.gif")));
-    write_outputs(&seg, &photo, &paths, 50).unwrap();
-    assert_eq!(image_size(&paths.classes), photo.dimensions());
-    assert_eq!(image_size(&paths.overlay), photo.dimensions());
-    let file = std::fs::File::open(dir.join("evolution.gif")).unwrap();
-    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(file)).unwrap();
-    let frames = decoder.into_frames().collect_frames().unwrap();
-    assert_eq!(frames.len(), 4);
-    let side = 2 * SIZE as u32;
-    assert_eq!(frames[0].buffer().dimensions(), (side, 2 * side));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn segment_native_runs_on_the_photo_grid() {
-    let (_, photo) = fixture_photo();
-    let small = image::imageops::resize(&photo, 20, 12, image::imageops::FilterType::Triangle);
-    let options = SegmentOptions {
-        size: SIZE,
-        native: true,
-        steps: 2,
-        seed: 0,
-        frame_every: None,
-        frame_scale: 1,
-    };
-    let seg = segment(&rule(), &small, &options).unwrap();
-    assert_eq!(seg.grid, (20, 12));
-    assert_eq!(seg.classes.len(), 240);
-    assert!(seg.frames.is_empty());
-    let f = seg.class_fractions(3);
-    assert!((f.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-}
-
-#[test]
 fn written_tables_read_back_and_compare() {
     let (rule, set, opts) = (rule(), set(), opts());
     let dir = out_dir("compare");
@@ -284,72 +205,6 @@ fn written_tables_read_back_and_compare() {
 
 /// A tiny untrained high-resolution model: one stride-2 level, so a 16x16
 /// image runs an 8x8 state.
-fn hires_model() -> HiresModel {
-    let config = CellConfig {
-        state_channels: 8,
-        hidden_channels: 16,
-        env_channels: 8,
-        ..CellConfig::default()
-    };
-    HiresModel::new(config, 1, 3, &Device::Cpu).unwrap()
-}
-
-#[test]
-fn protocols_run_a_high_resolution_model_at_image_resolution() {
-    let (model, set, opts) = (hires_model(), set(), opts());
-    let stability = protocols::stability(&model, &set, &opts).unwrap();
-    assert_eq!(stability.table.rows.len(), 4);
-    assert!(stability
-        .table
-        .rows
-        .iter()
-        .all(|r| r[1..].iter().all(|v| v.is_nan() || (0.0..=1.0).contains(v))));
-    let shifted = protocols::shift(&model, &set, &opts, 3, 2).unwrap();
-    assert_eq!(shifted.table.rows.len(), 4);
-    let norms = protocols::norms(&model, &set, &opts).unwrap();
-    assert!(norms.table.rows.iter().all(|r| r[1] > 0.0 && r[2] > 0.0));
-    let spread = protocols::uncertainty(&model, &set, &opts, 2, 1).unwrap();
-    // The maps are at the image's resolution, not the state's.
-    assert_eq!(spread.maps.len(), 1);
-    assert_eq!(spread.maps[0].majority.len(), SIZE * SIZE);
-    assert_eq!(spread.maps[0].prob_variance.len(), SIZE * SIZE);
-    // The plain and the high-resolution models differ on the same data.
-    let plain = protocols::stability(&rule(), &set, &opts).unwrap();
-    assert_ne!(
-        format!("{:?}", plain.table),
-        format!("{:?}", stability.table)
-    );
-}
-
-#[test]
-fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
-    let (_, photo) = fixture_photo();
-    let model = hires_model();
-    let options = SegmentOptions {
-        size: SIZE,
-        native: false,
-        steps: 3,
-        seed: 0,
-        frame_every: Some(1),
-        frame_scale: 2,
-    };
-    let seg = segment(&model, &photo, &options).unwrap();
-    assert_eq!((seg.grid, seg.state_grid), ((16, 16), (8, 8)));
-    assert_eq!(seg.classes.len(), 256);
-    // Both rows of a frame are at the pixel grid.
-    let side = 2 * SIZE as u32;
-    assert_eq!(seg.frames[0].1.dimensions(), (side, 2 * side));
-    let small = image::imageops::resize(&photo, 20, 13, image::imageops::FilterType::Triangle);
-    let native = SegmentOptions {
-        native: true,
-        frame_every: None,
-        ..options
-    };
-    let seg = segment(&model, &small, &native).unwrap();
-    assert_eq!((seg.grid, seg.state_grid), ((20, 13), (10, 7)));
-    assert_eq!(seg.classes.len(), 260);
-}
-
 /// One evaluator: training's IoU (`ca_sched::evaluate_iou` on the training
 /// data type) and `evaluate stability` (the protocols on an `EvalSet`) give
 /// the same figures for the same model, samples, seed and steps.

@@ -417,8 +417,8 @@ fn iou_curve<M: CellModel>(
                 .iter()
                 .flat_map(|f| f.1.iter().map(|&c| u32::from(c)))
                 .collect();
-            let images = images_tensor(&images, set.size, &device)
-                .map_err(ca_sched::SchedError::data)?;
+            let images =
+                images_tensor(&images, set.size, &device).map_err(ca_sched::SchedError::data)?;
             Ok(Some((images, labels)))
         },
     )?;

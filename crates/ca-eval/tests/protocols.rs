@@ -1,0 +1,96 @@
+//! The evaluation protocols on the bundled synthetic fixture with a tiny
+//! untrained rule at 16x16 and a high-resolution model with an 8x8 state:
+//! bad values refused with the value named, every protocol run at the
+//! image's resolution. (Their files and plots: the root's tests/protocols.rs.)
+
+use std::path::{Path, PathBuf};
+
+use ca_core::{CellConfig, CellRule};
+use ca_data::Split;
+use ca_eval::pets::FIXTURE_DIR;
+use ca_eval::protocols::{self, EvalSet, RunOptions};
+use ca_hires::HiresModel;
+use candle_core::Device;
+
+const SIZE: usize = 16;
+
+fn rule() -> CellRule {
+    let config = CellConfig {
+        state_channels: 8,
+        hidden_channels: 16,
+        ..CellConfig::default()
+    };
+    CellRule::new(config, 3, &Device::Cpu).unwrap()
+}
+
+fn hires_model() -> HiresModel {
+    let config = CellConfig {
+        state_channels: 8,
+        hidden_channels: 16,
+        env_channels: 8,
+        ..CellConfig::default()
+    };
+    HiresModel::new(config, 1, 3, &Device::Cpu).unwrap()
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(FIXTURE_DIR)
+}
+
+fn set() -> EvalSet {
+    EvalSet::open(&fixture(), Split::Test, SIZE, Some(3)).unwrap()
+}
+
+fn opts() -> RunOptions {
+    RunOptions {
+        steps: 6,
+        batch: 2,
+        seed: 1,
+        every: 2,
+        target: 4,
+    }
+}
+
+#[test]
+fn protocols_reject_bad_values() {
+    let (rule, set, opts) = (rule(), set(), opts());
+    let e = protocols::shift(&rule, &set, &opts, 6, 2).unwrap_err();
+    assert!(e.to_string().contains("shift step '6'"), "{e}");
+    let e = protocols::shift(&rule, &set, &opts, 2, 16).unwrap_err();
+    assert!(e.to_string().contains("invalid shift '16'"), "{e}");
+    let e = protocols::uncertainty(&rule, &set, &opts, 1, 0).unwrap_err();
+    assert!(e.to_string().contains("runs '1'"), "{e}");
+    let e = protocols::stability(&rule, &set, &RunOptions { batch: 0, ..opts }).unwrap_err();
+    assert!(e.to_string().contains("batch '0'"), "{e}");
+    let e = EvalSet::open(&fixture(), Split::Test, SIZE, Some(0)).unwrap_err();
+    assert!(e.to_string().contains("limit"), "{e}");
+}
+
+#[test]
+fn protocols_run_a_high_resolution_model_at_image_resolution() {
+    let (model, set, opts) = (hires_model(), set(), opts());
+    let stability = protocols::stability(&model, &set, &opts).unwrap();
+    assert_eq!(stability.table.rows.len(), 4);
+    assert!(stability
+        .table
+        .rows
+        .iter()
+        .all(|r| r[1..].iter().all(|v| v.is_nan() || (0.0..=1.0).contains(v))));
+    let shifted = protocols::shift(&model, &set, &opts, 3, 2).unwrap();
+    assert_eq!(shifted.table.rows.len(), 4);
+    let norms = protocols::norms(&model, &set, &opts).unwrap();
+    assert!(norms.table.rows.iter().all(|r| r[1] > 0.0 && r[2] > 0.0));
+    let spread = protocols::uncertainty(&model, &set, &opts, 2, 1).unwrap();
+    // The maps are at the image's resolution, not the state's.
+    assert_eq!(spread.maps.len(), 1);
+    assert_eq!(spread.maps[0].majority.len(), SIZE * SIZE);
+    assert_eq!(spread.maps[0].prob_variance.len(), SIZE * SIZE);
+    // The plain and the high-resolution models differ on the same data.
+    let plain = protocols::stability(&rule(), &set, &opts).unwrap();
+    assert_ne!(
+        format!("{:?}", plain.table),
+        format!("{:?}", stability.table)
+    );
+}
