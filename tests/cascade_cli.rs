@@ -31,7 +31,7 @@ fn a_cascade_checkpoint_resumes_with_its_levels() {
     assert_eq!(levels[0]["factor"], 4, "{levels}");
     assert_eq!(levels[1]["steps"], 2, "{levels}");
     let model = cellseg::ca_core::CellRule::load(
-        &dir.path().join("model.safetensors"),
+        dir.path().join("model.safetensors"),
         &candle_core::Device::Cpu,
     )
     .expect("the model loads");

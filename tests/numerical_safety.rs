@@ -84,6 +84,6 @@ fn a_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let rule = CellRule::new(config, 0, &Device::Cpu).expect("rule");
     let trainer = Trainer::resume(rule, &checkpoint, 36).expect("resume");
     assert!(all_finite(trainer.model()), "checkpoint weights");
-    let model = CellRule::load(&dir.path().join("model.safetensors"), &Device::Cpu).expect("model");
+    let model = CellRule::load(dir.path().join("model.safetensors"), &Device::Cpu).expect("model");
     assert!(all_finite(&model), "model weights");
 }

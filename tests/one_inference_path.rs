@@ -71,8 +71,7 @@ fn api_classes(photo: &[u8]) -> Vec<u32> {
 
 #[test]
 fn segment_evaluate_and_the_api_give_one_map() {
-    let (model, size) =
-        load_model(&root().join("models/pets48.safetensors"), &Device::Cpu).unwrap();
+    let (model, size) = load_model(root().join("models/pets48.safetensors"), &Device::Cpu).unwrap();
     let photo_bytes = std::fs::read(root().join(PHOTO)).unwrap();
     let photo =
         ca_data::decode_photo(&photo_bytes, Path::new(PHOTO), &ImageLimits::default()).unwrap();

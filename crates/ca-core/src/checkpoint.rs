@@ -49,7 +49,8 @@ impl CellRule {
     }
 
     /// Reads a rule written by [`CellRule::save`] onto `device`.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
         let bytes = read_file(path)?;
         Self::from_safetensors_bytes(&bytes, path, device)
     }

@@ -308,7 +308,7 @@ fn classes(t: &Tensor) -> Vec<u32> {
 
 #[test]
 fn segmenter_is_a_colony_evolved_by_hand() {
-    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let rule = CellRule::load(pets_small(), &Device::Cpu).unwrap();
     let seg = Segmenter::new(Arc::new(rule.clone()));
     assert_eq!((seg.steps, seg.seed), (DEFAULT_STEPS, 0));
     assert_eq!(DEFAULT_STEPS, 40);
@@ -329,7 +329,7 @@ fn segmenter_is_a_colony_evolved_by_hand() {
 
 #[test]
 fn segmenter_start_gives_the_colony_segment_batch_evolves() {
-    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let rule = CellRule::load(pets_small(), &Device::Cpu).unwrap();
     let batch = Tensor::cat(
         &[&image(12, 16), &image(12, 16).affine(0.5, 0.2).unwrap()],
         0,
@@ -407,7 +407,7 @@ fn segment_rgb_scales_bytes_to_the_unit_range() {
     assert_eq!(chw[20 + 2 * 5], 120.0 / 255.0, "green of (x 0, y 2)");
     assert!(chw[40..].iter().all(|&v| v == 1.0), "blue");
 
-    let rule = CellRule::load(&pets_small(), &Device::Cpu).unwrap();
+    let rule = CellRule::load(pets_small(), &Device::Cpu).unwrap();
     let seg = Segmenter::new(&rule).with_steps(10);
     let tensor = Tensor::from_vec(chw, (3, 4, 5), &Device::Cpu).unwrap();
     let map = seg.segment_rgb(&rgb).unwrap();

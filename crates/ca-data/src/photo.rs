@@ -25,7 +25,8 @@ pub const PHOTO_FORMATS: &str = "JPEG or PNG";
 
 /// Reads a photo file: [`decode_photo`] on its bytes, the errors naming
 /// `path`.
-pub fn load_photo(path: &Path, limits: &ImageLimits) -> Result<RgbImage, DataError> {
+pub fn load_photo(path: impl AsRef<Path>, limits: &ImageLimits) -> Result<RgbImage, DataError> {
+    let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_photo(&bytes, path, limits)
 }

@@ -107,7 +107,8 @@ impl HiresModel {
     }
 
     /// Reads a model written by [`HiresModel::save`] onto `device`.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
         Self::from_safetensors_bytes(&read_file(path)?, path, device)
     }
 

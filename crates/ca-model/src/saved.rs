@@ -54,7 +54,8 @@ pub fn model_from_metadata(
 /// square image size in pixels it was trained at: the file's
 /// [`IMAGE_SIZE_KEY`] (or [`LEGACY_IMAGE_SIZE_KEY`]), else
 /// [`DEFAULT_STATE_SIZE`] `* 2^levels`.
-pub fn load_model(path: &Path, device: &Device) -> Result<(AnyModel, usize)> {
+pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<(AnyModel, usize)> {
+    let path = path.as_ref();
     let bytes = read_file(path)?;
     let (_, meta) = parse_safetensors(&bytes, path)?;
     let model: AnyModel = match hires_levels(&meta, path)? {
@@ -173,7 +174,7 @@ mod tests {
     fn the_committed_models_still_load() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
         for name in ["pets48.safetensors", "pets48-small.safetensors"] {
-            let (model, size) = load_model(&root.join(name), &Device::Cpu).unwrap();
+            let (model, size) = load_model(root.join(name), &Device::Cpu).unwrap();
             assert_eq!((model.levels(), size), (0, 48), "{name}");
         }
     }

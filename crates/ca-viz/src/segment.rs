@@ -36,6 +36,22 @@ pub struct SegmentOptions {
     pub frame_scale: u32,
 }
 
+impl SegmentOptions {
+    /// Options for the square `size` the model was trained at (the second
+    /// value of `ca_model::load_model`): [`ca_core::DEFAULT_STEPS`] steps
+    /// from seed 0, no frames, as `cellseg segment` runs.
+    pub fn new(size: usize) -> Self {
+        SegmentOptions {
+            size,
+            native: false,
+            steps: ca_core::DEFAULT_STEPS,
+            seed: 0,
+            frame_every: None,
+            frame_scale: 1,
+        }
+    }
+}
+
 /// The result of a segmentation.
 #[derive(Debug, Clone)]
 pub struct Segmentation {
@@ -136,9 +152,14 @@ impl Segmentation {
     /// The class map in the palette, upsampled by nearest neighbour to
     /// `width x height`.
     pub fn class_image(&self, width: u32, height: u32) -> RgbImage {
-        let up =
-            render::resample_nearest(&self.classes, self.grid, (width as usize, height as usize));
+        let up = self.classes_at(width, height);
         render::class_image(&up, width as usize, height as usize)
+    }
+
+    /// The class of every pixel of a `width x height` picture (the photo's
+    /// own size), row-major: the map upsampled by nearest neighbour.
+    pub fn classes_at(&self, width: u32, height: u32) -> Vec<u32> {
+        render::resample_nearest(&self.classes, self.grid, (width as usize, height as usize))
     }
 
     /// The fraction of cells of each class id `0..classes`.
