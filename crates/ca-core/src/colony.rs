@@ -168,8 +168,37 @@ impl<M: CellModel> Colony<M> {
     /// `env` as for [`Colony::step`]: `[B, E, h, w]`, from
     /// [`Colony::environment`].
     pub fn evolve(&mut self, env: &Tensor, n: usize) -> Result<()> {
-        for _ in 0..n {
-            self.step(env)?;
+        self.evolve_with(env, n, |_, _| Ok::<_, CoreError>(None))
+    }
+
+    /// `n` steps, calling `after_step(t, self)` after step `t` (1-based,
+    /// counted from this call): the one loop behind every evaluation,
+    /// picture and segmentation of the project. It reads the colony (its
+    /// state, logits, prediction) and may return a new environment, which
+    /// the steps after `t` run under (a switched or shifted image, a video
+    /// frame); `None` keeps the current one.
+    ///
+    /// # Shapes
+    ///
+    /// `env` and every new environment as for [`Colony::step`]:
+    /// `[B, E, h, w]`, from [`Colony::environment`].
+    ///
+    /// # Errors
+    ///
+    /// A step's [`CoreError`] (converted into `E`), or the first error of
+    /// `after_step`, which ends the evolution.
+    pub fn evolve_with<E: From<CoreError>>(
+        &mut self,
+        env: &Tensor,
+        n: usize,
+        mut after_step: impl FnMut(usize, &Self) -> std::result::Result<Option<Tensor>, E>,
+    ) -> std::result::Result<(), E> {
+        let mut env = env.clone();
+        for t in 1..=n {
+            self.step(&env)?;
+            if let Some(next) = after_step(t, self)? {
+                env = next;
+            }
         }
         Ok(())
     }

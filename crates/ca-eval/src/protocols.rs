@@ -610,8 +610,7 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
         let mut prev_pred = prev_logits.argmax(1)?;
         let weight = chunk.len() as f64;
         let mut k = 0;
-        for t in 1..=opts.steps {
-            col.step(&env)?;
+        col.evolve_with(&env, opts.steps, |t, col| {
             let state = col.state().clone();
             let logits = col.logits()?;
             let pred = logits.argmax(1)?;
@@ -626,7 +625,8 @@ pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Resul
                 k += 1;
             }
             (prev_state, prev_logits, prev_pred) = (state, logits, pred);
-        }
+            Ok::<_, EvalError>(None)
+        })?;
     }
     Ok(norms_output(&records, &sums, set.len(), opts))
 }
@@ -747,10 +747,9 @@ pub fn uncertainty<M: CellModel>(
         let mut col = colony(model, runs, s, opts.seed, i)?;
         let env = env_tensor(&col, &vec![image.clone(); runs], s, device)?;
         let mut k = 0;
-        for t in 1..=opts.steps {
-            col.step(&env)?;
+        col.evolve_with(&env, opts.steps, |t, col| {
             if records.get(k) != Some(&t) {
-                continue;
+                return Ok::<_, EvalError>(None);
             }
             let spread = Spread::of(&col.logits()?, classes)?;
             sums[k][0] += mean(&spread.prob_variance);
@@ -766,7 +765,8 @@ pub fn uncertainty<M: CellModel>(
                     });
                 }
             }
-        }
+            Ok(None)
+        })?;
     }
     let n = set.len() as f64;
     let table = Table {

@@ -52,16 +52,9 @@ pub fn iou_over_time<M: CellModel>(
         };
         let (b, _, h, w) = images.dims4()?;
         let mut colony = Colony::new(model, b, h, w, chunk_seed(seed, chunk_id))?;
-        let mut env = colony.environment(&images)?;
+        let env = colony.environment(&images)?;
         let mut k = 0;
-        for t in 1..=last {
-            if t > 1 {
-                if let Some((images, l)) = frames(chunk, t)? {
-                    env = colony.environment(&images)?;
-                    labels = l;
-                }
-            }
-            colony.step(&env)?;
+        colony.evolve_with(&env, last, |t, colony| {
             if t == steps[k] {
                 let pred = predict(&colony.logits()?)?;
                 if pred.len() != labels.len() {
@@ -74,7 +67,18 @@ pub fn iou_over_time<M: CellModel>(
                 accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
                 k += 1;
             }
-        }
+            // The input of the next step, when the frames change it.
+            if t == last {
+                return Ok(None);
+            }
+            match frames(chunk, t + 1)? {
+                Some((images, l)) => {
+                    labels = l;
+                    Ok(Some(colony.environment(&images)?))
+                }
+                None => Ok(None),
+            }
+        })?;
     }
     let iou = inter
         .iter()

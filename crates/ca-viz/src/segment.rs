@@ -111,13 +111,12 @@ pub fn segment<M: CellModel>(
     let channels = model.rule().config().state_channels;
     let projection = StateProjection::new(channels);
     let mut frames = Vec::new();
-    for t in 1..=options.steps {
-        colony.step(&env)?;
+    colony.evolve_with(&env, options.steps, |t, colony| {
         let keep = options
             .frame_every
             .is_some_and(|e| t == 1 || t.is_multiple_of(e) || t == options.steps);
         if keep {
-            let classes = classes_of(&colony)?;
+            let classes = classes_of(colony)?;
             let state = colony.state().flatten_all()?.to_vec1::<f32>()?;
             let state = if (sw, sh) == grid {
                 state
@@ -131,7 +130,8 @@ pub fn segment<M: CellModel>(
                 render::evolution_frame(&classes, &state, grid, &projection, options.frame_scale);
             frames.push((t, frame));
         }
-    }
+        Ok::<_, VizError>(None)
+    })?;
     Ok(Segmentation {
         grid,
         state_grid: (sw, sh),
