@@ -6,7 +6,9 @@
 //! Writes `OUT/checkpoint.safetensors` (resumable with `--resume`),
 //! `OUT/model.safetensors` (the model and its training image size, for
 //! `segment` and `evaluate`; the moving average of the weights when the run
-//! keeps one) and `OUT/metrics.jsonl`.
+//! keeps one), `OUT/model-best.safetensors` (the same at the periodic
+//! validation with the best mean IoU so far; its score and step in its
+//! metadata) and `OUT/metrics.jsonl`.
 //!
 //! A fixed part of trainval (`--val-fraction`, stratified by breed, chosen
 //! by a hash of the names) is held out for validation: the periodic and
@@ -96,6 +98,7 @@ fn run(args: TrainArgs, given: &[String]) -> BoxResult<()> {
     let mut learner = learner
         .with_validation(&splits.val)
         .with_model_file(&model_path, size)
+        .with_best_model_file(&out.join("model-best.safetensors"), size)?
         .with_metrics(MetricsLog::append(&out.join("metrics.jsonl"))?);
     for line in describe_run(learner.trainer(), &plan) {
         println!("{line}");
@@ -264,9 +267,14 @@ fn fit_with_progress(
                 table.at(target).map_or(f64::NAN, |v| v[1])
             );
             say(format!(
-                "step {}: validation IoU at step {target}: {}",
+                "step {}: validation IoU at step {target}: {}{}",
                 report.step,
-                table.line(target, names)
+                table.line(target, names),
+                if event.best {
+                    " (best so far: model-best.safetensors)"
+                } else {
+                    ""
+                }
             ));
         }
         bar.set_position(report.step);

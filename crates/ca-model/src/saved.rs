@@ -88,6 +88,17 @@ pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<(AnyModel, 
 /// pixels it was trained at (metadata [`IMAGE_SIZE_KEY`]), so that
 /// [`load_model`] needs no size from the user.
 pub fn save_model<M: Trainable + ?Sized>(model: &M, path: &Path, image_size: usize) -> Result<()> {
+    save_model_noted(model, path, image_size, [])
+}
+
+/// [`save_model`] with `notes` added to the metadata (keys that start with
+/// `ca.` and that no loader reads, e.g. [`BEST_SCORE_KEY`]).
+pub fn save_model_noted<M: Trainable + ?Sized>(
+    model: &M,
+    path: &Path,
+    image_size: usize,
+    notes: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
     let tensors = model
         .named_params()
         .into_iter()
@@ -95,7 +106,32 @@ pub fn save_model<M: Trainable + ?Sized>(model: &M, path: &Path, image_size: usi
         .collect();
     let mut meta = model.metadata();
     meta.insert(IMAGE_SIZE_KEY.into(), image_size.to_string());
+    meta.extend(notes);
     Ok(write_safetensors_atomic(path, tensors, meta)?)
+}
+
+/// Metadata key of a model file kept as the best of its run on validation:
+/// the score it was kept for (the mean IoU over classes at the last CA
+/// step of the periodic validation).
+pub const BEST_SCORE_KEY: &str = "ca.best.val_mean_iou";
+
+/// Metadata key beside [`BEST_SCORE_KEY`]: the optimizer step it was
+/// reached at.
+pub const BEST_STEP_KEY: &str = "ca.best.step";
+
+/// The `(score, step)` a best-model file records ([`BEST_SCORE_KEY`],
+/// [`BEST_STEP_KEY`]); `None` when the file does not exist or records
+/// none.
+pub fn best_score(path: impl AsRef<Path>) -> Result<Option<(f64, u64)>> {
+    let path = path.as_ref();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = read_file(path)?;
+    let (_, meta) = parse_safetensors(&bytes, path)?;
+    let score = meta.get(BEST_SCORE_KEY).and_then(|v| v.parse::<f64>().ok());
+    let step = meta.get(BEST_STEP_KEY).and_then(|v| v.parse::<u64>().ok());
+    Ok(score.zip(step))
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use candle_core::{Device, Tensor};
 use crate::config::TrainConfig;
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
-use ca_model::{save_model, IouByStep, IouTable, MetricsLog, StepRecord, Trainable};
+use ca_model::{
+    best_score, save_model, save_model_noted, IouByStep, IouTable, MetricsLog, StepRecord,
+    Trainable, BEST_SCORE_KEY, BEST_STEP_KEY,
+};
 
 use crate::eval::evaluate_iou;
 use crate::model::TrainData;
@@ -188,6 +191,9 @@ pub struct StepEvent<'a> {
     pub validation: Option<&'a IouTable>,
     /// Whether this step wrote the checkpoint and the model file.
     pub checkpointed: bool,
+    /// Whether this step's validation beat every earlier one of the run
+    /// (and wrote the best-model file, where configured).
+    pub best: bool,
 }
 
 /// What [`Learner::fit`] did.
@@ -253,6 +259,10 @@ pub struct Learner<'d, M: Trainable> {
     config: LearnerConfig,
     checkpoint: Option<PathBuf>,
     model_file: Option<(PathBuf, usize)>,
+    best_file: Option<(PathBuf, usize)>,
+    /// The best validation score of the run so far and its step.
+    best: Option<(f64, u64)>,
+    resumed: bool,
     metrics: Option<MetricsLog>,
 }
 
@@ -279,7 +289,9 @@ impl<'d, M: Trainable> Learner<'d, M> {
         config: LearnerConfig,
     ) -> Result<Self> {
         let trainer = Trainer::resume(model, checkpoint, train.len())?;
-        Ok(Self::from_trainer(trainer, train, config)?.with_checkpoint(checkpoint))
+        let mut learner = Self::from_trainer(trainer, train, config)?.with_checkpoint(checkpoint);
+        learner.resumed = true;
+        Ok(learner)
     }
 
     /// Around an existing trainer.
@@ -296,6 +308,9 @@ impl<'d, M: Trainable> Learner<'d, M> {
             config,
             checkpoint: None,
             model_file: None,
+            best_file: None,
+            best: None,
+            resumed: false,
             metrics: None,
         })
     }
@@ -318,6 +333,27 @@ impl<'d, M: Trainable> Learner<'d, M> {
     pub fn with_model_file(mut self, path: &Path, image_size: usize) -> Self {
         self.model_file = Some((path.to_path_buf(), image_size));
         self
+    }
+
+    /// Also keeps the model (the evaluation weights) that is best on the
+    /// periodic validation: written to `path`, with its training image size
+    /// and its score and step ([`ca_model::BEST_SCORE_KEY`],
+    /// [`ca_model::BEST_STEP_KEY`]), whenever a validation's mean IoU over
+    /// the classes at the last evaluated CA step beats every earlier one
+    /// of the run. A resumed run goes on from the score the file records
+    /// (a fresh run ignores a file left by another).
+    pub fn with_best_model_file(mut self, path: &Path, image_size: usize) -> Result<Self> {
+        if self.resumed {
+            self.best = best_score(path)?;
+        }
+        self.best_file = Some((path.to_path_buf(), image_size));
+        Ok(self)
+    }
+
+    /// The best validation score of the run so far and the step it came
+    /// at ([`Learner::with_best_model_file`]).
+    pub fn best(&self) -> Option<(f64, u64)> {
+        self.best
     }
 
     /// Appends one JSON record per step to `metrics` (keys `step`, `loss`,
@@ -381,6 +417,28 @@ impl<'d, M: Trainable> Learner<'d, M> {
         Ok(())
     }
 
+    /// Records `table` (a periodic validation at optimizer step `step`) as
+    /// the run's best when its score beats every earlier one, writing the
+    /// best-model file where configured; whether it did.
+    fn keep_if_best(&mut self, table: &IouTable, step: u64) -> Result<bool> {
+        let Some(score) = validation_score(table) else {
+            return Ok(false);
+        };
+        if self.best.is_some_and(|(best, _)| best >= score) {
+            return Ok(false);
+        }
+        self.best = Some((score, step));
+        if let Some((path, size)) = &self.best_file {
+            let notes = [
+                (BEST_SCORE_KEY.to_string(), score.to_string()),
+                (BEST_STEP_KEY.to_string(), step.to_string()),
+            ];
+            self.trainer
+                .with_eval_weights(|m| Ok(save_model_noted(m, path, *size, notes.clone())?))?;
+        }
+        Ok(true)
+    }
+
     /// Trains until a stop condition, calling `on_step` after every step;
     /// writes the checkpoint and the model file at the end. The learning
     /// rate schedule runs over the budget: its progress is the furthest
@@ -442,6 +500,10 @@ impl<'d, M: Trainable> Learner<'d, M> {
                     validation = Some(table);
                 }
             }
+            let best = match &validation {
+                Some(table) => self.keep_if_best(table, step)?,
+                None => false,
+            };
             self.log(&record)?;
             // A skipped (non-finite) step changes no weight; not writing it
             // keeps the last good checkpoint as it was.
@@ -454,6 +516,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
                 seconds,
                 validation: validation.as_ref(),
                 checkpointed,
+                best,
             });
         };
         self.save()?;
@@ -465,6 +528,15 @@ impl<'d, M: Trainable> Learner<'d, M> {
             cpu_seconds: total.cpu_seconds,
         })
     }
+}
+
+/// The score a validation is ranked by: the mean IoU over the classes
+/// (those with a value) at its last evaluated CA step; `None` when it has
+/// none.
+pub fn validation_score(table: &IouTable) -> Option<f64> {
+    let last = table.iou.last()?;
+    let known: Vec<f64> = last.iter().copied().filter(|v| v.is_finite()).collect();
+    (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64)
 }
 
 #[cfg(test)]

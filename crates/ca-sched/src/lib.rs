@@ -42,7 +42,8 @@ pub use error::{Result, SchedError};
 pub use eval::{accumulate, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame};
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
-    final_eval_steps, periodic_eval_steps, FitSummary, Learner, LearnerConfig, StepEvent, Stop,
+    final_eval_steps, periodic_eval_steps, validation_score, FitSummary, Learner, LearnerConfig,
+    StepEvent, Stop,
 };
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossConfig, LossTargets};
 pub use model::TrainData;

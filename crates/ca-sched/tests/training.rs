@@ -527,3 +527,74 @@ fn an_unknown_cpu_time_keeps_the_checkpoint_readable() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// The Learner keeps the model that is best on validation beside the last:
+/// the file records the best score and step of the run, a resumed run goes
+/// on from that score, and a fresh run does not read a file left by
+/// another.
+#[test]
+fn the_best_model_on_validation_is_kept() {
+    use ca_sched::{validation_score, Learner, LearnerConfig};
+    let (data, val) = (Squares::new(8), Squares::new(4));
+    let dir = temp_path("best");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ckpt, best) = (
+        dir.join("checkpoint.safetensors"),
+        dir.join("model-best.safetensors"),
+    );
+    let settings = LearnerConfig {
+        max_steps: 7,
+        checkpoint_every: 1,
+        eval_every: 1,
+        eval_steps: vec![3],
+        eval_samples: 4,
+        eval_batch: 2,
+        gate_every: 0,
+        ..LearnerConfig::default()
+    };
+    let mut scores = Vec::new();
+    let mut learner = Learner::new(small_rule(1), small_schedule(), &data, settings.clone())
+        .unwrap()
+        .with_validation(&val)
+        .with_checkpoint(&ckpt)
+        .with_best_model_file(&best, 12)
+        .unwrap();
+    learner
+        .fit(|e| {
+            if let Some(table) = e.validation {
+                let score = validation_score(table).unwrap();
+                let beats = scores.iter().all(|&(s, _)| s < score);
+                assert_eq!(e.best, beats, "step {}", e.report.step);
+                scores.push((score, e.report.step));
+            }
+        })
+        .unwrap();
+    assert_eq!(scores.len(), 6, "steps 1 to 6 validate");
+    let top = scores
+        .iter()
+        .copied()
+        .fold((f64::MIN, 0), |a, b| if b.0 > a.0 { b } else { a });
+    assert_eq!(ca_model::best_score(&best).unwrap(), Some(top));
+    assert_eq!(learner.best(), Some(top));
+    let (_, size) = ca_model::load_model(&best, &Device::Cpu).unwrap();
+    assert_eq!(size, 12);
+
+    // Resumed: the recorded best is the bar to beat.
+    let more = LearnerConfig {
+        max_steps: 9,
+        ..settings.clone()
+    };
+    let resumed = Learner::resume(small_rule(2), &ckpt, &data, more)
+        .unwrap()
+        .with_best_model_file(&best, 12)
+        .unwrap();
+    assert_eq!(resumed.best(), Some(top));
+    // Fresh: a file left by another run is not read (and is replaced by
+    // the first validation).
+    let fresh = Learner::new(small_rule(1), small_schedule(), &data, settings)
+        .unwrap()
+        .with_best_model_file(&best, 12)
+        .unwrap();
+    assert_eq!(fresh.best(), None);
+}
