@@ -127,6 +127,11 @@ pub struct TrainArgs {
     /// fixed by the names); 0: none (the periodic evaluation is then skipped).
     #[arg(long, default_value_t = 0.15)]
     pub val_fraction: f64,
+    /// K-fold validation instead: hold out fold K of N (`K/N`, 0-based,
+    /// stratified by breed and fixed by the names; fold 0 of N is the
+    /// `--val-fraction 1/N` part), for a k-fold estimate over N runs.
+    #[arg(long, value_parser = parse_fold, conflicts_with = "val_fraction")]
+    pub val_fold: Option<(usize, usize)>,
     /// Also evaluate the test split at the end (for final figures only;
     /// recipes are chosen on the validation split).
     #[arg(long)]
@@ -330,6 +335,20 @@ fn comma_numbers(s: &str) -> Option<Vec<f64>> {
 /// `--ema`: a decay, or none.
 #[derive(Debug, Clone, Copy)]
 pub struct Ema(pub Option<f64>);
+
+/// `--val-fold K/N` as `(K, N)` (checked against each other by
+/// `PetsDataset::split_fold`).
+pub fn parse_fold(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("'{s}': expected K/N, e.g. 0/5"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("'{s}': K and N must be whole numbers"))
+    };
+    Ok((number(k)?, number(n)?))
+}
 
 /// `--ema`: `none` or a decay (checked by `TrainConfig::validate`).
 pub fn parse_ema(s: &str) -> Result<Ema, String> {

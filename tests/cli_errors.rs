@@ -265,6 +265,12 @@ fn nonsense_flags_are_clear_errors() {
             "--lr-schedule step:0: needs at least one drop",
         ),
         (&["--val-fraction", "1"], "val_fraction"),
+        (&["--val-fold", "5/5"], "val_fold = 5/5"),
+        (&["--val-fold", "2"], "'2': expected K/N"),
+        (
+            &["--val-fold", "0/5", "--val-fraction", "0.2"],
+            "cannot be used with",
+        ),
         (&["--jitter", "2"], "jitter"),
         (&["--min-crop", "0"], "min_crop"),
         (&["--curriculum", "2"], "--curriculum 2: must lie in [0, 1]"),

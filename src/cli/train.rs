@@ -130,7 +130,10 @@ fn run(args: TrainArgs, given: &[String]) -> BoxResult<()> {
 fn load_splits(args: &TrainArgs, plan: &TrainPlan, root: &Path) -> BoxResult<Splits> {
     let options = &plan.load;
     let trainval = reported(PetsDataset::open(root, Split::TrainVal, options)?);
-    let (train_part, val_part) = trainval.split_validation(args.val_fraction)?;
+    let (train_part, val_part) = match args.val_fold {
+        Some((fold, folds)) => trainval.split_fold(fold, folds)?,
+        None => trainval.split_validation(args.val_fraction)?,
+    };
     let splits = Splits {
         train: PetsTrainData {
             dataset: train_part,
@@ -150,10 +153,13 @@ fn load_splits(args: &TrainArgs, plan: &TrainPlan, root: &Path) -> BoxResult<Spl
     };
     let size = plan.size;
     println!(
-        "data: {} training, {} validation (--val-fraction {}){} samples at {size}x{size} from {}",
+        "data: {} training, {} validation ({}){} samples at {size}x{size} from {}",
         splits.train.dataset.len(),
         splits.val.dataset.len(),
-        args.val_fraction,
+        match args.val_fold {
+            Some((k, n)) => format!("--val-fold {k}/{n}"),
+            None => format!("--val-fraction {}", args.val_fraction),
+        },
         splits
             .test
             .as_ref()

@@ -309,17 +309,40 @@ impl PetsDataset {
                 reason: "must be in [0, 1)".to_string(),
             }));
         }
+        Ok(self.split_by(|names| validation_mask(names, fraction)))
+    }
+
+    /// Splits off fold `fold` of `folds` (0-based) for validation, for a
+    /// k-fold estimate: returns (the other folds, this fold), both in
+    /// split-file order, chosen by [`crate::fold_mask`] (per breed, by the
+    /// same fixed hash as [`PetsDataset::split_validation`]; fold 0 of `N` is
+    /// its split at fraction `1 / N`). `folds` must be 2 to 100 and `fold`
+    /// below it, else an error naming `val_fold`.
+    pub fn split_fold(
+        &self,
+        fold: usize,
+        folds: usize,
+    ) -> Result<(PetsDataset, PetsDataset), DataError> {
+        if !(2..=100).contains(&folds) || fold >= folds {
+            return Err(DataError::InvalidOption(ca_core::InvalidValue {
+                name: "val_fold",
+                value: format!("{fold}/{folds}"),
+                reason: "must be K/N with N from 2 to 100 and K from 0 to N - 1".to_string(),
+            }));
+        }
+        Ok(self.split_by(|names| crate::split::fold_mask(names, fold, folds)))
+    }
+
+    /// (the samples `mask` leaves out, those it flags), in split-file order.
+    fn split_by(&self, mask: impl FnOnce(&[&str]) -> Vec<bool>) -> (PetsDataset, PetsDataset) {
         let names: Vec<&str> = self.samples.iter().map(|s| s.name.as_str()).collect();
-        let validation: std::collections::HashSet<&str> = names
+        let flagged: std::collections::HashSet<&str> = names
             .iter()
-            .zip(validation_mask(&names, fraction))
+            .zip(mask(&names))
             .filter_map(|(&name, v)| v.then_some(name))
             .collect();
-        let is_validation = |s: &Sample| validation.contains(s.name.as_str());
-        Ok((
-            self.subset(|s| !is_validation(s)),
-            self.subset(is_validation),
-        ))
+        let is_flagged = |s: &Sample| flagged.contains(s.name.as_str());
+        (self.subset(|s| !is_flagged(s)), self.subset(is_flagged))
     }
 }
 

@@ -47,4 +47,4 @@ pub use labels::{trimap_to_class, BACKGROUND, BOUNDARY, CLASS_NAMES, NUM_CLASSES
 pub use limits::{ImageLimits, LimitError};
 pub use photo::{decode_photo, load_photo, PHOTO_FORMATS};
 pub use rng::stream_rng;
-pub use split::{breed_of, parse_split, read_split, validation_mask, Split, SplitEntry};
+pub use split::{breed_of, fold_mask, parse_split, read_split, validation_mask, Split, SplitEntry};

@@ -179,6 +179,36 @@ pub fn validation_mask(names: &[&str], fraction: f64) -> Vec<bool> {
     mask
 }
 
+/// Which of `names` belong to fold `fold` of `folds` (0-based): one flag per
+/// name, in the order given. Stratified by [`breed_of`] as
+/// [`validation_mask`] is: within each breed of `n` names ranked by the same
+/// fixed hash, fold `k` is the ranks `round(k n / folds)` up to
+/// `round((k + 1) n / folds)`. So the folds are deterministic, disjoint,
+/// cover every name, hold each breed's names within one of an equal share,
+/// and fold 0 is `validation_mask(names, 1 / folds)`.
+///
+/// # Panics
+///
+/// When `folds` is 0 or `fold >= folds` (checked by
+/// [`crate::PetsDataset::split_fold`]).
+pub fn fold_mask(names: &[&str], fold: usize, folds: usize) -> Vec<bool> {
+    assert!(fold < folds, "fold {fold} of {folds}");
+    let mut by_breed: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        by_breed.entry(breed_of(name)).or_default().push(i);
+    }
+    let bound = |k: usize, n: usize| ((k * n) as f64 / folds as f64).round() as usize;
+    let mut mask = vec![false; names.len()];
+    for members in by_breed.values_mut() {
+        members.sort_by_key(|&i| (fnv1a_64(names[i].as_bytes()), names[i]));
+        let n = members.len();
+        for &i in &members[bound(fold, n)..bound(fold + 1, n)] {
+            mask[i] = true;
+        }
+    }
+    mask
+}
+
 /// The path of a split file under a dataset root.
 pub(crate) fn split_path(root: &Path, split: Split) -> PathBuf {
     root.join("annotations").join(split.file_name())
@@ -375,5 +405,56 @@ mod tests {
         let small = validation_mask(&refs, 0.1);
         let large = validation_mask(&refs, 0.3);
         assert!(small.iter().zip(&large).all(|(&s, &l)| !s || l));
+    }
+
+    #[test]
+    fn folds_are_deterministic_disjoint_covering_and_stratified() {
+        let mut all: Vec<String> = names("beagle", 100);
+        all.extend(names("Bengal", 23));
+        all.extend(names("pug", 10));
+        all.extend(names("Sphynx", 3));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let folds = 5;
+        let masks: Vec<Vec<bool>> = (0..folds).map(|k| fold_mask(&refs, k, folds)).collect();
+        assert_eq!(masks[2], fold_mask(&refs, 2, folds), "deterministic");
+        for i in 0..refs.len() {
+            let n = masks.iter().filter(|m| m[i]).count();
+            assert_eq!(n, 1, "{} is in {n} folds", refs[i]);
+        }
+        for breed in ["beagle", "Bengal", "pug", "Sphynx"] {
+            let size = refs.iter().filter(|n| breed_of(n) == breed).count();
+            for mask in &masks {
+                let in_fold = refs
+                    .iter()
+                    .zip(mask)
+                    .filter(|(n, &m)| m && breed_of(n) == breed)
+                    .count();
+                let share = size as f64 / folds as f64;
+                assert!(
+                    (in_fold as f64 - share).abs() < 1.0,
+                    "{breed}: {in_fold} of {size}"
+                );
+            }
+        }
+        // Fold 0 of N is the hash split at fraction 1 / N.
+        assert_eq!(masks[0], validation_mask(&refs, 1.0 / folds as f64));
+        // The order of the names does not matter.
+        let mut shuffled = refs.clone();
+        shuffled.reverse();
+        let back: Vec<&str> = shuffled
+            .iter()
+            .zip(fold_mask(&shuffled, 3, folds))
+            .filter_map(|(&n, m)| m.then_some(n))
+            .collect();
+        let forward: Vec<&str> = refs
+            .iter()
+            .zip(&masks[3])
+            .filter_map(|(&n, &m)| m.then_some(n))
+            .collect();
+        let mut back = back;
+        back.sort_unstable();
+        let mut forward = forward;
+        forward.sort_unstable();
+        assert_eq!(back, forward);
     }
 }
