@@ -107,11 +107,17 @@ pub fn main() -> ExitCode {
 /// Runs the server with parsed flags until the process ends; the exit code
 /// says why it could not start.
 pub fn main_args(args: Args) -> ExitCode {
+    block_on(serve(args))
+}
+
+/// Runs `work` on a new multi-threaded runtime; its exit code, or a failure
+/// when the runtime cannot start.
+pub(crate) fn block_on(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(serve(args)),
+        Ok(runtime) => runtime.block_on(work),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE

@@ -102,16 +102,7 @@ pub fn main() -> ExitCode {
 /// Runs the load with parsed flags; the exit code says whether every call
 /// could be made.
 pub fn main_args(args: Args) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(load(args)),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::cli::block_on(load(args))
 }
 
 async fn load(args: Args) -> ExitCode {
