@@ -141,6 +141,7 @@ fn sweep(matches: &ArgMatches) {
 }
 
 fn main() {
+    cli::quiet_broken_pipe();
     // Reuse the freed step buffers instead of faulting them in every step.
     cellseg::ca_core::alloc::retain_freed_memory();
     let mut command = Command::new("cellseg")

@@ -67,6 +67,23 @@ fn a_subcommand_runs_its_tool() {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .arg("params")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cellseg");
+    // The reader goes away before the first line (as `| head -0` would):
+    // the tool used to panic on the broken pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn a_bad_subcommand_or_flag_is_a_usage_error() {
     let out = cellseg(&["segmnet"]);
     assert_eq!(out.status.code(), Some(2));

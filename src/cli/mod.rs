@@ -16,6 +16,19 @@ pub mod timing;
 pub mod train;
 pub mod unroll_memory;
 
+/// Lets a tool whose output is piped into a program that stops reading
+/// (`cellseg params | head -2`) end quietly, as command-line tools do,
+/// instead of panicking on the broken pipe: restores the default action of
+/// `SIGPIPE`, which the Rust runtime sets to ignore (Unix).
+pub fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default at the start of
+    // `main`, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The clap command and the two entry points every tool module has around
 /// its `main_args`: `command()`, `main_matches(&ArgMatches)` (a
 /// subcommand's) and `main()` (the process's own arguments).
@@ -38,6 +51,7 @@ macro_rules! tool {
         /// Runs the tool on the process's own arguments (the example's
         /// `main`).
         pub fn main() {
+            crate::cli::quiet_broken_pipe();
             main_args(<$args as clap::Parser>::parse())
         }
     };
