@@ -58,10 +58,7 @@ pub fn decode_photo(
     let orientation = decoder.orientation().map_err(too_large)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(too_large)?;
     image.apply_orientation(orientation);
-    Ok(match image {
-        DynamicImage::ImageRgb8(rgb) => rgb,
-        other => other.to_rgb8(),
-    })
+    Ok(image.into_rgb8())
 }
 
 /// JPEG or PNG by the first bytes, else [`DataError::Decode`] saying what

@@ -26,8 +26,9 @@ use tower::ServiceExt;
 
 use crate::config::ServeConfig;
 
-/// Seconds a client refused for want of a connection slot is told to wait.
-const BUSY_RETRY_SECONDS: u64 = 5;
+/// Seconds a client refused for want of a connection slot is told to wait
+/// (pages refused for want of a colony slot: [`crate::error::BUSY_RETRY_SECONDS`]).
+const CONNECTION_RETRY_SECONDS: u64 = 5;
 
 /// Connections over the cap being answered at once.
 const MAX_REFUSING: usize = 256;
@@ -129,12 +130,12 @@ async fn refuse(mut stream: TcpStream, max_connections: usize) {
     let _ = tokio::time::timeout(REFUSAL_HEADER_WAIT, headers_in).await;
     let body = serde_json::json!({
         "error": format!(
-            "server busy: all {max_connections} connections are open; retry in {BUSY_RETRY_SECONDS} s"
+            "server busy: all {max_connections} connections are open; retry in {CONNECTION_RETRY_SECONDS} s"
         )
     })
     .to_string();
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {BUSY_RETRY_SECONDS}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {CONNECTION_RETRY_SECONDS}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let answer = async {
