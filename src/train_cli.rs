@@ -10,8 +10,8 @@ use ca_core::{Cascade, CellConfig, ImageNorm, Norm, Perception};
 use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
 use ca_model::Trainable;
 use ca_sched::{
-    AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig, LossConfig, LrSchedule,
-    LrScheduleConfig, TrainConfig, Trainer, UnrollConfig,
+    config_conflicts, AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig,
+    LossConfig, LrSchedule, LrScheduleConfig, TrainConfig, Trainer, UnrollConfig,
 };
 use clap::Parser;
 
@@ -293,11 +293,6 @@ where
     }
 }
 
-/// A config as JSON, for comparing field by field.
-fn to_json<T: serde::Serialize>(config: &T) -> serde_json::Value {
-    serde_json::to_value(config).unwrap_or(serde_json::Value::Null)
-}
-
 /// `--class-weights`: one weight per class, or none.
 #[derive(Debug, Clone)]
 pub struct ClassWeights(pub Option<Vec<f64>>);
@@ -461,7 +456,9 @@ impl TrainArgs {
     /// The training schedule the flags ask for (`--paper`'s settings over
     /// them), validated, errors naming the flag.
     fn schedule(&self, batch: usize) -> Result<TrainConfig, Box<dyn std::error::Error>> {
-        let paper = self.paper;
+        // --paper: the paper's rate schedule, loss, initialisation and no
+        // average over the flags (whose defaults are the recipe's).
+        let paper = self.paper.then(TrainConfig::paper);
         let schedule = TrainConfig {
             unroll: UnrollConfig {
                 batch,
@@ -476,37 +473,43 @@ impl TrainArgs {
                 full_unroll_fraction: self.curriculum,
             },
             optimizer: AdamConfig {
-                learning_rate: self.lr.unwrap_or(if paper { 3e-4 } else { 2e-3 }),
+                learning_rate: self.lr.unwrap_or(match &paper {
+                    Some(p) => p.optimizer.learning_rate,
+                    None => TrainConfig::recipe().optimizer.learning_rate,
+                }),
                 grad_norm: self.grad_norm,
                 ..AdamConfig::default()
             },
-            // --paper: a constant rate without warm-up, the plain
-            // cross-entropy, the rule's own initialisation, no average.
-            lr_schedule: LrScheduleConfig {
-                shape: match paper {
-                    true => LrSchedule::Constant,
-                    false => self.lr_schedule,
+            lr_schedule: match &paper {
+                Some(p) => p.lr_schedule,
+                None => LrScheduleConfig {
+                    shape: self.lr_schedule,
+                    warmup_steps: self.warmup_steps,
+                    floor: self.lr_floor,
                 },
-                warmup_steps: if paper { 0 } else { self.warmup_steps },
-                floor: self.lr_floor,
             },
-            loss: match paper {
-                true => LossConfig::default(),
-                false => LossConfig {
+            loss: match &paper {
+                Some(p) => p.loss.clone(),
+                None => LossConfig {
                     class_weights: self.class_weights.0.clone(),
                     dice_weight: self.dice_weight,
                 },
             },
             init: InitConfig {
-                zero_update_init: self.zero_update_init && !paper,
+                zero_update_init: self.zero_update_init
+                    && paper.as_ref().is_none_or(|p| p.init.zero_update_init),
                 reset_bias_init: self.reset_bias,
                 perception_init_scale: self.perception_init,
             },
             perception_lr_scale: self.perception_lr_scale,
-            fixed_filters: self
-                .fixed_filters
-                .unwrap_or(!paper && self.perception == Perception::Conv3x3),
-            ema_decay: if paper { None } else { self.ema.0 },
+            fixed_filters: self.fixed_filters.unwrap_or(match &paper {
+                Some(p) => p.fixed_filters,
+                None => self.perception == Perception::Conv3x3,
+            }),
+            ema_decay: match &paper {
+                Some(p) => p.ema_decay,
+                None => self.ema.0,
+            },
             seed: self.seed,
             ..TrainConfig::default()
         };
@@ -582,38 +585,33 @@ impl TrainPlan {
     pub fn conflicts_on_resume(
         &self,
         stored_cell: &CellConfig,
-        stored_train: &serde_json::Value,
+        stored_train: &TrainConfig,
         given: &[String],
     ) -> Vec<String> {
         // A flag's clap id is the name of the config field it sets.
         let typed = |id: &str| given.iter().any(|g| g == id);
         let command = <TrainArgs as clap::CommandFactory>::command();
-        let mut conflicts = Vec::new();
-        let mut compare = |ours: serde_json::Value, theirs: &serde_json::Value| {
-            let (Some(ours), Some(theirs)) = (ours.as_object(), theirs.as_object()) else {
-                return;
-            };
-            for (field, value) in ours {
-                let stored = theirs.get(field).unwrap_or(&serde_json::Value::Null);
-                match flag_in(&command, field) {
-                    Some(flag) if typed(field) && stored != value => {
-                        conflicts.push(format!("{flag} {value} (the checkpoint has {stored})"))
-                    }
-                    _ => {}
-                }
-            }
-        };
-        compare(to_json(&self.schedule), stored_train);
         // The image standardisation's statistics come from the data, not
         // from a flag: compared below, by its gain.
-        let without_norm = |cell: &CellConfig| {
-            let mut v = to_json(cell);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("image_norm");
-            }
-            v
+        let without_norm = |cell: &CellConfig| CellConfig {
+            image_norm: None,
+            ..cell.clone()
         };
-        compare(without_norm(&self.cell), &without_norm(stored_cell));
+        let mut conflicts: Vec<String> = config_conflicts(&self.schedule, stored_train)
+            .into_iter()
+            .chain(config_conflicts(
+                &without_norm(&self.cell),
+                &without_norm(stored_cell),
+            ))
+            .filter(|c| typed(&c.field))
+            .filter_map(|c| {
+                let flag = flag_in(&command, &c.field)?;
+                Some(format!(
+                    "{flag} {} (the checkpoint has {})",
+                    c.planned, c.stored
+                ))
+            })
+            .collect();
         // The two settings made of two flags each.
         if (typed("levels") || typed("level_steps")) && stored_cell.cascade != self.cell.cascade {
             let show = |c: &Option<Cascade>| c.as_ref().map_or("none".into(), Cascade::describe);
@@ -705,6 +703,11 @@ pub fn describe_run<M: Trainable>(trainer: &Trainer<M>, plan: &TrainPlan) -> Vec
 mod tests {
     use super::*;
 
+    /// A config as JSON, for comparing field by field.
+    fn to_json<T: serde::Serialize>(config: &T) -> serde_json::Value {
+        serde_json::to_value(config).unwrap_or(serde_json::Value::Null)
+    }
+
     fn named(e: ca_sched::SchedError) -> String {
         flag_error(e.invalid_field().cloned(), e).to_string()
     }
@@ -791,6 +794,20 @@ mod tests {
     /// The fixed filters pay on the conv3x3 cell (docs/RESULTS.md), so its
     /// recipe has them by default; the depthwise cells cannot take them and
     /// `--paper` is the paper's plain perception.
+    /// The flags' defaults are the library's presets: no flags train with
+    /// `TrainConfig::recipe()`, `--paper` with `TrainConfig::paper()`.
+    #[test]
+    fn the_defaults_are_the_presets() {
+        let schedule = |args: &[&str]| {
+            let args = TrainArgs::try_parse_from(["train_pets"].iter().chain(args)).unwrap();
+            args.plan(false).unwrap().schedule
+        };
+        assert_eq!(schedule(&[]), TrainConfig::recipe());
+        assert_eq!(schedule(&["--paper"]), TrainConfig::paper());
+        let seeded = schedule(&["--seed", "4", "--lr", "0.01"]);
+        assert_eq!((seeded.seed, seeded.optimizer.learning_rate), (4, 0.01));
+    }
+
     #[test]
     fn fixed_filters_default_to_the_conv3x3_recipe() {
         let filters = |args: &[&str]| {

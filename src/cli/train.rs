@@ -28,8 +28,10 @@ use crate::train_cli::{describe_run, TrainArgs, TrainPlan};
 use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
-use ca_model::{AnyModel, FinalRecord, MetricsLog};
-use ca_sched::{checkpoint_metadata, FitSummary, Learner, Stop};
+use ca_model::{AnyModel, MetricsLog};
+use ca_sched::{
+    checkpoint_metadata, checkpoint_schedule, FinalTable, FitSummary, Learner, Stop, TrainData,
+};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -183,11 +185,8 @@ fn resumed_learner<'d>(
     let model = ca_model::model_from_metadata(&meta, &checkpoint, 0, &args.device)?;
     let stored_cell = model.rule().config().clone();
     let learner = Learner::resume(model, &checkpoint, train, plan.learner.clone())?;
-    let stored: serde_json::Value = meta
-        .get(ca_sched::TRAIN_STATE_KEY)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    let conflicts = plan.conflicts_on_resume(&stored_cell, &stored["config"], given);
+    let stored_schedule = checkpoint_schedule(&meta, &checkpoint)?;
+    let conflicts = plan.conflicts_on_resume(&stored_cell, &stored_schedule, given);
     if !conflicts.is_empty() {
         return Err(format!(
             "--resume continues {}'s model and schedule, so these flags would be ignored: {}; \
@@ -292,36 +291,25 @@ fn fit_with_progress(
 }
 
 /// Evaluates the saved weights on the validation part (and the test split
-/// with `--final-test`) at the final evaluation steps, prints the tables
-/// and appends the [`FinalRecord`] to the metrics file.
+/// with `--final-test`) at the final evaluation steps
+/// ([`Learner::final_evaluation`], which appends the record to the metrics
+/// file) and prints the tables.
 fn final_evaluation(
     learner: &mut Learner<'_, AnyModel>,
     summary: &FitSummary,
     splits: &Splits,
     names: &[String],
 ) -> BoxResult<()> {
-    let eval_steps = ca_sched::final_eval_steps(learner.trainer().config().unroll.target);
-    let mut record = FinalRecord {
-        step: summary.steps,
-        train_seconds: summary.seconds,
-        train_cpu_seconds: summary.cpu_seconds,
-        ..FinalRecord::default()
-    };
-    let evaluate = |name: &str, data: &PetsTrainData| -> BoxResult<_> {
-        if data.dataset.is_empty() {
-            return Ok((None, None));
-        }
-        let table = learner.evaluate(data, &eval_steps)?;
-        println!("{name} IoU over {} samples:", data.dataset.len());
-        for &s in &eval_steps {
+    let test = splits.test.as_ref().map(|t| t as &dyn TrainData);
+    let done = learner.final_evaluation(summary, &splits.val, test)?;
+    for (name, table) in [("validation", &done.validation), ("test", &done.test)] {
+        let Some(FinalTable { table, samples }) = table else {
+            continue;
+        };
+        println!("{name} IoU over {samples} samples:");
+        for &s in &table.steps {
             println!("  after {s:>3} CA steps: {}", table.line(s, names));
         }
-        Ok((Some(learner.iou_record(&table)), Some(data.dataset.len())))
-    };
-    (record.final_val, record.val_samples) = evaluate("validation", &splits.val)?;
-    if let Some(test) = &splits.test {
-        (record.final_eval, record.eval_samples) = evaluate("test", test)?;
     }
-    learner.log(&record)?;
     Ok(())
 }

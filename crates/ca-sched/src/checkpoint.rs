@@ -66,6 +66,55 @@ pub fn checkpoint_metadata(path: &Path) -> Result<HashMap<String, String>> {
     Ok(meta)
 }
 
+/// The training schedule a checkpoint's metadata (from
+/// [`checkpoint_metadata`]) records: what a resumed run trains with.
+/// `path` names the checkpoint in errors.
+pub fn checkpoint_schedule(meta: &HashMap<String, String>, path: &Path) -> Result<TrainConfig> {
+    let state = meta
+        .get(TRAIN_STATE_KEY)
+        .ok_or_else(|| bad(path, format!("no '{TRAIN_STATE_KEY}' metadata")))?;
+    let state: TrainState = serde_json::from_str(state)
+        .map_err(|e| bad(path, format!("'{TRAIN_STATE_KEY}' is not readable: {e}")))?;
+    Ok(state.config)
+}
+
+/// A setting a resumed run would ignore: a field whose planned value
+/// differs from the one its checkpoint keeps ([`config_conflicts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigConflict {
+    /// The field's name in the config (its serialised name).
+    pub field: String,
+    /// The value the new run asks for, as JSON.
+    pub planned: serde_json::Value,
+    /// The value the checkpoint keeps, as JSON (`null` when it has none).
+    pub stored: serde_json::Value,
+}
+
+/// The top-level fields of `planned` whose value differs from `stored`'s
+/// (two configs of one type, e.g. a [`TrainConfig`] against
+/// [`checkpoint_schedule`]'s, or a model's config against the
+/// checkpoint's), by field name. A resume takes the model
+/// and the schedule from its checkpoint, so a caller refuses (or warns
+/// about) the conflicts among the settings its user typed.
+pub fn config_conflicts<T: Serialize>(planned: &T, stored: &T) -> Vec<ConfigConflict> {
+    let json = |v: &T| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    let (planned, stored) = (json(planned), json(stored));
+    let (Some(planned), Some(stored)) = (planned.as_object(), stored.as_object()) else {
+        return Vec::new();
+    };
+    planned
+        .iter()
+        .filter_map(|(field, value)| {
+            let kept = stored.get(field).unwrap_or(&serde_json::Value::Null);
+            (kept != value).then(|| ConfigConflict {
+                field: field.clone(),
+                planned: value.clone(),
+                stored: kept.clone(),
+            })
+        })
+        .collect()
+}
+
 impl<M: Trainable> Trainer<M> {
     /// The names of Adam's variables in its order: the model's trainable
     /// tensors, then the fixed filters' mix when the run has them.

@@ -14,8 +14,8 @@ use crate::config::TrainConfig;
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
 use ca_model::{
-    best_score, save_model, save_model_noted, IouByStep, IouTable, MetricsLog, StepRecord,
-    Trainable, BEST_SCORE_KEY, BEST_STEP_KEY,
+    best_score, save_model, save_model_noted, FinalRecord, IouByStep, IouTable, MetricsLog,
+    StepRecord, Trainable, BEST_SCORE_KEY, BEST_STEP_KEY,
 };
 
 use crate::eval::evaluate_iou;
@@ -528,6 +528,71 @@ impl<'d, M: Trainable> Learner<'d, M> {
             cpu_seconds: total.cpu_seconds,
         })
     }
+
+    /// The end of a run: the saved weights (the evaluation weights)
+    /// evaluated on every sample of `validation` and, when given, `test`
+    /// at [`final_eval_steps`] of the schedule's target, appended to the
+    /// metrics file as a [`FinalRecord`] with the training time of
+    /// `summary`. Empty splits are skipped.
+    pub fn final_evaluation(
+        &mut self,
+        summary: &FitSummary,
+        validation: &dyn TrainData,
+        test: Option<&dyn TrainData>,
+    ) -> Result<FinalEvaluation> {
+        let steps = final_eval_steps(self.trainer.config().unroll.target);
+        let measure = |data: &dyn TrainData| -> Result<Option<FinalTable>> {
+            if data.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(FinalTable {
+                table: self.evaluate(data, &steps)?,
+                samples: data.len(),
+            }))
+        };
+        let validation = measure(validation)?;
+        let test = match test {
+            Some(data) => measure(data)?,
+            None => None,
+        };
+        let record = FinalRecord {
+            step: summary.steps,
+            train_seconds: summary.seconds,
+            train_cpu_seconds: summary.cpu_seconds,
+            final_val: validation.as_ref().map(|t| self.iou_record(&t.table)),
+            val_samples: validation.as_ref().map(|t| t.samples),
+            final_eval: test.as_ref().map(|t| self.iou_record(&t.table)),
+            eval_samples: test.as_ref().map(|t| t.samples),
+        };
+        self.log(&record)?;
+        Ok(FinalEvaluation {
+            record,
+            validation,
+            test,
+        })
+    }
+}
+
+/// The final evaluation of a run ([`Learner::final_evaluation`]): one
+/// split's IoU table at [`final_eval_steps`] and its size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalTable {
+    /// The IoU after each of the final evaluation's CA steps.
+    pub table: IouTable,
+    /// Samples read.
+    pub samples: usize,
+}
+
+/// What [`Learner::final_evaluation`] measured: the record it appended to
+/// the metrics file and the tables behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalEvaluation {
+    /// The record appended to the metrics file.
+    pub record: FinalRecord,
+    /// The validation split's table; `None` when it is empty.
+    pub validation: Option<FinalTable>,
+    /// The test split's table, when one was given and is not empty.
+    pub test: Option<FinalTable>,
 }
 
 /// The score a validation is ranked by: the mean IoU over the classes

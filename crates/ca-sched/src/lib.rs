@@ -34,7 +34,9 @@ mod trainer;
 mod unroll;
 
 pub use adam::{Adam, AdamConfig, GradNorm};
-pub use checkpoint::{checkpoint_metadata, TRAIN_STATE_KEY};
+pub use checkpoint::{
+    checkpoint_metadata, checkpoint_schedule, config_conflicts, ConfigConflict, TRAIN_STATE_KEY,
+};
 pub use config::{InitConfig, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
@@ -42,8 +44,8 @@ pub use error::{Result, SchedError};
 pub use eval::{accumulate, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame};
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use learner::{
-    final_eval_steps, periodic_eval_steps, validation_score, FitSummary, Learner, LearnerConfig,
-    StepEvent, Stop,
+    final_eval_steps, periodic_eval_steps, validation_score, FinalEvaluation, FinalTable,
+    FitSummary, Learner, LearnerConfig, StepEvent, Stop,
 };
 pub use loss::{per_sample_cross_entropy, soft_dice_loss, LossConfig, LossTargets};
 pub use model::TrainData;

@@ -449,6 +449,27 @@ fn a_learner_runs_to_its_budget_and_resumes() {
     let (_, size) = ca_model::load_model(&model, &Device::Cpu).unwrap();
     assert_eq!(size, 12);
 
+    // The final evaluation measures every sample of each split at the
+    // final steps of target 8 and appends its record.
+    let done = learner
+        .final_evaluation(&summary, &val, Some(&data))
+        .unwrap();
+    let val_table = done.validation.as_ref().unwrap();
+    assert_eq!(
+        (val_table.samples, done.test.as_ref().unwrap().samples),
+        (4, 8)
+    );
+    assert_eq!(val_table.table.steps, ca_sched::final_eval_steps(8));
+    assert_eq!(done.record.step, 6);
+    assert_eq!(done.record.val_samples, Some(4));
+    let last = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(last.lines().count(), 7);
+    assert!(last.lines().last().unwrap().contains("\"final_eval\""));
+    let no_data = learner
+        .final_evaluation(&summary, &Squares::new(0), None)
+        .unwrap();
+    assert!(no_data.validation.is_none() && no_data.record.final_val.is_none());
+
     let first = learner.trainer().time_spent();
     assert!(first.wall_seconds > 0.0 && first.wall_seconds <= summary.seconds);
 
