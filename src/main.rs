@@ -71,7 +71,7 @@ const TOOLS: [Tool; 9] = [
     },
 ];
 
-/// `cellseg bench step|hires|unroll-memory`.
+/// `cellseg bench step|parity|hires|load|unroll-memory`.
 fn bench_command() -> Command {
     Command::new("bench")
         .subcommand_required(true)
@@ -79,6 +79,11 @@ fn bench_command() -> Command {
             cli::bench_step::command()
                 .name("step")
                 .about("Step timing of both cells (the step_timing example)"),
+        )
+        .subcommand(
+            cli::bench_parity::command()
+                .name("parity")
+                .about("One CA step and its gradients on --device against the CPU's"),
         )
         .subcommand(
             cli::bench_hires::command()
@@ -101,6 +106,7 @@ fn bench(matches: &ArgMatches) {
     match matches.subcommand() {
         Some(("step", m)) => cli::bench_step::main_matches(m),
         Some(("hires", m)) => cli::bench_hires::main_matches(m),
+        Some(("parity", m)) => cli::bench_parity::main_matches(m),
         Some(("unroll-memory", m)) => cli::unroll_memory::main_matches(m),
         Some(("load", m)) => {
             match <cellseg::ca_serve::load::Args as clap::FromArgMatches>::from_arg_matches(m) {

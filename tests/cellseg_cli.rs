@@ -34,7 +34,7 @@ fn help_lists_every_tool() {
         );
     }
     let bench = String::from_utf8_lossy(&cellseg(&["bench", "--help"]).stdout).to_string();
-    for sub in ["step", "hires", "unroll-memory"] {
+    for sub in ["step", "parity", "hires", "unroll-memory"] {
         assert!(bench.contains(sub), "{bench}");
     }
     let evaluate = String::from_utf8_lossy(&cellseg(&["evaluate", "--help"]).stdout).to_string();
@@ -91,4 +91,35 @@ fn a_bad_subcommand_or_flag_is_a_usage_error() {
     let out = cellseg(&["train", "--lr", "fast"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--lr"));
+}
+
+/// `bench parity` on the CPU compares the fused CPU step with the plain
+/// candle ops (what a GPU runs) on the same draws, values and gradients,
+/// and passes; an impossible tolerance makes it fail naming the tensors.
+#[test]
+fn the_parity_check_passes_on_the_cpu_and_names_what_differs() {
+    let out = cellseg(&["bench", "parity"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "case=conv3x3-48x72",
+        "case=depthwise-32x48",
+        "tensor=grad_state",
+        "tensor=grad_perceive.weight",
+        "PARITY ok",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
+    }
+    let strict = cellseg(&["bench", "parity", "--grad-tolerance", "0"]);
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("differ by more than their tolerance")
+            && stderr.contains("grad update.bias (rel"),
+        "{stderr}"
+    );
 }

@@ -5,6 +5,7 @@
 
 pub mod adversarial;
 pub mod bench_hires;
+pub mod bench_parity;
 pub mod bench_step;
 pub mod evaluate;
 pub mod params;
