@@ -9,6 +9,7 @@ pub use ca_model;
 pub use ca_sched;
 #[cfg(feature = "cli")]
 pub use ca_serve;
+pub use ca_unet;
 pub use ca_viz;
 
 #[cfg(feature = "cli")]

@@ -13,6 +13,7 @@ use ca_sched::{
     config_conflicts, AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig,
     LossConfig, LrSchedule, LrScheduleConfig, TrainConfig, Trainer, UnrollConfig,
 };
+use ca_unet::UNetConfig;
 use clap::Parser;
 
 use crate::device::parse_device;
@@ -193,6 +194,20 @@ pub struct TrainArgs {
     /// true for conv3x3; false for the depthwise cells and with --paper].
     #[arg(long, action = clap::ArgAction::Set)]
     pub fixed_filters: Option<bool>,
+    /// What to train: `colony` (the cellular automaton) or `unet`, the
+    /// U-Net baseline of `--width` trained by the same loop, data, loss,
+    /// optimizer and schedule (no pool or unroll; no `--resume`).
+    #[arg(
+        long = "model",
+        value_name = "KIND",
+        id = "model_kind",
+        default_value = "colony"
+    )]
+    pub model_kind: ModelKind,
+    /// Channels of the U-Net's first level (`--model unet`); 11 gives
+    /// 47,952 parameters, the size of the 48/72 colony.
+    #[arg(long, default_value_t = 11)]
+    pub width: usize,
     /// A coarse-to-fine colony: the grid sides its evolution runs on,
     /// coarsest first, the last one the state grid (e.g. `12,24,48`); one
     /// rule for all, the state upsampled between levels. Needs
@@ -293,6 +308,15 @@ where
     }
 }
 
+/// `--model`: the kind of model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelKind {
+    /// The cellular automaton (plain, coarse-to-fine or high-resolution).
+    Colony,
+    /// The U-Net baseline (`ca_unet::UNet`).
+    Unet,
+}
+
 /// `--class-weights`: one weight per class, or none.
 #[derive(Debug, Clone)]
 pub struct ClassWeights(pub Option<Vec<f64>>);
@@ -378,6 +402,10 @@ pub struct TrainPlan {
     pub augment: Augment,
     /// How the splits are read: size, and strict or lenient (`--lenient`).
     pub load: LoadOptions,
+    /// The U-Net of `--model unet` (its image standardisation set from the
+    /// data like the colony's, [`TrainPlan::cell_for`]); `None` for a
+    /// colony.
+    pub unet: Option<UNetConfig>,
 }
 
 impl TrainArgs {
@@ -393,6 +421,7 @@ impl TrainArgs {
         };
         let size = self.image_size.unwrap_or(pick(self.size, 48, 32));
         check_size(size)?;
+        let unet = self.unet(levels)?;
         let batch = self.batch.unwrap_or(if self.paper { 32 } else { 8 });
         let cascade = self.cascade(size >> levels)?;
         let cell = CellConfig {
@@ -450,7 +479,38 @@ impl TrainArgs {
                 },
                 ..LoadOptions::square(size)
             },
+            unet,
         })
+    }
+
+    /// The U-Net of `--model unet` (`None` for a colony), refusing the
+    /// colony's own settings with it. Errors name the flag.
+    fn unet(&self, levels: usize) -> Result<Option<UNetConfig>, Box<dyn std::error::Error>> {
+        if self.model_kind == ModelKind::Colony {
+            return Ok(None);
+        }
+        if levels > 0 || self.levels.is_some() {
+            return Err(
+                "--model unet: --image-size/--state-size and --levels shape a colony; \
+                        a U-Net runs on --size images"
+                    .into(),
+            );
+        }
+        if self.resume {
+            return Err(
+                "--model unet: U-Net runs keep no resumable checkpoint, so --resume \
+                        has nothing to continue; start a fresh run"
+                    .into(),
+            );
+        }
+        let config = UNetConfig {
+            width: self.width,
+            ..UNetConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| format!("--width {}: {e}", self.width))?;
+        Ok(Some(config))
     }
 
     /// The training schedule the flags ask for (`--paper`'s settings over
@@ -504,7 +564,9 @@ impl TrainArgs {
             perception_lr_scale: self.perception_lr_scale,
             fixed_filters: self.fixed_filters.unwrap_or(match &paper {
                 Some(p) => p.fixed_filters,
-                None => self.perception == Perception::Conv3x3,
+                None => {
+                    self.perception == Perception::Conv3x3 && self.model_kind == ModelKind::Colony
+                }
             }),
             ema_decay: match &paper {
                 Some(p) => p.ema_decay,

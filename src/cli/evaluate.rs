@@ -24,6 +24,7 @@ use crate::device::parse_device;
 use crate::report;
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_model::{AnyModel, Trainable};
+use ca_unet::UNet;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 /// The flags (`--help` lists them).
@@ -292,14 +293,52 @@ fn setup(
     Ok((model, set, opts))
 }
 
+/// [`setup`] for a U-Net file (`stability` only): the data at its
+/// training size unless `--size` says otherwise, the steps of `--steps`
+/// (default 10 T) at which its one prediction is reported.
+fn unet_setup(
+    c: &Common,
+    unet: &UNet,
+    trained_size: usize,
+) -> Result<(EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    let size = c.size.unwrap_or(trained_size);
+    let source = resolve_data_dir(c.data.as_deref());
+    let set = EvalSet::from_dataset(&load_split(&source.root, c, size)?, c.limit)?;
+    let opts = RunOptions {
+        steps: c.steps.unwrap_or(10 * c.target),
+        batch: c.batch,
+        seed: c.seed,
+        every: c.every,
+        target: c.target,
+    };
+    opts.validate()?;
+    println!(
+        "model {} (U-Net baseline, width {}: one prediction, the same at every step), \
+         {} {} samples at {size}x{size} from {}",
+        c.model.display(),
+        unet.config().width,
+        set.len(),
+        c.split.name(),
+        source.root.display(),
+    );
+    Ok((set, opts))
+}
+
 fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let (output, set, out_dir): (ProtocolOutput, EvalSet, PathBuf) = match &protocol {
-        Protocol::Stability(c) => {
-            let (model, set, opts) = setup(c, 10)?;
-            let out = protocols::stability(&model, &set, &opts)?;
-            (out, set, c.out.clone())
-        }
+        Protocol::Stability(c) => match ca_model::load_unet(&c.model, &c.device)? {
+            Some((unet, trained_size)) => {
+                let (set, opts) = unet_setup(c, &unet, trained_size)?;
+                let out = protocols::stability_unet(&unet, &set, &opts)?;
+                (out, set, c.out.clone())
+            }
+            None => {
+                let (model, set, opts) = setup(c, 10)?;
+                let out = protocols::stability(&model, &set, &opts)?;
+                (out, set, c.out.clone())
+            }
+        },
         Protocol::Switching { common: c, period } => {
             let (model, set, opts) = setup(c, 10)?;
             let out = protocols::switching(&model, &set, &opts, *period)?;

@@ -30,8 +30,10 @@ use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
 use ca_model::{AnyModel, MetricsLog};
 use ca_sched::{
-    checkpoint_metadata, checkpoint_schedule, FinalTable, FitSummary, Learner, Stop, TrainData,
+    checkpoint_metadata, checkpoint_schedule, FinalTable, Fit, FitSummary, Learner, Stop,
+    TrainData, Trainer, UNetTrainer,
 };
+use ca_unet::{UNet, UNetConfig};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -87,25 +89,41 @@ fn run(args: TrainArgs, given: &[String]) -> BoxResult<()> {
         println!("{}", source.fixture_note());
     }
     let plan = args.plan(source.is_fixture)?;
-    let (size, out) = (plan.size, &plan.out);
+    let out = &plan.out;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let splits = load_splits(&args, &plan, &source.root)?;
 
+    if let Some(config) = &plan.unet {
+        let learner = unet_learner(&args, &plan, config, &splits.train)?;
+        return train_and_report(learner, &args, &plan, &splits);
+    }
     let learner = if args.resume {
         resumed_learner(&args, &plan, given, &splits.train)?
     } else {
         fresh_learner(&args, &plan, &splits.train)?
     };
+    for line in describe_run(learner.trainer(), &plan) {
+        println!("{line}");
+    }
+    train_and_report(learner, &args, &plan, &splits)
+}
+
+/// Trains `learner` to the plan's budget with validation, the model files
+/// and the metrics file in the plan's folder, then the final evaluation.
+fn train_and_report<T: Fit>(
+    learner: Learner<'_, T>,
+    args: &TrainArgs,
+    plan: &TrainPlan,
+    splits: &Splits,
+) -> BoxResult<()> {
+    let (size, out) = (plan.size, &plan.out);
     let model_path = out.join("model.safetensors");
     let mut learner = learner
         .with_validation(&splits.val)
         .with_model_file(&model_path, size)
         .with_best_model_file(&out.join("model-best.safetensors"), size)?
         .with_metrics(MetricsLog::append(&out.join("metrics.jsonl"))?);
-    for line in describe_run(learner.trainer(), &plan) {
-        println!("{line}");
-    }
-    let summary = fit_with_progress(&mut learner, &plan)?;
+    let summary = fit_with_progress(&mut learner, plan)?;
     match summary.stop {
         Stop::WallTime => println!(
             "time limit of {} minutes reached",
@@ -124,7 +142,45 @@ fn run(args: TrainArgs, given: &[String]) -> BoxResult<()> {
         summary.cpu_seconds / 60.0,
         model_path.display()
     );
-    final_evaluation(&mut learner, &summary, &splits, &plan.learner.class_names)
+    final_evaluation(&mut learner, &summary, splits, &plan.learner.class_names)
+}
+
+/// The learner of `--model unet`: a fresh U-Net drawn from `--seed`, its
+/// image standardised by the training part as a colony's would be.
+fn unet_learner<'d>(
+    args: &TrainArgs,
+    plan: &TrainPlan,
+    config: &UNetConfig,
+    train: &'d PetsTrainData,
+) -> BoxResult<Learner<'d, UNetTrainer>> {
+    let config = UNetConfig {
+        image_norm: plan.cell_for(&train.dataset)?.image_norm,
+        ..config.clone()
+    };
+    let model = UNet::new(config, args.seed, &args.device)?;
+    println!(
+        "model: U-Net width {} ({} parameters), images {}x{}",
+        model.config().width,
+        model.trainable_params(),
+        plan.size,
+        plan.size
+    );
+    let sched = &plan.schedule;
+    println!(
+        "schedule: batch {} lr {} {:?} warmup {} floor {} loss weights {:?} dice {} ema {:?} seed {} \
+         (the pool and unroll settings do not apply)",
+        sched.unroll.batch,
+        sched.optimizer.learning_rate,
+        sched.lr_schedule.shape,
+        sched.lr_schedule.warmup_steps,
+        sched.lr_schedule.floor,
+        sched.loss.class_weights,
+        sched.loss.dice_weight,
+        sched.ema_decay,
+        sched.seed
+    );
+    let trainer = UNetTrainer::new(model, plan.schedule.clone(), train.len())?;
+    Ok(Learner::from_trainer(trainer, train, plan.learner.clone())?)
 }
 
 /// Opens trainval (split into training and validation parts) and, with
@@ -178,7 +234,7 @@ fn resumed_learner<'d>(
     plan: &TrainPlan,
     given: &[String],
     train: &'d PetsTrainData,
-) -> BoxResult<Learner<'d, AnyModel>> {
+) -> BoxResult<Learner<'d, Trainer<AnyModel>>> {
     let checkpoint = plan.out.join("checkpoint.safetensors");
     let meta = checkpoint_metadata(&checkpoint)?;
     ca_hires::expect_levels(&meta, &checkpoint, plan.levels)?;
@@ -219,7 +275,7 @@ fn fresh_learner<'d>(
     args: &TrainArgs,
     plan: &TrainPlan,
     train: &'d PetsTrainData,
-) -> BoxResult<Learner<'d, AnyModel>> {
+) -> BoxResult<Learner<'d, Trainer<AnyModel>>> {
     let cell = plan.cell_for(&train.dataset)?;
     if let Some(norm) = &cell.image_norm {
         println!(
@@ -240,8 +296,8 @@ fn fresh_learner<'d>(
 
 /// Trains to the plan's budget behind a progress bar, printing skipped
 /// steps and the periodic validation above it.
-fn fit_with_progress(
-    learner: &mut Learner<'_, AnyModel>,
+fn fit_with_progress<T: Fit>(
+    learner: &mut Learner<'_, T>,
     plan: &TrainPlan,
 ) -> BoxResult<FitSummary> {
     let target = learner.trainer().config().unroll.target;
@@ -294,8 +350,8 @@ fn fit_with_progress(
 /// with `--final-test`) at the final evaluation steps
 /// ([`Learner::final_evaluation`], which appends the record to the metrics
 /// file) and prints the tables.
-fn final_evaluation(
-    learner: &mut Learner<'_, AnyModel>,
+fn final_evaluation<T: Fit>(
+    learner: &mut Learner<'_, T>,
     summary: &FitSummary,
     splits: &Splits,
     names: &[String],

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use ca_core::{CellModel, Colony};
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
+use ca_unet::UNet;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{EvalError, Result};
@@ -422,6 +423,12 @@ fn iou_curve<M: CellModel>(
             Ok(Some((images, labels)))
         },
     )?;
+    Ok(iou_rows(&table, classes))
+}
+
+/// An IoU table as the protocols' table: `step`, one IoU column per class
+/// and their mean (over the classes with a value).
+fn iou_rows(table: &ca_model::IouTable, classes: usize) -> Table {
     let mut columns = vec!["step".to_string()];
     columns.extend(class_names(classes).iter().map(|n| iou_column(n)));
     columns.push(iou_column("mean"));
@@ -442,7 +449,7 @@ fn iou_curve<M: CellModel>(
                 .collect()
         })
         .collect();
-    Ok(Table { columns, rows })
+    Table { columns, rows }
 }
 
 /// The column of a table holding the IoU of class `name` (or of `mean`):
@@ -508,6 +515,55 @@ pub fn stability<M: CellModel>(
         chart,
         maps: vec![],
     })
+}
+
+/// [`stability`] for the U-Net baseline: its one prediction per image
+/// (no CA steps, no draws), the IoU the same at every recorded step, so
+/// that its `stability.csv` has the colonies' columns and rows.
+pub fn stability_unet(model: &UNet, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
+    opts.validate()?;
+    if set.is_empty() {
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
+    }
+    let row = ca_sched::unet_iou(model, set, opts.batch)?;
+    let steps = opts.record_steps();
+    let table = ca_model::IouTable {
+        iou: vec![row; steps.len()],
+        steps,
+    };
+    let table = iou_rows(&table, model.config().classes);
+    let title = format!(
+        "Stability of the U-Net baseline ({} images; one prediction, the same at every step)",
+        set.len()
+    );
+    let chart = iou_chart(&table, title, vec![opts.target as f64]);
+    Ok(ProtocolOutput {
+        name: "stability",
+        table,
+        extra_tables: vec![],
+        chart,
+        maps: vec![],
+    })
+}
+
+/// An evaluation set as training data: its images and labels as they
+/// are (no augmentation; the augmentation seed is ignored).
+impl ca_sched::TrainData for EvalSet {
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
+        let images: Vec<Vec<f32>> = items.iter().map(|&(i, _)| self.images[i].clone()).collect();
+        let labels: Vec<u32> = items
+            .iter()
+            .flat_map(|&(i, _)| self.labels[i].iter().map(|&c| u32::from(c)))
+            .collect();
+        let images =
+            images_tensor(&images, self.size, device).map_err(ca_sched::SchedError::data)?;
+        let labels = Tensor::from_vec(labels, (items.len(), self.size, self.size), device)?;
+        Ok((images, labels))
+    }
 }
 
 /// IoU against CA step while the image under each colony changes every

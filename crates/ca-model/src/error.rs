@@ -27,6 +27,9 @@ pub enum ModelError {
     /// From a high-resolution model (building or reading it).
     #[error(transparent)]
     Hires(#[from] ca_hires::HiresError),
+    /// From a U-Net file.
+    #[error(transparent)]
+    UNet(#[from] ca_unet::UNetError),
 }
 
 /// `Result` with [`ModelError`].

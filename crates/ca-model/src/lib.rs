@@ -21,7 +21,8 @@ pub use metrics::{
     read_metrics_file, FinalRecord, IouByStep, IouTable, MetricsLog, MetricsRecord, StepRecord,
 };
 pub use saved::{
-    best_score, load_model, model_from_metadata, save_model, save_model_noted, AnyModel,
-    BEST_SCORE_KEY, BEST_STEP_KEY, DEFAULT_STATE_SIZE, IMAGE_SIZE_KEY, LEGACY_IMAGE_SIZE_KEY,
+    best_score, load_model, load_unet, model_from_metadata, save_model, save_model_noted,
+    save_unet, AnyModel, BEST_SCORE_KEY, BEST_STEP_KEY, DEFAULT_STATE_SIZE, IMAGE_SIZE_KEY,
+    LEGACY_IMAGE_SIZE_KEY,
 };
 pub use trainable::Trainable;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ca_core::io::{config_from_metadata, parse_safetensors, read_file, write_safetensors_atomic};
 use ca_core::CellRule;
 use ca_hires::{hires_levels, HiresModel};
+use ca_unet::{UNet, UNET_KEY};
 use candle_core::Device;
 
 use crate::error::{ModelError, Result};
@@ -58,6 +59,16 @@ pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<(AnyModel, 
     let path = path.as_ref();
     let bytes = read_file(path)?;
     let (_, meta) = parse_safetensors(&bytes, path)?;
+    if meta.contains_key(UNET_KEY) {
+        return Err(ModelError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a U-Net baseline ('{UNET_KEY}' metadata), not a colony: `evaluate stability` \
+                 measures it (load it with ca_model::load_unet); segment, serve and the \
+                 other protocols run colonies"
+            ),
+        });
+    }
     let model: AnyModel = match hires_levels(&meta, path)? {
         Some(_) => Arc::new(HiresModel::from_safetensors_bytes(&bytes, path, device)?),
         None => Arc::new(CellRule::from_safetensors_bytes(&bytes, path, device)?),
@@ -108,6 +119,47 @@ pub fn save_model_noted<M: Trainable + ?Sized>(
     meta.insert(IMAGE_SIZE_KEY.into(), image_size.to_string());
     meta.extend(notes);
     Ok(write_safetensors_atomic(path, tensors, meta)?)
+}
+
+/// Writes the U-Net baseline `model` to `path` atomically with its
+/// training image size in pixels ([`IMAGE_SIZE_KEY`]) and `notes` (keys
+/// that start with `ca.`), for [`load_unet`].
+pub fn save_unet(
+    model: &UNet,
+    path: &Path,
+    image_size: usize,
+    notes: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
+    let (tensors, mut meta) = model.to_safetensors_parts();
+    meta.insert(IMAGE_SIZE_KEY.into(), image_size.to_string());
+    meta.extend(notes);
+    Ok(write_safetensors_atomic(path, tensors, meta)?)
+}
+
+/// Reads a U-Net file (written by [`save_unet`]) onto `device` with the
+/// square image size it was trained at; `None` when the file holds a
+/// colony (no [`UNET_KEY`] metadata: [`load_model`] reads it).
+pub fn load_unet(path: impl AsRef<Path>, device: &Device) -> Result<Option<(UNet, usize)>> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let (_, meta) = parse_safetensors(&bytes, path)?;
+    if !meta.contains_key(UNET_KEY) {
+        return Ok(None);
+    }
+    let model = UNet::from_safetensors_bytes(&bytes, path, device)?;
+    let size = match meta.get(IMAGE_SIZE_KEY) {
+        None => DEFAULT_STATE_SIZE,
+        Some(v) => {
+            v.parse::<usize>()
+                .ok()
+                .filter(|&s| s > 0)
+                .ok_or_else(|| ModelError::BadFile {
+                    path: path.to_path_buf(),
+                    reason: format!("metadata '{IMAGE_SIZE_KEY}' = '{v}' is not a positive size"),
+                })?
+        }
+    };
+    Ok(Some((model, size)))
 }
 
 /// Metadata key of a model file kept as the best of its run on validation:

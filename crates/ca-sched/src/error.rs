@@ -41,6 +41,9 @@ pub enum SchedError {
     /// From a high-resolution model (building or loading it).
     #[error(transparent)]
     Hires(#[from] ca_hires::HiresError),
+    /// From the U-Net baseline.
+    #[error(transparent)]
+    UNet(#[from] ca_unet::UNetError),
     /// From candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -14,11 +14,11 @@ use crate::config::TrainConfig;
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
 use ca_model::{
-    best_score, save_model, save_model_noted, FinalRecord, IouByStep, IouTable, MetricsLog,
-    StepRecord, Trainable, BEST_SCORE_KEY, BEST_STEP_KEY,
+    best_score, FinalRecord, IouByStep, IouTable, MetricsLog, StepRecord, Trainable,
+    BEST_SCORE_KEY, BEST_STEP_KEY,
 };
 
-use crate::eval::evaluate_iou;
+use crate::fit::Fit;
 use crate::model::TrainData;
 use crate::trainer::{StepReport, TimeSpent, Trainer};
 
@@ -252,8 +252,8 @@ impl TrainData for Prefix<'_> {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Learner<'d, M: Trainable> {
-    trainer: Trainer<M>,
+pub struct Learner<'d, T: Fit> {
+    trainer: T,
     train: &'d dyn TrainData,
     validation: Option<&'d dyn TrainData>,
     config: LearnerConfig,
@@ -266,7 +266,7 @@ pub struct Learner<'d, M: Trainable> {
     metrics: Option<MetricsLog>,
 }
 
-impl<'d, M: Trainable> Learner<'d, M> {
+impl<'d, M: Trainable> Learner<'d, Trainer<M>> {
     /// A fresh run of `model` under `schedule` on `train`.
     pub fn new(
         model: M,
@@ -293,10 +293,12 @@ impl<'d, M: Trainable> Learner<'d, M> {
         learner.resumed = true;
         Ok(learner)
     }
+}
 
+impl<'d, T: Fit> Learner<'d, T> {
     /// Around an existing trainer.
     pub fn from_trainer(
-        trainer: Trainer<M>,
+        trainer: T,
         train: &'d dyn TrainData,
         config: LearnerConfig,
     ) -> Result<Self> {
@@ -375,7 +377,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
     }
 
     /// The trainer (model, schedule, step count).
-    pub fn trainer(&self) -> &Trainer<M> {
+    pub fn trainer(&self) -> &T {
         &self.trainer
     }
 
@@ -388,8 +390,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
     /// each of `steps` CA steps (batch and seed of the config).
     pub fn evaluate(&self, data: &dyn TrainData, steps: &[usize]) -> Result<IouTable> {
         let (batch, seed) = (self.config.eval_batch, self.config.eval_seed);
-        self.trainer
-            .with_eval_weights(|m| evaluate_iou(m, data, steps, batch, seed))
+        self.trainer.evaluate(data, steps, batch, seed)
     }
 
     /// An IoU table as a metrics record, its classes named by the config.
@@ -411,8 +412,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
             self.trainer.save_checkpoint(path)?;
         }
         if let Some((path, size)) = &self.model_file {
-            self.trainer
-                .with_eval_weights(|m| Ok(save_model(m, path, *size)?))?;
+            self.trainer.save_model(path, *size, &[])?;
         }
         Ok(())
     }
@@ -433,8 +433,7 @@ impl<'d, M: Trainable> Learner<'d, M> {
                 (BEST_SCORE_KEY.to_string(), score.to_string()),
                 (BEST_STEP_KEY.to_string(), step.to_string()),
             ];
-            self.trainer
-                .with_eval_weights(|m| Ok(save_model_noted(m, path, *size, notes.clone())?))?;
+            self.trainer.save_model(path, *size, &notes)?;
         }
         Ok(true)
     }

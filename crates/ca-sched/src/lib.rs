@@ -24,6 +24,7 @@ mod ema;
 mod error;
 mod eval;
 mod filters;
+mod fit;
 mod learner;
 mod loss;
 mod model;
@@ -31,6 +32,7 @@ mod pixel_ce;
 mod pool;
 mod schedule;
 mod trainer;
+mod unet;
 mod unroll;
 
 pub use adam::{Adam, AdamConfig, GradNorm};
@@ -43,6 +45,7 @@ pub use ema::Ema;
 pub use error::{Result, SchedError};
 pub use eval::{accumulate, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame};
 pub use filters::{FixedFilters, FILTER_NAMES};
+pub use fit::Fit;
 pub use learner::{
     final_eval_steps, periodic_eval_steps, validation_score, FinalEvaluation, FinalTable,
     FitSummary, Learner, LearnerConfig, StepEvent, Stop,
@@ -52,4 +55,5 @@ pub use model::TrainData;
 pub use pool::{Pool, ResetCounts, Slot};
 pub use schedule::{LrSchedule, LrScheduleConfig};
 pub use trainer::{StepReport, TimeSpent, Trainer};
+pub use unet::{unet_iou, UNetTrainer};
 pub use unroll::{reset_probability, CurriculumConfig, UnrollConfig};

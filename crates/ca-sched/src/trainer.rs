@@ -654,7 +654,7 @@ fn check_cascade(cascade: &ca_core::Cascade, config: &TrainConfig) -> Result<()>
 }
 
 /// Whether every gradient is finite (no NaN, no infinity).
-fn all_finite(grads: &[Option<Tensor>]) -> Result<bool> {
+pub(crate) fn all_finite(grads: &[Option<Tensor>]) -> Result<bool> {
     for g in grads.iter().flatten() {
         let v = g
             .flatten_all()?

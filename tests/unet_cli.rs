@@ -1,0 +1,122 @@
+//! The U-Net baseline through the program (issue 37): `train --model unet`
+//! trains it on the bundled fixture with the colonies' files, `evaluate
+//! stability` measures its one prediction at every requested step with
+//! the colonies' columns, and the colony-only settings and tools refuse it
+//! by name.
+
+use std::process::{Command, Output};
+
+fn cellseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cellseg")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_unet_trains_and_is_evaluated_like_a_colony() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("unet");
+    let run_s = run.to_str().unwrap();
+    let out = cellseg(&[
+        "train",
+        "--model",
+        "unet",
+        "--width",
+        "4",
+        "--steps",
+        "12",
+        "--eval-every",
+        "6",
+        "--out",
+        run_s,
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("model: U-Net width 4"), "{said}");
+    assert!(said.contains("validation IoU over"), "{said}");
+    for file in [
+        "model.safetensors",
+        "model-best.safetensors",
+        "metrics.jsonl",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    assert!(!run.join("checkpoint.safetensors").exists());
+
+    let eval = dir.path().join("eval");
+    let model = run.join("model-best.safetensors");
+    let out = cellseg(&[
+        "evaluate",
+        "stability",
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--every",
+        "10",
+        "--out",
+        eval.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = std::fs::read_to_string(eval.join("stability.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("step,iou_background,iou_object,iou_boundary,iou_mean")
+    );
+    let rows: Vec<(&str, &str)> = lines.map(|l| l.split_once(',').unwrap()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        ["1", "10", "20"]
+    );
+    assert!(rows.iter().all(|r| r.1 == rows[0].1), "{csv}");
+
+    // Colony tools name what the file is.
+    let image = std::fs::read_dir("fixtures/pets-synthetic/images")
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = cellseg(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--out",
+        dir.path().join("seg").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("a U-Net baseline"), "{}", text(&out));
+}
+
+#[test]
+fn colony_settings_with_a_unet_are_refused_by_name() {
+    for (args, needle) in [
+        (
+            vec!["--levels", "8,16,32", "--level-steps", "20,10,10"],
+            "--levels",
+        ),
+        (vec!["--resume"], "--resume"),
+        (vec!["--width", "0"], "--width 0"),
+        (vec!["--width", "1000"], "--width 1000"),
+    ] {
+        let mut all = vec!["train", "--model", "unet", "--out", "/nonexistent/never"];
+        all.extend(args);
+        let out = cellseg(&all);
+        let said = text(&out);
+        assert!(!out.status.success(), "{all:?}: {said}");
+        assert!(said.contains(needle), "{all:?}: {said}");
+        assert!(!said.contains("panicked"), "{said}");
+    }
+}
