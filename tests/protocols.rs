@@ -39,6 +39,7 @@ fn opts() -> RunOptions {
         seed: 1,
         every: 2,
         target: 4,
+        ensemble: 1,
     }
 }
 
@@ -225,6 +226,7 @@ fn training_and_evaluate_report_the_same_iou() {
         seed: 1,
         every: 2,
         target: 4,
+        ensemble: 1,
     };
     let stability = protocols::stability(&model, &set, &opts).unwrap();
     let steps = [2, 4, 6];

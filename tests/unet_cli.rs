@@ -80,6 +80,38 @@ fn a_unet_trains_and_is_evaluated_like_a_colony() {
         ["1", "10", "20"]
     );
     assert!(rows.iter().all(|r| r.1 == rows[0].1), "{csv}");
+    // Its ensemble is flip test-time augmentation: 2, and nothing else.
+    let flipped = cellseg(&[
+        "evaluate",
+        "stability",
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--every",
+        "10",
+        "--ensemble",
+        "2",
+        "--out",
+        eval.to_str().unwrap(),
+    ]);
+    assert!(flipped.status.success(), "{}", text(&flipped));
+    let three = cellseg(&[
+        "evaluate",
+        "stability",
+        "--model",
+        model.to_str().unwrap(),
+        "--ensemble",
+        "3",
+        "--out",
+        eval.to_str().unwrap(),
+    ]);
+    assert!(!three.status.success());
+    assert!(
+        text(&three).contains("flip test-time augmentation"),
+        "{}",
+        text(&three)
+    );
 
     // Colony tools name what the file is.
     let image = std::fs::read_dir("fixtures/pets-synthetic/images")

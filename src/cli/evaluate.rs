@@ -82,6 +82,11 @@ struct Common {
     /// Seed of the initial states and the random updates.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Runs per image, their class probabilities averaged (a
+    /// pseudo-ensemble; stability, switching and shift). For a U-Net: 2
+    /// averages each image with its mirror (flip test-time augmentation).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
     /// Output directory.
     #[arg(long, default_value = "out/evaluate")]
     out: PathBuf,
@@ -276,6 +281,7 @@ fn setup(
         seed: c.seed,
         every: c.every,
         target: c.target,
+        ensemble: c.ensemble,
     };
     opts.validate()?;
     println!(
@@ -310,6 +316,7 @@ fn unet_setup(
         seed: c.seed,
         every: c.every,
         target: c.target,
+        ensemble: c.ensemble,
     };
     opts.validate()?;
     println!(

@@ -56,6 +56,11 @@ pub struct Args {
     /// Seed of the initial state and the random updates.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Colonies per photo, their class probabilities averaged (a
+    /// pseudo-ensemble); above 1 it also writes `STEM_uncertainty.png`,
+    /// their spread (no --gif).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: candle_core::Device,
@@ -80,6 +85,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         seed: args.seed,
         frame_every: args.gif.as_ref().map(|_| args.gif_every),
         frame_scale: args.gif_scale.unwrap_or(if args.native { 1 } else { 4 }),
+        ensemble: args.ensemble,
     };
     let seg = segment(&model, &photo, &options)?;
     let paths = OutputPaths::in_dir(&args.out, &args.image, args.gif.clone());

@@ -4,6 +4,7 @@ use candle_core::{DType, Tensor};
 
 use crate::colony::Colony;
 use crate::draws::chunk_seed;
+use crate::ensemble::{ensemble_mean, repeat_members, EnsembleOutput};
 use crate::error::{CoreError, Result};
 use crate::model::CellModel;
 use crate::rule::CellRule;
@@ -52,6 +53,8 @@ pub struct Segmenter<M: CellModel = CellRule> {
     pub steps: usize,
     /// Seed of the initial state and of every step's draws (0 unless set).
     pub seed: u64,
+    /// Runs per image ([`Segmenter::with_ensemble`]; 1 unless set).
+    pub ensemble: usize,
 }
 
 impl<M: CellModel> Segmenter<M> {
@@ -61,6 +64,7 @@ impl<M: CellModel> Segmenter<M> {
             model,
             steps: DEFAULT_STEPS,
             seed: 0,
+            ensemble: 1,
         }
     }
 
@@ -76,9 +80,40 @@ impl<M: CellModel> Segmenter<M> {
         self
     }
 
+    /// The same segmenter running `members` colonies per image, from
+    /// independent initial states and draws, batched as one colony of
+    /// `members * B` runs, and averaging their class probabilities (a
+    /// pseudo-ensemble; see [`Segmenter::probabilities_batch`]). 1 (the
+    /// default) is the plain segmenter, bit for bit. A model with
+    /// [`crate::Norm::Batch`] normalizes over all the runs at once.
+    pub fn with_ensemble(mut self, members: usize) -> Self {
+        self.ensemble = members;
+        self
+    }
+
     /// The model.
     pub fn model(&self) -> &M {
         &self.model
+    }
+
+    /// The ensemble's class probabilities and their spread for a batch
+    /// of images, after [`Segmenter::steps`] steps of
+    /// [`Segmenter::ensemble`] runs per image (one run: its softmax and a
+    /// variance of 0).
+    ///
+    /// # Shapes
+    ///
+    /// `images` `[B, 3, H, W]` f32 RGB in `[0, 1]` -> probabilities
+    /// `[B, C, H, W]`, variance `[B, H, W]` (see [`EnsembleOutput`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Shape`] naming `images` when they are not
+    /// `[B, 3, H, W]` f32 with `B, H, W >= 1`; [`CoreError::InvalidConfig`]
+    /// for an ensemble of 0.
+    pub fn probabilities_batch(&self, images: &Tensor) -> Result<EnsembleOutput> {
+        let colony = self.evolved(images)?;
+        ensemble_mean(&colony.logits()?, self.ensemble)
     }
 
     /// The class of every pixel of one image.
@@ -161,16 +196,34 @@ impl<M: CellModel> Segmenter<M> {
         Ok((colony, env))
     }
 
-    /// Evolves a colony on images `[B, 3, H, W]` and predicts.
+    /// Evolves a colony on images `[B, 3, H, W]` and predicts: the plain
+    /// colony's most likely classes, or the ensemble's.
     fn run(&self, images: &Tensor) -> Result<Tensor> {
+        let colony = self.evolved(images)?;
+        match self.ensemble {
+            1 => colony.predict(),
+            n => ensemble_mean(&colony.logits()?, n)?.classes(),
+        }
+    }
+
+    /// A colony of [`Segmenter::ensemble`] runs per image (member-major)
+    /// evolved [`Segmenter::steps`] steps on `images` `[B, 3, H, W]`.
+    fn evolved(&self, images: &Tensor) -> Result<Colony<&M>> {
+        let images = match images.dims() {
+            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => {
+                repeat_members(images, self.ensemble)?
+            }
+            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
+        };
         let borrowed = Segmenter {
             model: &self.model,
             steps: self.steps,
             seed: self.seed,
+            ensemble: 1,
         };
-        let (mut colony, env) = borrowed.start(images)?;
+        let (mut colony, env) = borrowed.start(&images)?;
         colony.evolve(&env, self.steps)?;
-        colony.predict()
+        Ok(colony)
     }
 }
 

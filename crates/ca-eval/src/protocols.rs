@@ -96,16 +96,22 @@ pub struct RunOptions {
     pub every: usize,
     /// The training target `T`, marked on the plots.
     pub target: usize,
+    /// Runs per image, their probabilities averaged (a pseudo-ensemble,
+    /// see [`ca_sched::iou_over_time_ensemble`]; 1: the plain colony).
+    /// The IoU curves (stability, switching, shift) take it; the other
+    /// protocols need 1.
+    pub ensemble: usize,
 }
 
 impl RunOptions {
-    /// Checks that steps, batch, every and target are at least 1.
+    /// Checks that steps, batch, every, target and ensemble are at least 1.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("steps", self.steps),
             ("batch", self.batch),
             ("every", self.every),
             ("target", self.target),
+            ("ensemble", self.ensemble),
         ] {
             if v == 0 {
                 return Err(EvalError::invalid(name, v, "must be at least 1"));
@@ -402,12 +408,13 @@ fn iou_curve<M: CellModel>(
     let classes = model.rule().config().num_classes;
     let device = model.rule().device().clone();
     let records = opts.record_steps();
-    let table = ca_sched::iou_over_time(
+    let table = ca_sched::iou_over_time_ensemble(
         model,
         set.len(),
         opts.batch,
         opts.seed,
         &records,
+        opts.ensemble,
         |chunk, t| {
             if !schedule.changes_at(t) {
                 return Ok(None);
@@ -519,13 +526,27 @@ pub fn stability<M: CellModel>(
 
 /// [`stability`] for the U-Net baseline: its one prediction per image
 /// (no CA steps, no draws), the IoU the same at every recorded step, so
-/// that its `stability.csv` has the colonies' columns and rows.
+/// that its `stability.csv` has the colonies' columns and rows. Its
+/// counterpart of an ensemble is flip test-time augmentation: `ensemble`
+/// 2 averages each image's prediction with its mirror's; other counts
+/// than 1 and 2 are refused.
 pub fn stability_unet(model: &UNet, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
     opts.validate()?;
+    let flip = match opts.ensemble {
+        1 => false,
+        2 => true,
+        n => {
+            return Err(EvalError::invalid(
+                "ensemble",
+                n,
+                "a U-Net has no random runs: 1, or 2 for flip test-time augmentation",
+            ))
+        }
+    };
     if set.is_empty() {
         return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
-    let row = ca_sched::unet_iou(model, set, opts.batch)?;
+    let row = ca_sched::unet_iou(model, set, opts.batch, flip)?;
     let steps = opts.record_steps();
     let table = ca_model::IouTable {
         iou: vec![row; steps.len()],
@@ -639,6 +660,18 @@ pub fn shift<M: CellModel>(
     })
 }
 
+/// Refuses an ensemble in a protocol that measures single runs.
+fn single_run(opts: &RunOptions, protocol: &str) -> Result<()> {
+    match opts.ensemble {
+        1 => Ok(()),
+        n => Err(EvalError::invalid(
+            "ensemble",
+            n,
+            format!("{protocol} measures single runs; the IoU curves (stability, switching, shift) take an ensemble"),
+        )),
+    }
+}
+
 fn mean_abs(t: &Tensor) -> Result<f64> {
     Ok(f64::from(t.abs()?.mean_all()?.to_scalar::<f32>()?))
 }
@@ -650,6 +683,7 @@ fn mean_abs(t: &Tensor) -> Result<f64> {
 /// over all samples.
 pub fn norms<M: CellModel>(model: &M, set: &EvalSet, opts: &RunOptions) -> Result<ProtocolOutput> {
     opts.validate()?;
+    single_run(opts, "norms")?;
     if set.is_empty() {
         return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
@@ -782,6 +816,7 @@ pub fn uncertainty<M: CellModel>(
     maps: usize,
 ) -> Result<ProtocolOutput> {
     opts.validate()?;
+    single_run(opts, "uncertainty")?;
     if runs < 2 {
         return Err(EvalError::invalid(
             "runs",
@@ -975,6 +1010,7 @@ mod tests {
             seed: 0,
             every: 4,
             target: 5,
+            ensemble: 1,
         };
         assert_eq!(o.record_steps(), vec![1, 4, 8, 10]);
         let o = RunOptions {

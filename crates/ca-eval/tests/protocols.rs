@@ -50,6 +50,7 @@ fn opts() -> RunOptions {
         seed: 1,
         every: 2,
         target: 4,
+        ensemble: 1,
     }
 }
 
@@ -93,4 +94,60 @@ fn protocols_run_a_high_resolution_model_at_image_resolution() {
         format!("{:?}", plain.table),
         format!("{:?}", stability.table)
     );
+}
+
+/// `--ensemble`: the IoU curves average the probabilities of several
+/// colonies per image (one member is the plain curve, row for row);
+/// protocols of single runs refuse it by name.
+#[test]
+fn iou_curves_take_an_ensemble_and_single_run_protocols_refuse_it() {
+    let (rule, set, opts) = (rule(), set(), opts());
+    let plain = protocols::stability(&rule, &set, &opts).unwrap();
+    let one = protocols::stability(
+        &rule,
+        &set,
+        &RunOptions {
+            ensemble: 1,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(plain.table.rows, one.table.rows);
+    let three = RunOptions {
+        ensemble: 3,
+        ..opts.clone()
+    };
+    let averaged = protocols::stability(&rule, &set, &three).unwrap();
+    assert_eq!(averaged.table.columns, plain.table.columns);
+    assert_eq!(averaged.table.rows.len(), plain.table.rows.len());
+    assert!(averaged
+        .table
+        .rows
+        .iter()
+        .flat_map(|row| &row[1..])
+        .all(|v| v.is_nan() || (0.0..=1.0).contains(v)));
+    assert_ne!(
+        averaged.table.rows, plain.table.rows,
+        "three colonies vote differently"
+    );
+    let switching = protocols::switching(&rule, &set, &three, 3).unwrap();
+    assert_eq!(switching.table.rows.len(), plain.table.rows.len());
+    for e in [
+        protocols::norms(&rule, &set, &three).err().unwrap(),
+        protocols::uncertainty(&rule, &set, &three, 2, 0)
+            .err()
+            .unwrap(),
+        protocols::stability(
+            &rule,
+            &set,
+            &RunOptions {
+                ensemble: 0,
+                ..opts
+            },
+        )
+        .err()
+        .unwrap(),
+    ] {
+        assert!(e.to_string().contains("ensemble"), "{e}");
+    }
 }

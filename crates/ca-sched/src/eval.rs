@@ -1,6 +1,6 @@
 //! IoU per class over a whole split, at chosen CA steps.
 
-use ca_core::{chunk_seed, CellModel, Colony};
+use ca_core::{chunk_seed, ensemble_mean, repeat_members, CellModel, Colony};
 use candle_core::{DType, Device, Tensor};
 
 use ca_model::IouTable;
@@ -26,6 +26,23 @@ pub fn iou_over_time<M: CellModel>(
     batch: usize,
     seed: u64,
     steps: &[usize],
+    frames: impl FnMut(&[usize], usize) -> Result<Option<Frame>>,
+) -> Result<IouTable> {
+    iou_over_time_ensemble(model, samples, batch, seed, steps, 1, frames)
+}
+
+/// [`iou_over_time`] of a pseudo-ensemble of `members` runs per sample
+/// (each chunk's colony holds `members * batch` runs, member-major, see
+/// [`ca_core::repeat_members`]): the prediction at a step is the most
+/// likely class of the members' averaged probabilities
+/// ([`ca_core::ensemble_mean`]). One member is [`iou_over_time`].
+pub fn iou_over_time_ensemble<M: CellModel>(
+    model: &M,
+    samples: usize,
+    batch: usize,
+    seed: u64,
+    steps: &[usize],
+    members: usize,
     mut frames: impl FnMut(&[usize], usize) -> Result<Option<Frame>>,
 ) -> Result<IouTable> {
     let mut steps = steps.to_vec();
@@ -51,12 +68,18 @@ pub fn iou_over_time<M: CellModel>(
             return Err(SchedError::data("no input at step 1"));
         };
         let (b, _, h, w) = images.dims4()?;
-        let mut colony = Colony::new(model, b, h, w, chunk_seed(seed, chunk_id))?;
-        let env = colony.environment(&images)?;
+        let mut colony = Colony::new(model, members * b, h, w, chunk_seed(seed, chunk_id))?;
+        let env = colony.environment(&repeat_members(&images, members)?)?;
         let mut k = 0;
         colony.evolve_with(&env, last, |t, colony| {
             if t == steps[k] {
-                let pred = predict(&colony.logits()?)?;
+                let pred = match members {
+                    1 => predict(&colony.logits()?)?,
+                    n => ensemble_mean(&colony.logits()?, n)?
+                        .classes()?
+                        .flatten_all()?
+                        .to_vec1::<u32>()?,
+                };
                 if pred.len() != labels.len() {
                     return Err(SchedError::data(format!(
                         "{} labels for {} predicted pixels",
@@ -74,7 +97,9 @@ pub fn iou_over_time<M: CellModel>(
             match frames(chunk, t + 1)? {
                 Some((images, l)) => {
                     labels = l;
-                    Ok(Some(colony.environment(&images)?))
+                    Ok(Some(
+                        colony.environment(&repeat_members(&images, members)?)?,
+                    ))
                 }
                 None => Ok(None),
             }

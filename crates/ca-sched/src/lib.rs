@@ -43,7 +43,10 @@ pub use config::{InitConfig, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
 pub use error::{Result, SchedError};
-pub use eval::{accumulate, evaluate_iou, iou_over_time, majority_mean_iou, predict, Frame};
+pub use eval::{
+    accumulate, evaluate_iou, iou_over_time, iou_over_time_ensemble, majority_mean_iou, predict,
+    Frame,
+};
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use fit::Fit;
 pub use learner::{

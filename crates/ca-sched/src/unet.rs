@@ -110,10 +110,10 @@ impl UNetTrainer {
 }
 
 /// The IoU per class of `model`'s prediction on every sample of `data`
-/// (augmentation seed 0), in chunks of `batch`: `(intersections, unions)`
-/// turned into one row (`NaN` for a class absent from labels and
-/// predictions).
-pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize) -> Result<Vec<f64>> {
+/// (augmentation seed 0), in chunks of `batch`, with flip test-time
+/// augmentation when `flip` ([`UNet::probabilities`]): one row, `NaN` for
+/// a class absent from labels and predictions.
+pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize, flip: bool) -> Result<Vec<f64>> {
     if batch == 0 || data.is_empty() {
         return Err(SchedError::data(format!(
             "cannot evaluate {} samples in batches of {batch}",
@@ -130,7 +130,7 @@ pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize) -> Result<Vec<
             .to_dtype(DType::U32)?
             .flatten_all()?
             .to_vec1::<u32>()?;
-        let pred = predict(&model.forward(&images)?)?;
+        let pred = predict(&model.probabilities(&images, flip)?)?;
         if pred.len() != labels.len() {
             return Err(SchedError::data(format!(
                 "{} labels for {} predicted pixels",
@@ -244,7 +244,7 @@ impl Fit for UNetTrainer {
         if steps.is_empty() || steps[0] == 0 {
             return Err(SchedError::data("evaluation steps start at 1"));
         }
-        let row = self.with_eval_weights(|m| unet_iou(m, data, batch))?;
+        let row = self.with_eval_weights(|m| unet_iou(m, data, batch, false))?;
         Ok(IouTable {
             iou: vec![row; steps.len()],
             steps,

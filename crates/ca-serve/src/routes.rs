@@ -314,6 +314,29 @@ struct SegmentQuery {
     /// `grid` (the default: the model's square map) or `native` (the map
     /// resized by nearest neighbour to the photo's own size).
     size: Option<String>,
+    /// Colonies per photo, their class probabilities averaged: 1 (the
+    /// default) to [`MAX_API_ENSEMBLE`].
+    ensemble: Option<String>,
+}
+
+/// The largest `ensemble` of `POST /api/segment`: 8 colonies of the
+/// model's grid (48x48 cells for the committed models) per request.
+pub const MAX_API_ENSEMBLE: usize = 8;
+
+/// The `ensemble` query value: a whole number from 1 to
+/// [`MAX_API_ENSEMBLE`], else 400.
+fn parse_ensemble(text: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = text else { return Ok(1) };
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_API_ENSEMBLE).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query 'ensemble' = '{}': must be a whole number from 1 to {MAX_API_ENSEMBLE}",
+                text.escape_default(),
+            ))
+        })
 }
 
 /// CA steps from a query or form value: a whole number from 1 to
@@ -369,6 +392,15 @@ struct SegmentReply {
     native: bool,
 }
 
+/// How one `POST /api/segment` runs its colonies.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// CA steps.
+    steps: usize,
+    /// Colonies per photo, their probabilities averaged.
+    ensemble: usize,
+}
+
 /// The photo, steps and model of a `POST /api/segment` form.
 struct SegmentForm {
     image: Vec<u8>,
@@ -385,6 +417,7 @@ async fn segment(
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let reply = segment_reply(&query)?;
+    let ensemble = parse_ensemble(query.ensemble.as_deref())?;
     let multipart = multipart.map_err(|e| {
         ApiError::bad_request(format!(
             "expected a multipart/form-data body: {}",
@@ -405,9 +438,10 @@ async fn segment(
     // its memory too.
     let work = move || {
         let _slot = permit;
-        let map = segment_upload(&model, &form.image, limits, steps, &reply, max_json_cells)?;
+        let run = Run { steps, ensemble };
+        let map = segment_upload(&model, &form.image, limits, run, &reply, max_json_cells)?;
         if reply.json {
-            Ok(json_reply(&model.name, steps, &map))
+            Ok(json_reply(&model.name, run, &map))
         } else {
             let png = views::encode_class_png(&map.classes, map.width, map.height)?;
             Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
@@ -426,9 +460,9 @@ struct ClassMap {
 }
 
 /// The JSON reply of `POST /api/segment?format=json`: the model, steps,
-/// size, class names, counts and the label rows, written straight into
+/// ensemble, size, class names, counts and the label rows, written straight into
 /// its bytes (a `serde_json::Value` of the rows took 32 bytes a cell).
-fn json_reply(model: &str, steps: usize, map: &ClassMap) -> Response {
+fn json_reply(model: &str, run: Run, map: &ClassMap) -> Response {
     use std::fmt::Write;
     let counts = views::class_counts(
         map.classes.iter().map(|&c| usize::from(c)),
@@ -441,7 +475,8 @@ fn json_reply(model: &str, steps: usize, map: &ClassMap) -> Response {
         .collect();
     let head = serde_json::json!({
         "model": model,
-        "steps": steps,
+        "steps": run.steps,
+        "ensemble": run.ensemble,
         "width": map.width,
         "height": map.height,
         "classes": ca_data::CLASS_NAMES,
@@ -567,7 +602,7 @@ fn segment_upload(
     model: &LoadedModel,
     image: &[u8],
     limits: UploadLimits,
-    steps: usize,
+    run: Run,
     reply: &SegmentReply,
     max_json_cells: u64,
 ) -> Result<ClassMap, ApiError> {
@@ -583,10 +618,11 @@ fn segment_upload(
     let options = SegmentOptions {
         size,
         native: false,
-        steps,
+        steps: run.steps,
         seed: 0,
         frame_every: None,
         frame_scale: 1,
+        ensemble: run.ensemble,
     };
     let result = run_segment(&model.model, &photo, &options)
         .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;

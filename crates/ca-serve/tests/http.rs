@@ -873,6 +873,18 @@ async fn query_parameters_count_and_wrong_methods_get_json_405() {
         .contains("both in the query and in the form"));
     let answer = post_form(addr, "/api/segment?size=huge", &form).await;
     assert!(answer.error(400).contains("expected grid or native"));
+    // An ensemble averages several colonies; its count is bounded.
+    let answer = post_form(addr, "/api/segment?format=json&steps=3&ensemble=3", &form).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["ensemble"], 3);
+    for bad in ["0", "9", "two"] {
+        let answer = post_form(addr, &format!("/api/segment?ensemble={bad}"), &form).await;
+        let message = answer.error(400);
+        assert!(
+            message.contains(&format!("query 'ensemble' = '{bad}'")) && message.contains("1 to 8"),
+            "{message}"
+        );
+    }
 
     for method in ["GET", "PUT", "DELETE"] {
         let answer = request(addr, method, "/api/segment", None, vec![]).await;

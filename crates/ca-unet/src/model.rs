@@ -294,6 +294,19 @@ impl UNet {
         self.run(images, false)
     }
 
+    /// Inference with optional flip test-time augmentation: the softmax
+    /// probabilities `[B, classes, H, W]` of [`UNet::forward`], with
+    /// `flip` averaged with those of the horizontally mirrored images
+    /// (mirrored back): the U-Net's counterpart of a colony's ensemble.
+    pub fn probabilities(&self, images: &Tensor, flip: bool) -> Result<Tensor> {
+        let p = softmax_classes(&self.forward(images)?)?;
+        if !flip {
+            return Ok(p);
+        }
+        let mirrored = mirror(&self.forward(&mirror(images)?)?)?;
+        Ok(((p + softmax_classes(&mirrored)?)? * 0.5)?)
+    }
+
     /// Training: logits `[B, classes, H, W]` of images `[B, 3, H, W]`,
     /// BatchNorm using the batch's statistics (mean and biased variance
     /// over `B, H, W` per channel, zero padding included), and updating the
@@ -398,6 +411,21 @@ impl UNet {
     }
 }
 
+/// Softmax over the class axis of logits `[B, C, H, W]`.
+fn softmax_classes(logits: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(1)?;
+    let e = logits.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(1)?)?)
+}
+
+/// `[B, C, H, W]` mirrored left to right.
+fn mirror(t: &Tensor) -> Result<Tensor> {
+    let w = t.dim(3)?;
+    let reversed: Vec<u32> = (0..w as u32).rev().collect();
+    let index = Tensor::new(reversed.as_slice(), t.device())?;
+    Ok(t.index_select(&index, 3)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +438,29 @@ mod tests {
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
         d.max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn flip_averaging_is_the_mean_of_both_passes() {
+        let model = UNet::new(UNetConfig::default(), 1, &cpu()).unwrap();
+        let images = Tensor::rand(0f32, 1.0, (2, 3, 16, 24), &cpu()).unwrap();
+        let plain = model.probabilities(&images, false).unwrap();
+        let sums = plain.sum(1).unwrap();
+        assert!(max_diff(&sums, &sums.ones_like().unwrap()) < 1e-5);
+        let flipped = model.probabilities(&images, true).unwrap();
+        let other = mirror(
+            &model
+                .probabilities(&mirror(&images).unwrap(), false)
+                .unwrap(),
+        )
+        .unwrap();
+        let want = ((plain + other).unwrap() * 0.5).unwrap();
+        assert!(max_diff(&flipped, &want) < 1e-6);
+        // Mirroring twice is the identity.
+        assert_eq!(
+            max_diff(&mirror(&mirror(&images).unwrap()).unwrap(), &images),
+            0.0
+        );
     }
 
     #[test]

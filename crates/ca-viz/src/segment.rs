@@ -34,6 +34,11 @@ pub struct SegmentOptions {
     pub frame_every: Option<usize>,
     /// Enlargement of the frames.
     pub frame_scale: u32,
+    /// Colonies per image, their class probabilities averaged
+    /// ([`ca_core::Segmenter::with_ensemble`]; 1: one colony). With more
+    /// than one, [`Segmentation::variance`] holds their spread; evolution
+    /// frames show one colony and need 1.
+    pub ensemble: usize,
 }
 
 impl SegmentOptions {
@@ -48,6 +53,7 @@ impl SegmentOptions {
             seed: 0,
             frame_every: None,
             frame_scale: 1,
+            ensemble: 1,
         }
     }
 }
@@ -67,6 +73,10 @@ pub struct Segmentation {
     /// enlarged to the pixel grid by nearest neighbour), with the step each
     /// shows.
     pub frames: Vec<(usize, RgbImage)>,
+    /// With an ensemble, the variance over its colonies of each class's
+    /// probability, averaged over the classes, per pixel of `grid`
+    /// (row-major, in `[0, 0.25]`); `None` for one colony.
+    pub variance: Option<Vec<f32>>,
 }
 
 /// Runs `model` on `photo` as `options` say.
@@ -104,9 +114,29 @@ pub fn segment<M: CellModel>(
     };
     let (w, h) = grid;
     let image = Tensor::from_vec(chw, (1, 3, h, w), model.rule().device())?;
-    let (mut colony, env) = Segmenter::new(model)
+    let segmenter = Segmenter::new(model)
         .with_seed(options.seed)
-        .start(&image)?;
+        .with_steps(options.steps)
+        .with_ensemble(options.ensemble);
+    if options.ensemble != 1 {
+        if options.frame_every.is_some() {
+            return Err(VizError::invalid(
+                "ensemble",
+                options.ensemble,
+                "evolution frames show one colony: use an ensemble of 1 for a GIF",
+            ));
+        }
+        let out = segmenter.probabilities_batch(&image)?;
+        let (sh, sw) = model.state_size((h, w));
+        return Ok(Segmentation {
+            grid,
+            state_grid: (sw, sh),
+            classes: out.classes()?.flatten_all()?.to_vec1::<u32>()?,
+            frames: Vec::new(),
+            variance: Some(out.variance.flatten_all()?.to_vec1::<f32>()?),
+        });
+    }
+    let (mut colony, env) = segmenter.start(&image)?;
     let (sh, sw) = colony.state_size();
     let channels = model.rule().config().state_channels;
     let projection = StateProjection::new(channels);
@@ -137,6 +167,7 @@ pub fn segment<M: CellModel>(
         state_grid: (sw, sh),
         classes: classes_of(&colony)?,
         frames,
+        variance: None,
     })
 }
 
@@ -184,6 +215,9 @@ pub struct OutputPaths {
     pub overlay: PathBuf,
     /// The evolution GIF, if wanted.
     pub gif: Option<PathBuf>,
+    /// The ensemble's spread (grey, white at a variance of 0.25), written
+    /// when the segmentation has one.
+    pub uncertainty: PathBuf,
 }
 
 impl OutputPaths {
@@ -196,6 +230,7 @@ impl OutputPaths {
         OutputPaths {
             classes: dir.join(format!("{stem}_classes.png")),
             overlay: dir.join(format!("{stem}_overlay.png")),
+            uncertainty: dir.join(format!("{stem}_uncertainty.png")),
             gif,
         }
     }
@@ -227,6 +262,23 @@ pub fn write_outputs(
     if let Some(gif) = &paths.gif {
         let frames: Vec<RgbImage> = seg.frames.iter().map(|f| f.1.clone()).collect();
         render::write_gif(&frames, delay_ms, gif)?;
+    }
+    if let Some(variance) = &seg.variance {
+        let (gw, gh) = seg.grid;
+        let grey = RgbImage::from_fn(gw as u32, gh as u32, |x, y| {
+            let v = variance[y as usize * gw + x as usize];
+            let level = (v * 4.0 * 255.0).round().clamp(0.0, 255.0) as u8;
+            image::Rgb([level; 3])
+        });
+        let up = image::imageops::resize(&grey, w, h, image::imageops::FilterType::Nearest);
+        if let Some(dir) = paths
+            .uncertainty
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| VizError::io(dir, e))?;
+        }
+        render::save_png(&up, &paths.uncertainty)?;
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ fn segment_writes_maps_at_photo_size_and_a_two_row_gif() {
         seed: 0,
         frame_every: Some(2),
         frame_scale: 2,
+        ensemble: 1,
     };
     let seg = segment(&rule(), &photo, &options).unwrap();
     assert_eq!(seg.grid, (SIZE, SIZE));
@@ -97,6 +98,7 @@ fn segment_native_runs_on_the_photo_grid() {
         seed: 0,
         frame_every: None,
         frame_scale: 1,
+        ensemble: 1,
     };
     let seg = segment(&rule(), &small, &options).unwrap();
     assert_eq!(seg.grid, (20, 12));
@@ -117,6 +119,7 @@ fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
         seed: 0,
         frame_every: Some(1),
         frame_scale: 2,
+        ensemble: 1,
     };
     let seg = segment(&model, &photo, &options).unwrap();
     assert_eq!((seg.grid, seg.state_grid), ((16, 16), (8, 8)));
@@ -133,4 +136,39 @@ fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
     let seg = segment(&model, &small, &native).unwrap();
     assert_eq!((seg.grid, seg.state_grid), ((20, 13), (10, 7)));
     assert_eq!(seg.classes.len(), 260);
+}
+
+#[test]
+fn an_ensemble_segments_with_its_spread_and_writes_it() {
+    let (path, photo) = fixture_photo();
+    let one = SegmentOptions {
+        steps: 4,
+        ..SegmentOptions::new(SIZE)
+    };
+    let plain = segment(&rule(), &photo, &one).unwrap();
+    assert!(plain.variance.is_none());
+    let four = SegmentOptions { ensemble: 4, ..one };
+    let seg = segment(&rule(), &photo, &four).unwrap();
+    assert_eq!(seg.grid, (SIZE, SIZE));
+    assert_eq!(seg.classes.len(), SIZE * SIZE);
+    let variance = seg.variance.as_ref().unwrap();
+    assert_eq!(variance.len(), SIZE * SIZE);
+    assert!(variance.iter().all(|v| (0.0..=0.25).contains(v)));
+    assert!(variance.iter().any(|&v| v > 0.0));
+    let dir = out_dir("ensemble");
+    let paths = OutputPaths::in_dir(&dir, &path, None);
+    write_outputs(&seg, &photo, &paths, 50).unwrap();
+    assert_eq!(image_size(&paths.uncertainty), photo.dimensions());
+    // One colony writes no uncertainty picture.
+    std::fs::remove_file(&paths.uncertainty).unwrap();
+    write_outputs(&plain, &photo, &paths, 50).unwrap();
+    assert!(!paths.uncertainty.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    // Frames show one colony.
+    let gif = SegmentOptions {
+        frame_every: Some(1),
+        ..four
+    };
+    let err = segment(&rule(), &photo, &gif).err().unwrap().to_string();
+    assert!(err.contains("ensemble") && err.contains("GIF"), "{err}");
 }
