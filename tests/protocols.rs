@@ -87,7 +87,21 @@ fn iou_protocols_write_csv_and_plot() {
     let dir = out_dir("iou");
     for out in &outputs {
         let paths = report::write_protocol(out, &set, &dir).unwrap();
-        assert_eq!(paths.len(), 2, "{}: {paths:?}", out.name);
+        // Stability also writes the standard errors of its IoUs.
+        let tables = if out.name == "stability" { 3 } else { 2 };
+        assert_eq!(paths.len(), tables, "{}: {paths:?}", out.name);
+        if out.name == "stability" {
+            let (header, rows) = read_csv(&dir.join("stability_stderr.csv"));
+            assert_eq!(
+                header,
+                ["step", "stderr_background", "stderr_object", "stderr_boundary"]
+            );
+            assert_eq!(first_column(&rows), ["1", "2", "4", "6"]);
+            for v in rows.iter().flat_map(|r| &r[1..]) {
+                let v: f64 = v.parse().unwrap();
+                assert!(v.is_nan() || (0.0..0.5).contains(&v), "standard error {v}");
+            }
+        }
         let (header, rows) = read_csv(&dir.join(format!("{}.csv", out.name)));
         assert_eq!(
             header,

@@ -400,7 +400,7 @@ fn iou_curve<M: CellModel>(
     set: &EvalSet,
     opts: &RunOptions,
     schedule: Schedule,
-) -> Result<Table> {
+) -> Result<(Table, Table)> {
     opts.validate()?;
     if set.is_empty() {
         return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
@@ -430,7 +430,27 @@ fn iou_curve<M: CellModel>(
             Ok(Some((images, labels)))
         },
     )?;
-    Ok(iou_rows(&table, classes))
+    Ok((iou_rows(&table, classes), stderr_rows(&table, classes)))
+}
+
+/// The standard errors of an IoU table (over the images; see
+/// [`ca_model::IouTable::stderr`]): `step` and one `stderr_{class}` column
+/// per class, written beside the IoUs as `NAME_stderr.csv`.
+fn stderr_rows(table: &ca_model::IouTable, classes: usize) -> Table {
+    let mut columns = vec!["step".to_string()];
+    columns.extend(class_names(classes).iter().map(|n| format!("stderr_{n}")));
+    let rows = table
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| {
+            let se = table.stderr.get(k);
+            std::iter::once(t as f64)
+                .chain((0..classes).map(|c| se.and_then(|e| e.get(c)).copied().unwrap_or(f64::NAN)))
+                .collect()
+        })
+        .collect();
+    Table { columns, rows }
 }
 
 /// An IoU table as the protocols' table: `step`, one IoU column per class
@@ -508,7 +528,7 @@ pub fn stability<M: CellModel>(
     set: &EvalSet,
     opts: &RunOptions,
 ) -> Result<ProtocolOutput> {
-    let table = iou_curve(model, set, opts, Schedule::Fixed)?;
+    let (table, stderr) = iou_curve(model, set, opts, Schedule::Fixed)?;
     let title = format!(
         "Stability: IoU against CA step ({} images, T = {})",
         set.len(),
@@ -518,7 +538,7 @@ pub fn stability<M: CellModel>(
     Ok(ProtocolOutput {
         name: "stability",
         table,
-        extra_tables: vec![],
+        extra_tables: vec![("stderr".into(), stderr)],
         chart,
         maps: vec![],
     })
@@ -546,12 +566,14 @@ pub fn stability_unet(model: &UNet, set: &EvalSet, opts: &RunOptions) -> Result<
     if set.is_empty() {
         return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
     }
-    let row = ca_sched::unet_iou(model, set, opts.batch, flip)?;
+    let counts = ca_sched::unet_iou(model, set, opts.batch, flip)?;
     let steps = opts.record_steps();
     let table = ca_model::IouTable {
-        iou: vec![row; steps.len()],
+        iou: vec![counts.iou(); steps.len()],
+        stderr: vec![counts.stderr(); steps.len()],
         steps,
     };
+    let stderr = stderr_rows(&table, model.config().classes);
     let table = iou_rows(&table, model.config().classes);
     let title = format!(
         "Stability of the U-Net baseline ({} images; one prediction, the same at every step)",
@@ -561,7 +583,7 @@ pub fn stability_unet(model: &UNet, set: &EvalSet, opts: &RunOptions) -> Result<
     Ok(ProtocolOutput {
         name: "stability",
         table,
-        extra_tables: vec![],
+        extra_tables: vec![("stderr".into(), stderr)],
         chart,
         maps: vec![],
     })
@@ -601,7 +623,7 @@ pub fn switching<M: CellModel>(
         return Err(EvalError::invalid("period", 0, "must be at least 1"));
     }
     let schedule = Schedule::Switch { period };
-    let table = iou_curve(model, set, opts, schedule)?;
+    let (table, _) = iou_curve(model, set, opts, schedule)?;
     let title = format!(
         "Image switching every {period} steps ({} images, state kept)",
         set.len()
@@ -645,7 +667,7 @@ pub fn shift<M: CellModel>(
         dx: shift,
         dy: shift,
     };
-    let table = iou_curve(model, set, opts, schedule)?;
+    let (table, _) = iou_curve(model, set, opts, schedule)?;
     let title = format!(
         "Image shifted by ({shift}, {shift}) px after step {at} ({} images)",
         set.len()

@@ -21,6 +21,13 @@ pub struct IouTable {
     /// `iou[k][c]`: IoU of class `c` after `steps[k]` steps (`NaN` when the
     /// class appears neither in labels nor predictions).
     pub iou: Vec<Vec<f64>>,
+    /// `stderr[k][c]`: the standard error of `iou[k][c]` over the images
+    /// (the ratio estimator's linearisation, `sqrt(sum_i (I_i - R U_i)^2 /
+    /// (n (n - 1))) / mean(U)` for per-image intersections `I_i`, unions
+    /// `U_i` and `R = sum I / sum U`; `NaN` with fewer than 2 images);
+    /// empty when not measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stderr: Vec<Vec<f64>>,
 }
 
 impl IouTable {
@@ -33,14 +40,22 @@ impl IouTable {
     }
 
     /// The IoUs after `step` steps on one line, each after its class name
-    /// (`background 0.610, object 0.440, boundary 0.130`), or `-` when the
-    /// step was not evaluated.
+    /// and followed by its standard error where measured (`background
+    /// 0.610 ± 0.012, object 0.440 ± 0.015, boundary 0.130 ± 0.008`), or
+    /// `-` when the step was not evaluated.
     pub fn line(&self, step: usize, class_names: &[String]) -> String {
         match self.at(step) {
-            Some(v) => (class_names.iter().zip(v))
-                .map(|(n, x)| format!("{n} {x:.3}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            Some(v) => {
+                let k = self.steps.iter().position(|&s| s == step).unwrap_or(0);
+                let se = self.stderr.get(k);
+                (class_names.iter().zip(v).enumerate())
+                    .map(|(c, (n, x))| match se.and_then(|e| e.get(c)) {
+                        Some(e) if e.is_finite() => format!("{n} {x:.3} ± {e:.3}"),
+                        _ => format!("{n} {x:.3}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
             None => "-".into(),
         }
     }
@@ -249,7 +264,29 @@ mod tests {
         IouTable {
             steps: vec![10, 40],
             iou: vec![vec![0.5, 0.25, f64::NAN], vec![0.75, 0.5, 0.125]],
+            stderr: vec![],
         }
+    }
+
+    #[test]
+    fn a_line_shows_the_standard_errors_where_measured() {
+        assert_eq!(
+            table().line(40, &names()),
+            "background 0.750, object 0.500, boundary 0.125"
+        );
+        let with = IouTable {
+            stderr: vec![vec![0.01, 0.02, f64::NAN], vec![0.011, 0.021, 0.0041]],
+            ..table()
+        };
+        assert_eq!(
+            with.line(40, &names()),
+            "background 0.750 ± 0.011, object 0.500 ± 0.021, boundary 0.125 ± 0.004"
+        );
+        assert_eq!(
+            with.line(10, &names()),
+            "background 0.500 ± 0.010, object 0.250 ± 0.020, boundary NaN"
+        );
+        assert_eq!(with.line(20, &names()), "-");
     }
 
     fn names() -> Vec<String> {

@@ -60,14 +60,14 @@ pub fn iou_over_time_ensemble<M: CellModel>(
         )));
     }
     let classes = model.rule().config().num_classes;
-    let mut inter = vec![vec![0u64; classes]; steps.len()];
-    let mut union = vec![vec![0u64; classes]; steps.len()];
+    let mut counts = vec![IouCounts::new(classes); steps.len()];
     let indices: Vec<usize> = (0..samples).collect();
     for (chunk_id, chunk) in indices.chunks(batch).enumerate() {
         let Some((images, mut labels)) = frames(chunk, 1)? else {
             return Err(SchedError::data("no input at step 1"));
         };
         let (b, _, h, w) = images.dims4()?;
+        let pixels = labels.len() / b.max(1);
         let mut colony = Colony::new(model, members * b, h, w, chunk_seed(seed, chunk_id))?;
         let env = colony.environment(&repeat_members(&images, members)?)?;
         let mut k = 0;
@@ -87,7 +87,7 @@ pub fn iou_over_time_ensemble<M: CellModel>(
                         pred.len()
                     )));
                 }
-                accumulate(&pred, &labels, &mut inter[k], &mut union[k]);
+                counts[k].add(&pred, &labels, pixels);
                 k += 1;
             }
             // The input of the next step, when the frames change it.
@@ -105,23 +105,85 @@ pub fn iou_over_time_ensemble<M: CellModel>(
             }
         })?;
     }
-    let iou = inter
-        .iter()
-        .zip(&union)
-        .map(|(i, u)| {
-            i.iter()
-                .zip(u)
-                .map(|(&i, &u)| {
-                    if u == 0 {
-                        f64::NAN
-                    } else {
-                        i as f64 / u as f64
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(IouTable { steps, iou })
+    Ok(IouTable {
+        steps,
+        iou: counts.iter().map(IouCounts::iou).collect(),
+        stderr: counts.iter().map(IouCounts::stderr).collect(),
+    })
+}
+
+/// Per-class intersection and union counts summed over images, and the
+/// sums of squares and products that the standard error of their ratio
+/// needs ([`IouCounts::stderr`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IouCounts {
+    images: usize,
+    inter: Vec<f64>,
+    union: Vec<f64>,
+    inter_sq: Vec<f64>,
+    union_sq: Vec<f64>,
+    cross: Vec<f64>,
+}
+
+impl IouCounts {
+    /// No images yet, `classes` classes.
+    pub fn new(classes: usize) -> Self {
+        IouCounts {
+            images: 0,
+            inter: vec![0.0; classes],
+            union: vec![0.0; classes],
+            inter_sq: vec![0.0; classes],
+            union_sq: vec![0.0; classes],
+            cross: vec![0.0; classes],
+        }
+    }
+
+    /// Adds images whose predicted and true classes are `pred` and `truth`
+    /// (the same length, `pixels` values per image, image after image).
+    pub fn add(&mut self, pred: &[u32], truth: &[u32], pixels: usize) {
+        let classes = self.inter.len();
+        for (p, t) in pred.chunks(pixels.max(1)).zip(truth.chunks(pixels.max(1))) {
+            let (mut i, mut u) = (vec![0u64; classes], vec![0u64; classes]);
+            accumulate(p, t, &mut i, &mut u);
+            for c in 0..classes {
+                let (i, u) = (i[c] as f64, u[c] as f64);
+                self.inter[c] += i;
+                self.union[c] += u;
+                self.inter_sq[c] += i * i;
+                self.union_sq[c] += u * u;
+                self.cross[c] += i * u;
+            }
+            self.images += 1;
+        }
+    }
+
+    /// The IoU of each class over all the images (`NaN` for a class in no
+    /// label and no prediction).
+    pub fn iou(&self) -> Vec<f64> {
+        (self.inter.iter().zip(&self.union))
+            .map(|(&i, &u)| if u == 0.0 { f64::NAN } else { i / u })
+            .collect()
+    }
+
+    /// The standard error of each class's IoU over the images, by the
+    /// linearisation of the ratio `R = sum I / sum U`:
+    /// `sqrt(sum_i (I_i - R U_i)^2 / (n (n - 1))) / mean(U)`. `NaN` with
+    /// fewer than 2 images or a class of union 0.
+    pub fn stderr(&self) -> Vec<f64> {
+        let n = self.images as f64;
+        (0..self.inter.len())
+            .map(|c| {
+                let u = self.union[c];
+                if self.images < 2 || u == 0.0 {
+                    return f64::NAN;
+                }
+                let r = self.inter[c] / u;
+                let residual =
+                    self.inter_sq[c] - 2.0 * r * self.cross[c] + r * r * self.union_sq[c];
+                (residual.max(0.0) / (n * (n - 1.0))).sqrt() / (u / n)
+            })
+            .collect()
+    }
 }
 
 /// [`iou_over_time`] on every sample of `data` (augmentation seed 0, the
@@ -219,5 +281,25 @@ mod tests {
         // class 0: inter {0}, union {0,1,4}; class 1: inter {2,3}, union {1,2,3}; class 2: union {4}
         assert_eq!(i, [1, 2, 0]);
         assert_eq!(u, [3, 3, 1]);
+    }
+
+    /// Two images of 4 pixels: class 1's intersections 1 and 3, unions 2
+    /// and 4, so R = 4/6 and the standard error is
+    /// `sqrt(((1 - 2R)^2 + (3 - 4R)^2) / 2) / 3 = 1/9`.
+    #[test]
+    fn counts_give_the_ratio_and_its_standard_error() {
+        let mut counts = IouCounts::new(2);
+        counts.add(&[1, 1, 0, 0, 1, 1, 1, 0], &[1, 0, 0, 0, 1, 1, 1, 1], 4);
+        let iou = counts.iou();
+        let se = counts.stderr();
+        assert!((iou[1] - 4.0 / 6.0).abs() < 1e-12, "{iou:?}");
+        assert!((se[1] - 1.0 / 9.0).abs() < 1e-12, "{se:?}");
+        // Class 0: intersections 2 and 0, unions 3 and 1.
+        assert!((iou[0] - 0.5).abs() < 1e-12);
+        assert!(se[0] > 0.0);
+        // One image: no standard error; a class nobody has: NaN.
+        let mut one = IouCounts::new(3);
+        one.add(&[1, 1], &[1, 0], 2);
+        assert!(one.stderr()[1].is_nan() && one.iou()[2].is_nan());
     }
 }

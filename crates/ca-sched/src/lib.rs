@@ -45,7 +45,7 @@ pub use ema::Ema;
 pub use error::{Result, SchedError};
 pub use eval::{
     accumulate, evaluate_iou, iou_over_time, iou_over_time_ensemble, majority_mean_iou, predict,
-    Frame,
+    Frame, IouCounts,
 };
 pub use filters::{FixedFilters, FILTER_NAMES};
 pub use fit::Fit;

@@ -20,7 +20,7 @@ use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::ema::Ema;
 use crate::error::{Result, SchedError};
-use crate::eval::{accumulate, predict};
+use crate::eval::{predict, IouCounts};
 use crate::fit::Fit;
 use crate::loss::LossTargets;
 use crate::model::TrainData;
@@ -109,19 +109,17 @@ impl UNetTrainer {
     }
 }
 
-/// The IoU per class of `model`'s prediction on every sample of `data`
-/// (augmentation seed 0), in chunks of `batch`, with flip test-time
-/// augmentation when `flip` ([`UNet::probabilities`]): one row, `NaN` for
-/// a class absent from labels and predictions.
-pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize, flip: bool) -> Result<Vec<f64>> {
+/// The intersection and union counts per class of `model`'s prediction
+/// on every sample of `data` (augmentation seed 0), in chunks of `batch`,
+/// with flip test-time augmentation when `flip` ([`UNet::probabilities`]).
+pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize, flip: bool) -> Result<IouCounts> {
     if batch == 0 || data.is_empty() {
         return Err(SchedError::data(format!(
             "cannot evaluate {} samples in batches of {batch}",
             data.len()
         )));
     }
-    let classes = model.config().classes;
-    let (mut inter, mut union) = (vec![0u64; classes], vec![0u64; classes]);
+    let mut counts = IouCounts::new(model.config().classes);
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch) {
         let items: Vec<(usize, u64)> = chunk.iter().map(|&i| (i, 0)).collect();
@@ -138,16 +136,9 @@ pub fn unet_iou(model: &UNet, data: &dyn TrainData, batch: usize, flip: bool) ->
                 pred.len()
             )));
         }
-        accumulate(&pred, &labels, &mut inter, &mut union);
+        counts.add(&pred, &labels, labels.len() / chunk.len());
     }
-    Ok(inter
-        .iter()
-        .zip(&union)
-        .map(|(&i, &u)| match u {
-            0 => f64::NAN,
-            u => i as f64 / u as f64,
-        })
-        .collect())
+    Ok(counts)
 }
 
 impl Fit for UNetTrainer {
@@ -244,9 +235,10 @@ impl Fit for UNetTrainer {
         if steps.is_empty() || steps[0] == 0 {
             return Err(SchedError::data("evaluation steps start at 1"));
         }
-        let row = self.with_eval_weights(|m| unet_iou(m, data, batch, false))?;
+        let counts = self.with_eval_weights(|m| unet_iou(m, data, batch, false))?;
         Ok(IouTable {
-            iou: vec![row; steps.len()],
+            iou: vec![counts.iou(); steps.len()],
+            stderr: vec![counts.stderr(); steps.len()],
             steps,
         })
     }
