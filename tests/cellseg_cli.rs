@@ -123,3 +123,45 @@ fn the_parity_check_passes_on_the_cpu_and_names_what_differs() {
         "{stderr}"
     );
 }
+
+/// `segment --until-stable` runs until the map settles and says after how
+/// many steps; it cannot make an evolution GIF.
+#[test]
+fn segment_until_stable_says_how_many_steps_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = std::fs::read_dir("fixtures/pets-synthetic/images")
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = cellseg(&[
+        "segment",
+        image.to_str().unwrap(),
+        "--model",
+        "models/pets48.safetensors",
+        "--until-stable",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("settled after") || said.contains("not settled within 80 steps"),
+        "{said}"
+    );
+    let gif = dir.path().join("e.gif");
+    let out = cellseg(&[
+        "segment",
+        image.to_str().unwrap(),
+        "--until-stable",
+        "--gif",
+        gif.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--until-stable"));
+}

@@ -83,6 +83,7 @@ fn segment_evaluate_and_the_api_give_one_map() {
         frame_every: None,
         frame_scale: 1,
         ensemble: 1,
+        until_stable: None,
     };
     let by_segment = segment(&model, &photo, &options).unwrap().classes;
     assert_eq!(by_segment.len(), size * size);

@@ -94,7 +94,12 @@ fn iou_protocols_write_csv_and_plot() {
             let (header, rows) = read_csv(&dir.join("stability_stderr.csv"));
             assert_eq!(
                 header,
-                ["step", "stderr_background", "stderr_object", "stderr_boundary"]
+                [
+                    "step",
+                    "stderr_background",
+                    "stderr_object",
+                    "stderr_boundary"
+                ]
             );
             assert_eq!(first_column(&rows), ["1", "2", "4", "6"]);
             for v in rows.iter().flat_map(|r| &r[1..]) {

@@ -22,6 +22,7 @@ use crate::ca_eval::probe;
 use crate::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use crate::device::parse_device;
 use crate::report;
+use ca_core::Settling;
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_model::{AnyModel, Trainable};
 use ca_unet::UNet;
@@ -152,6 +153,25 @@ enum Protocol {
         /// The steps drawn, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "10,40,400")]
         at: Vec<usize>,
+    },
+    /// Anytime stopping: the mean steps and the IoU when every image runs
+    /// until its class map settles (each --max-change crossed with each
+    /// --window), next to T fixed steps.
+    Anytime {
+        #[command(flatten)]
+        common: Common,
+        /// Fractions of the cells that may change class in a quiet step.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.001,0.005")]
+        max_change: Vec<f64>,
+        /// Quiet steps in a row that count as settled.
+        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        window: Vec<usize>,
+        /// Steps every image takes.
+        #[arg(long, default_value_t = 10)]
+        min_steps: usize,
+        /// Steps no image exceeds.
+        #[arg(long, default_value_t = 100)]
+        max_steps: usize,
     },
     /// Per-pixel variance of the prediction over stochastic runs.
     Uncertainty {
@@ -364,6 +384,28 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
         Protocol::Norms(c) => {
             let (model, set, opts) = setup(c, 10)?;
             let out = protocols::norms(&model, &set, &opts)?;
+            (out, set, c.out.clone())
+        }
+        Protocol::Anytime {
+            common: c,
+            max_change,
+            window,
+            min_steps,
+            max_steps,
+        } => {
+            let (model, set, opts) = setup(c, 1)?;
+            let settings: Vec<Settling> = max_change
+                .iter()
+                .flat_map(|&m| {
+                    window.iter().map(move |&w| Settling {
+                        max_change: m,
+                        window: w,
+                        min_steps: *min_steps,
+                        max_steps: *max_steps,
+                    })
+                })
+                .collect();
+            let out = protocols::anytime(&model, &set, &opts, &settings)?;
             (out, set, c.out.clone())
         }
         Protocol::Uncertainty {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use crate::ca_viz::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
 use crate::device::parse_device;
+use ca_core::Settling;
 use ca_data::CLASS_NAMES;
 use clap::Parser;
 
@@ -61,6 +62,11 @@ pub struct Args {
     /// their spread (no --gif).
     #[arg(long, default_value_t = 1)]
     ensemble: usize,
+    /// Run until the class map settles (at most 1% of the cells changing
+    /// class in each of 2 steps in a row, 8 to 80 steps:
+    /// `Settling::default`) instead of --steps; says how many it took.
+    #[arg(long, conflicts_with = "gif")]
+    until_stable: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: candle_core::Device,
@@ -86,19 +92,25 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         frame_every: args.gif.as_ref().map(|_| args.gif_every),
         frame_scale: args.gif_scale.unwrap_or(if args.native { 1 } else { 4 }),
         ensemble: args.ensemble,
+        until_stable: args.until_stable.then(Settling::default),
     };
     let seg = segment(&model, &photo, &options)?;
     let paths = OutputPaths::in_dir(&args.out, &args.image, args.gif.clone());
     write_outputs(&seg, &photo, &paths, args.gif_delay)?;
     let (w, h) = photo.dimensions();
+    let (steps, settled) = seg.steps;
     println!(
-        "{} ({w}x{h}) at {}x{} pixels, state {}x{} cells, {} steps:",
+        "{} ({w}x{h}) at {}x{} pixels, state {}x{} cells, {}:",
         args.image.display(),
         seg.grid.0,
         seg.grid.1,
         seg.state_grid.0,
         seg.state_grid.1,
-        args.steps
+        match (args.until_stable, settled) {
+            (false, _) => format!("{steps} steps"),
+            (true, true) => format!("settled after {steps} steps"),
+            (true, false) => format!("not settled within {steps} steps"),
+        }
     );
     for (name, f) in CLASS_NAMES
         .iter()

@@ -62,6 +62,7 @@ mod norm;
 mod params;
 mod rule;
 mod segmenter;
+mod settle;
 mod var_builder;
 
 pub use cascade::{Cascade, CascadeLevel};
@@ -81,4 +82,5 @@ pub use rule::{CellRule, StepBackend};
 #[cfg(feature = "image")]
 pub use segmenter::rgb_to_chw;
 pub use segmenter::{Segmenter, DEFAULT_STEPS};
+pub use settle::{Settled, Settling};
 pub use var_builder::var_builder_tensor;

@@ -8,6 +8,7 @@ use crate::ensemble::{ensemble_mean, repeat_members, EnsembleOutput};
 use crate::error::{CoreError, Result};
 use crate::model::CellModel;
 use crate::rule::CellRule;
+use crate::settle::{SettleTracker, Settled, Settling};
 
 /// The number of CA steps a [`Segmenter`] takes unless told otherwise: the
 /// step count the models of this project are trained and evaluated at.
@@ -194,6 +195,49 @@ impl<M: CellModel> Segmenter<M> {
         let colony = Colony::new(self.model, b, h, w, chunk_seed(self.seed, 0))?;
         let env = colony.environment(&images)?;
         Ok((colony, env))
+    }
+
+    /// Segments a batch of images with as many steps as each needs: the
+    /// colony (of [`Segmenter::ensemble`] runs per image) steps until every
+    /// image's class map has settled as `settling` says, or
+    /// `settling.max_steps`; [`Segmenter::steps`] is not used. Each image's
+    /// map is the one of the step it settled at.
+    ///
+    /// # Shapes
+    ///
+    /// `images` `[B, 3, H, W]` f32 RGB in `[0, 1]` -> classes `[B, H, W]`
+    /// u32 and `B` step counts.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Shape`] naming `images` when they are not
+    /// `[B, 3, H, W]` f32 with `B, H, W >= 1`; [`CoreError::InvalidConfig`]
+    /// naming the field of a `settling` that does not validate.
+    pub fn segment_until_stable(&self, images: &Tensor, settling: &Settling) -> Result<Settled> {
+        settling.validate()?;
+        let (b, h, w) = match images.dims() {
+            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => (b, h, w),
+            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
+        };
+        let borrowed = Segmenter {
+            model: &self.model,
+            steps: self.steps,
+            seed: self.seed,
+            ensemble: 1,
+        };
+        let (mut colony, env) = borrowed.start(&repeat_members(images, self.ensemble)?)?;
+        let mut tracker = SettleTracker::new(*settling, b, h * w);
+        for t in 1..=settling.max_steps {
+            colony.step(&env)?;
+            let maps = match self.ensemble {
+                1 => colony.predict()?,
+                n => ensemble_mean(&colony.logits()?, n)?.classes()?,
+            };
+            if tracker.observe(t, maps.flatten_all()?.to_vec1::<u32>()?) {
+                break;
+            }
+        }
+        tracker.finish((b, h, w), self.model.rule().device())
     }
 
     /// Evolves a colony on images `[B, 3, H, W]` and predicts: the plain

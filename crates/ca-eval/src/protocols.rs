@@ -21,7 +21,7 @@ use ca_core::ErrorShapes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ca_core::{CellModel, Colony};
+use ca_core::{CellModel, Colony, Segmenter, Settling};
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
 use ca_unet::UNet;
 use candle_core::{DType, Device, Tensor};
@@ -813,6 +813,128 @@ fn norms_output(
         chart,
         maps: vec![],
     }
+}
+
+/// Anytime stopping against a fixed step count: every image segmented
+/// until its class map settles ([`ca_core::Segmenter::segment_until_stable`])
+/// under each of `settings`, next to the fixed `opts.target` steps (the
+/// first row, its settling columns `NaN`). Columns: `mean_steps`,
+/// `max_change`, `window`, `min_steps`, `max_steps`, `settled` (the
+/// fraction of images that settled before `max_steps`), the IoU per class
+/// and their mean, and the object IoU's standard error. Chunk `k` of
+/// `opts.batch` images is seeded `opts.seed + k`, the same for every row;
+/// `opts.ensemble` runs per image.
+pub fn anytime<M: CellModel>(
+    model: &M,
+    set: &EvalSet,
+    opts: &RunOptions,
+    settings: &[Settling],
+) -> Result<ProtocolOutput> {
+    opts.validate()?;
+    if set.is_empty() {
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
+    }
+    for s in settings {
+        s.validate()?;
+    }
+    let classes = model.rule().config().num_classes;
+    let device = model.rule().device().clone();
+    // Row 0: the fixed step count; then one row per setting.
+    let rows_n = settings.len() + 1;
+    let mut counts = vec![ca_sched::IouCounts::new(classes); rows_n];
+    let mut steps = vec![0usize; rows_n];
+    let mut settled = vec![0usize; rows_n];
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for (k, chunk) in indices.chunks(opts.batch).enumerate() {
+        let images: Vec<Vec<f32>> = chunk.iter().map(|&i| set.images[i].clone()).collect();
+        let labels: Vec<u32> = chunk
+            .iter()
+            .flat_map(|&i| set.labels[i].iter().map(|&c| u32::from(c)))
+            .collect();
+        let images = images_tensor(&images, set.size, &device)?;
+        let pixels = set.size * set.size;
+        let segmenter = Segmenter::new(model)
+            .with_seed(opts.seed.wrapping_add(k as u64))
+            .with_ensemble(opts.ensemble);
+        let fixed = segmenter
+            .clone()
+            .with_steps(opts.target)
+            .segment_batch(&images)?;
+        counts[0].add(&fixed.flatten_all()?.to_vec1::<u32>()?, &labels, pixels);
+        steps[0] += opts.target * chunk.len();
+        for (r, setting) in settings.iter().enumerate() {
+            let out = segmenter.segment_until_stable(&images, setting)?;
+            counts[r + 1].add(
+                &out.classes.flatten_all()?.to_vec1::<u32>()?,
+                &labels,
+                pixels,
+            );
+            steps[r + 1] += out.steps.iter().sum::<usize>();
+            settled[r + 1] += out.settled.iter().filter(|&&s| s).count();
+        }
+    }
+    let n = set.len() as f64;
+    let mut columns: Vec<String> = [
+        "mean_steps",
+        "max_change",
+        "window",
+        "min_steps",
+        "max_steps",
+        "settled",
+    ]
+    .map(String::from)
+    .to_vec();
+    columns.extend(class_names(classes).iter().map(|c| iou_column(c)));
+    columns.push(iou_column("mean"));
+    columns.push("stderr_object".into());
+    let rows = (0..rows_n)
+        .map(|r| {
+            let head = match r {
+                0 => [f64::NAN; 4],
+                _ => {
+                    let s = &settings[r - 1];
+                    [
+                        s.max_change,
+                        s.window as f64,
+                        s.min_steps as f64,
+                        s.max_steps as f64,
+                    ]
+                }
+            };
+            let iou = counts[r].iou();
+            let finite: Vec<f64> = iou.iter().copied().filter(|v| v.is_finite()).collect();
+            let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+            std::iter::once(steps[r] as f64 / n)
+                .chain(head)
+                .chain(std::iter::once(settled[r] as f64 / n))
+                .chain(iou.iter().copied())
+                .chain([mean, counts[r].stderr().get(1).copied().unwrap_or(f64::NAN)])
+                .collect()
+        })
+        .collect();
+    let table = Table { columns, rows };
+    let chart = Chart {
+        title: format!(
+            "Anytime stopping: IoU against mean CA steps ({} images; first row: {} fixed steps)",
+            set.len(),
+            opts.target
+        ),
+        x_label: "mean CA steps".into(),
+        y_label: "IoU".into(),
+        columns: vec![
+            (iou_column("object"), "object".into()),
+            (iou_column("boundary"), "boundary".into()),
+        ],
+        marks: vec![opts.target as f64],
+        y_range: Some((0.0, 1.0)),
+    };
+    Ok(ProtocolOutput {
+        name: "anytime",
+        table,
+        extra_tables: vec![],
+        chart,
+        maps: vec![],
+    })
 }
 
 /// Per-pixel spread of the prediction over `runs` stochastic runs of each

@@ -151,3 +151,39 @@ fn iou_curves_take_an_ensemble_and_single_run_protocols_refuse_it() {
         assert!(e.to_string().contains("ensemble"), "{e}");
     }
 }
+
+/// `evaluate anytime`: a row for the fixed step count, then one per
+/// setting, each with its mean steps inside the setting's bounds.
+#[test]
+fn anytime_compares_settling_rules_with_the_fixed_count() {
+    let (rule, set, opts) = (rule(), set(), opts());
+    let settings = [
+        ca_core::Settling {
+            max_change: 0.5,
+            window: 1,
+            min_steps: 2,
+            max_steps: 9,
+        },
+        ca_core::Settling {
+            max_change: 0.0,
+            window: 2,
+            min_steps: 3,
+            max_steps: 5,
+        },
+    ];
+    let out = protocols::anytime(&rule, &set, &opts, &settings).unwrap();
+    assert_eq!(out.name, "anytime");
+    assert_eq!(out.table.columns[0], "mean_steps");
+    assert_eq!(out.table.rows.len(), 3);
+    assert_eq!(out.table.rows[0][0], opts.target as f64);
+    assert!((2.0..=9.0).contains(&out.table.rows[1][0]));
+    assert!((3.0..=5.0).contains(&out.table.rows[2][0]));
+    let bad = ca_core::Settling {
+        window: 0,
+        ..settings[0]
+    };
+    let e = protocols::anytime(&rule, &set, &opts, &[bad])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("window"), "{e}");
+}

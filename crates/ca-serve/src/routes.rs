@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use ca_core::Settling;
 use ca_viz::render;
 use ca_viz::segment::{segment as run_segment, SegmentOptions};
 
@@ -317,6 +318,9 @@ struct SegmentQuery {
     /// Colonies per photo, their class probabilities averaged: 1 (the
     /// default) to [`MAX_API_ENSEMBLE`].
     ensemble: Option<String>,
+    /// `true`: run until the class map settles ([`Settling::default`],
+    /// at most its `max_steps`) instead of `steps`; `false` (the default).
+    until_stable: Option<String>,
 }
 
 /// The largest `ensemble` of `POST /api/segment`: 8 colonies of the
@@ -399,6 +403,8 @@ struct Run {
     steps: usize,
     /// Colonies per photo, their probabilities averaged.
     ensemble: usize,
+    /// Run until the map settles instead of `steps` (`until_stable=true`).
+    until_stable: Option<Settling>,
 }
 
 /// The photo, steps and model of a `POST /api/segment` form.
@@ -418,6 +424,16 @@ async fn segment(
         query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let reply = segment_reply(&query)?;
     let ensemble = parse_ensemble(query.ensemble.as_deref())?;
+    let until_stable = match query.until_stable.as_deref() {
+        None | Some("false") => None,
+        Some("true") => Some(Settling::default()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query 'until_stable' = '{}': expected true or false",
+                other.escape_default()
+            )))
+        }
+    };
     let multipart = multipart.map_err(|e| {
         ApiError::bad_request(format!(
             "expected a multipart/form-data body: {}",
@@ -438,7 +454,11 @@ async fn segment(
     // its memory too.
     let work = move || {
         let _slot = permit;
-        let run = Run { steps, ensemble };
+        let run = Run {
+            steps,
+            ensemble,
+            until_stable,
+        };
         let map = segment_upload(&model, &form.image, limits, run, &reply, max_json_cells)?;
         if reply.json {
             Ok(json_reply(&model.name, run, &map))
@@ -457,6 +477,8 @@ struct ClassMap {
     classes: Vec<u8>,
     width: usize,
     height: usize,
+    /// The CA steps run and whether the map settled (`until_stable`).
+    steps: (usize, bool),
 }
 
 /// The JSON reply of `POST /api/segment?format=json`: the model, steps,
@@ -475,7 +497,9 @@ fn json_reply(model: &str, run: Run, map: &ClassMap) -> Response {
         .collect();
     let head = serde_json::json!({
         "model": model,
-        "steps": run.steps,
+        "steps": map.steps.0,
+        "settled": map.steps.1,
+        "until_stable": run.until_stable.is_some(),
         "ensemble": run.ensemble,
         "width": map.width,
         "height": map.height,
@@ -623,6 +647,7 @@ fn segment_upload(
         frame_every: None,
         frame_scale: 1,
         ensemble: run.ensemble,
+        until_stable: run.until_stable,
     };
     let result = run_segment(&model.model, &photo, &options)
         .map_err(|e| ApiError::internal(format!("segmentation failed: {e}")))?;
@@ -637,12 +662,14 @@ fn segment_upload(
             classes: render::resample_nearest(&grid, (size, size), (pw, ph)),
             width: pw,
             height: ph,
+            steps: result.steps,
         }
     } else {
         ClassMap {
             classes: grid,
             width: size,
             height: size,
+            steps: result.steps,
         }
     })
 }

@@ -877,6 +877,19 @@ async fn query_parameters_count_and_wrong_methods_get_json_405() {
     let answer = post_form(addr, "/api/segment?format=json&steps=3&ensemble=3", &form).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json()["ensemble"], 3);
+    // Anytime: the reply says how many steps the colony took.
+    let answer = post_form(addr, "/api/segment?format=json&until_stable=true", &form).await;
+    assert_eq!(answer.status, 200);
+    let json = answer.json();
+    assert_eq!(json["until_stable"], true);
+    let steps = json["steps"].as_u64().unwrap();
+    assert!((8..=80).contains(&steps), "{steps}");
+    assert!(
+        json["settled"].as_bool() == Some(true) || steps == 80,
+        "{json}"
+    );
+    let answer = post_form(addr, "/api/segment?until_stable=maybe", &form).await;
+    assert!(answer.error(400).contains("query 'until_stable' = 'maybe'"));
     for bad in ["0", "9", "two"] {
         let answer = post_form(addr, &format!("/api/segment?ensemble={bad}"), &form).await;
         let message = answer.error(400);

@@ -5,7 +5,7 @@
 use ca_core::ErrorShapes;
 use std::path::{Path, PathBuf};
 
-use ca_core::{CellModel, Colony, Segmenter};
+use ca_core::{CellModel, Colony, Segmenter, Settling};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
@@ -39,6 +39,9 @@ pub struct SegmentOptions {
     /// than one, [`Segmentation::variance`] holds their spread; evolution
     /// frames show one colony and need 1.
     pub ensemble: usize,
+    /// Run until the class map settles instead of `steps` steps
+    /// ([`ca_core::Segmenter::segment_until_stable`]; no frames).
+    pub until_stable: Option<Settling>,
 }
 
 impl SegmentOptions {
@@ -54,6 +57,7 @@ impl SegmentOptions {
             frame_every: None,
             frame_scale: 1,
             ensemble: 1,
+            until_stable: None,
         }
     }
 }
@@ -75,8 +79,12 @@ pub struct Segmentation {
     pub frames: Vec<(usize, RgbImage)>,
     /// With an ensemble, the variance over its colonies of each class's
     /// probability, averaged over the classes, per pixel of `grid`
-    /// (row-major, in `[0, 0.25]`); `None` for one colony.
+    /// (row-major, in `[0, 0.25]`); `None` for one colony (and with
+    /// `until_stable`).
     pub variance: Option<Vec<f32>>,
+    /// The CA steps run, and whether the map settled before the limit
+    /// (always true without `until_stable`).
+    pub steps: (usize, bool),
 }
 
 /// Runs `model` on `photo` as `options` say.
@@ -118,6 +126,25 @@ pub fn segment<M: CellModel>(
         .with_seed(options.seed)
         .with_steps(options.steps)
         .with_ensemble(options.ensemble);
+    if let Some(settling) = &options.until_stable {
+        if options.frame_every.is_some() {
+            return Err(VizError::invalid(
+                "until_stable",
+                "set",
+                "evolution frames need a fixed step count",
+            ));
+        }
+        let out = segmenter.segment_until_stable(&image, settling)?;
+        let (sh, sw) = model.state_size((h, w));
+        return Ok(Segmentation {
+            grid,
+            state_grid: (sw, sh),
+            classes: out.classes.flatten_all()?.to_vec1::<u32>()?,
+            frames: Vec::new(),
+            variance: None,
+            steps: (out.steps[0], out.settled[0]),
+        });
+    }
     if options.ensemble != 1 {
         if options.frame_every.is_some() {
             return Err(VizError::invalid(
@@ -134,6 +161,7 @@ pub fn segment<M: CellModel>(
             classes: out.classes()?.flatten_all()?.to_vec1::<u32>()?,
             frames: Vec::new(),
             variance: Some(out.variance.flatten_all()?.to_vec1::<f32>()?),
+            steps: (options.steps, true),
         });
     }
     let (mut colony, env) = segmenter.start(&image)?;
@@ -168,6 +196,7 @@ pub fn segment<M: CellModel>(
         classes: classes_of(&colony)?,
         frames,
         variance: None,
+        steps: (options.steps, true),
     })
 }
 

@@ -68,6 +68,7 @@ fn segment_writes_maps_at_photo_size_and_a_two_row_gif() {
         frame_every: Some(2),
         frame_scale: 2,
         ensemble: 1,
+        until_stable: None,
     };
     let seg = segment(&rule(), &photo, &options).unwrap();
     assert_eq!(seg.grid, (SIZE, SIZE));
@@ -99,6 +100,7 @@ fn segment_native_runs_on_the_photo_grid() {
         frame_every: None,
         frame_scale: 1,
         ensemble: 1,
+        until_stable: None,
     };
     let seg = segment(&rule(), &small, &options).unwrap();
     assert_eq!(seg.grid, (20, 12));
@@ -120,6 +122,7 @@ fn segment_runs_a_high_resolution_model_on_a_smaller_state() {
         frame_every: Some(1),
         frame_scale: 2,
         ensemble: 1,
+        until_stable: None,
     };
     let seg = segment(&model, &photo, &options).unwrap();
     assert_eq!((seg.grid, seg.state_grid), ((16, 16), (8, 8)));
@@ -171,4 +174,32 @@ fn an_ensemble_segments_with_its_spread_and_writes_it() {
     };
     let err = segment(&rule(), &photo, &gif).err().unwrap().to_string();
     assert!(err.contains("ensemble") && err.contains("GIF"), "{err}");
+}
+
+#[test]
+fn until_stable_reports_its_steps_and_refuses_frames() {
+    let (_, photo) = fixture_photo();
+    let settling = ca_core::Settling {
+        max_change: 0.05,
+        window: 2,
+        min_steps: 3,
+        max_steps: 12,
+    };
+    let options = SegmentOptions {
+        until_stable: Some(settling),
+        ..SegmentOptions::new(SIZE)
+    };
+    let seg = segment(&rule(), &photo, &options).unwrap();
+    let (steps, settled) = seg.steps;
+    assert!((3..=12).contains(&steps), "{steps}");
+    assert!(settled || steps == 12);
+    assert_eq!(seg.classes.len(), SIZE * SIZE);
+    let plain = segment(&rule(), &photo, &SegmentOptions::new(SIZE)).unwrap();
+    assert_eq!(plain.steps, (ca_core::DEFAULT_STEPS, true));
+    let gif = SegmentOptions {
+        frame_every: Some(1),
+        ..options
+    };
+    let err = segment(&rule(), &photo, &gif).err().unwrap().to_string();
+    assert!(err.contains("until_stable"), "{err}");
 }

@@ -1,0 +1,125 @@
+//! Anytime stopping: a colony stops when its class map has settled, never
+//! before `min_steps` nor after `max_steps`, and its map is the plain
+//! segmenter's at the step it stopped.
+
+use ca_core::{CellConfig, CellRule, CoreError, Segmenter, Settling};
+use candle_core::{DType, Device, Tensor};
+
+fn rule() -> CellRule {
+    let config = CellConfig {
+        state_channels: 8,
+        hidden_channels: 16,
+        ..CellConfig::default()
+    };
+    CellRule::new(config, 5, &Device::Cpu).unwrap()
+}
+
+fn images(b: usize) -> Tensor {
+    Tensor::rand(0f32, 1.0, (b, 3, 9, 11), &Device::Cpu).unwrap()
+}
+
+fn flat(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn a_quiet_rule_stops_at_min_steps_and_a_strict_one_at_max_steps() {
+    let (rule, images) = (rule(), images(3));
+    let segmenter = Segmenter::new(&rule).with_seed(2);
+    let lenient = Settling {
+        max_change: 0.999,
+        window: 2,
+        min_steps: 4,
+        max_steps: 30,
+    };
+    let out = segmenter.segment_until_stable(&images, &lenient).unwrap();
+    assert_eq!(out.steps, [4, 4, 4]);
+    assert_eq!(out.settled, [true, true, true]);
+    assert_eq!(out.classes.dims(), [3, 9, 11]);
+    assert_eq!(out.classes.dtype(), DType::U32);
+    let capped = Settling {
+        max_change: 0.0,
+        window: 3,
+        min_steps: 3,
+        max_steps: 3,
+    };
+    let out = segmenter.segment_until_stable(&images, &capped).unwrap();
+    assert_eq!(out.steps, [3, 3, 3], "never past max_steps");
+}
+
+#[test]
+fn each_image_keeps_the_plain_map_of_the_step_it_settled_at() {
+    let (rule, images) = (rule(), images(1));
+    let settling = Settling {
+        max_change: 0.02,
+        window: 2,
+        min_steps: 2,
+        max_steps: 40,
+    };
+    let segmenter = Segmenter::new(&rule).with_seed(7);
+    let out = segmenter.segment_until_stable(&images, &settling).unwrap();
+    let t = out.steps[0];
+    assert!((2..=40).contains(&t));
+    let plain = segmenter
+        .clone()
+        .with_steps(t)
+        .segment_batch(&images)
+        .unwrap();
+    assert_eq!(flat(&out.classes), flat(&plain));
+    // An ensemble settles too, within its bounds.
+    let four = segmenter.with_ensemble(4);
+    let out = four.segment_until_stable(&images, &settling).unwrap();
+    assert!((2..=40).contains(&out.steps[0]));
+}
+
+#[test]
+fn bad_settings_are_refused_by_name() {
+    let (rule, images) = (rule(), images(1));
+    let segmenter = Segmenter::new(&rule);
+    let base = Settling::default();
+    assert!(base.validate().is_ok());
+    for (settling, field) in [
+        (
+            Settling {
+                max_change: 1.0,
+                ..base
+            },
+            "max_change",
+        ),
+        (
+            Settling {
+                max_change: -0.1,
+                ..base
+            },
+            "max_change",
+        ),
+        (Settling { window: 0, ..base }, "window"),
+        (
+            Settling {
+                min_steps: 2,
+                window: 3,
+                ..base
+            },
+            "min_steps",
+        ),
+        (
+            Settling {
+                max_steps: 5,
+                ..base
+            },
+            "max_steps",
+        ),
+    ] {
+        let err = segmenter
+            .segment_until_stable(&images, &settling)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, CoreError::InvalidConfig(v) if v.name == field),
+            "{field}: {err}"
+        );
+    }
+    let bad = Tensor::zeros((3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let err = segmenter.segment_until_stable(&bad, &base).err().unwrap();
+    assert!(err.to_string().contains("images"), "{err}");
+}
