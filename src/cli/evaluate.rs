@@ -23,6 +23,7 @@ use crate::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table
 use crate::device::parse_device;
 use crate::report;
 use ca_core::Settling;
+use ca_data::sequence::Motion;
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_model::{AnyModel, Trainable};
 use ca_unet::UNet;
@@ -172,6 +173,26 @@ enum Protocol {
         /// Steps no image exceeds.
         #[arg(long, default_value_t = 100)]
         max_steps: usize,
+    },
+    /// Video: the colony carried from frame to frame (T steps on the
+    /// first frame, then --steps-per-frame on each) against a fresh colony
+    /// of T steps per frame, on moving sequences made from the photos.
+    Video {
+        #[command(flatten)]
+        common: Common,
+        /// Frames per sequence.
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// CA steps per frame of the carried colony, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20")]
+        steps_per_frame: Vec<usize>,
+        /// The motions (of slow-pan, fast-pan, zoom, rotate, brightness, cut).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "slow-pan,fast-pan,zoom,rotate,brightness,cut"
+        )]
+        motions: Vec<String>,
     },
     /// Per-pixel variance of the prediction over stochastic runs.
     Uncertainty {
@@ -406,6 +427,33 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect();
             let out = protocols::anytime(&model, &set, &opts, &settings)?;
+            (out, set, c.out.clone())
+        }
+        Protocol::Video {
+            common: c,
+            frames,
+            steps_per_frame,
+            motions,
+        } => {
+            let standard = Motion::standard();
+            let chosen = motions
+                .iter()
+                .map(|name| {
+                    standard
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .copied()
+                        .ok_or_else(|| {
+                            let known: Vec<&str> = standard.iter().map(|m| m.0).collect();
+                            format!(
+                                "--motions: unknown motion '{name}' (known: {})",
+                                known.join(", ")
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (model, set, opts) = setup(c, 1)?;
+            let out = protocols::video(&model, &set, &opts, &chosen, *frames, steps_per_frame)?;
             (out, set, c.out.clone())
         }
         Protocol::Uncertainty {

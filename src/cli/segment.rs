@@ -62,8 +62,8 @@ pub struct Args {
     /// their spread (no --gif).
     #[arg(long, default_value_t = 1)]
     ensemble: usize,
-    /// Run until the class map settles (at most 1% of the cells changing
-    /// class in each of 2 steps in a row, 8 to 80 steps:
+    /// Run until the class map settles (at most 3% of the cells changing
+    /// class in each of 4 steps in a row, 8 to 80 steps:
     /// `Settling::default`) instead of --steps; says how many it took.
     #[arg(long, conflicts_with = "gif")]
     until_stable: bool,

@@ -33,6 +33,7 @@ pub mod limits;
 pub mod photo;
 pub mod resize;
 pub mod rng;
+pub mod sequence;
 pub mod split;
 pub mod synth;
 

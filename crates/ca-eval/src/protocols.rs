@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ca_core::{CellModel, Colony, Segmenter, Settling};
+use ca_data::sequence::{make_sequence, Frame, Motion};
 use ca_data::{LoadOptions, PetsDataset, Split, CLASS_NAMES};
 use ca_unet::UNet;
 use candle_core::{DType, Device, Tensor};
@@ -936,6 +937,149 @@ pub fn anytime<M: CellModel>(
         maps: vec![],
     })
 }
+
+/// Video: the colony carried from frame to frame against a fresh colony
+/// for every frame, on moving sequences made from the set's photos
+/// ([`ca_data::sequence`]). For each motion and each image, a sequence of
+/// `frames` frames starts at that image (cuts go on to the next ones). The
+/// carried colony gives the first frame `opts.target` steps, then `K`
+/// steps to each later frame, for each `K` of `steps_per_frame`; the cold
+/// one gives every frame `opts.target` steps from a fresh state. Both are
+/// scored on frames 1.. (the first frame is the same full start), the IoU
+/// averaged over those frames. `video.csv`: `steps_per_frame` and, per
+/// motion, `iou_object_{motion}` and `iou_boundary_{motion}`;
+/// `video_cold.csv`: the cold colony's, one row at `opts.target` steps.
+pub fn video<M: CellModel>(
+    model: &M,
+    set: &EvalSet,
+    opts: &RunOptions,
+    motions: &[(&str, Motion)],
+    frames: usize,
+    steps_per_frame: &[usize],
+) -> Result<ProtocolOutput> {
+    opts.validate()?;
+    single_run(opts, "video")?;
+    if set.is_empty() {
+        return Err(EvalError::invalid("data", 0, "no samples to evaluate"));
+    }
+    if frames < 2 {
+        return Err(EvalError::invalid("frames", frames, "must be at least 2"));
+    }
+    if steps_per_frame.is_empty() || steps_per_frame.contains(&0) {
+        return Err(EvalError::invalid(
+            "steps_per_frame",
+            format!("{steps_per_frame:?}"),
+            "must be whole numbers of at least 1",
+        ));
+    }
+    let photos: Vec<Frame> = (0..set.len())
+        .map(|i| (set.images[i].clone(), set.labels[i].clone()))
+        .collect();
+    let t0 = opts.target;
+    let mut columns = vec!["steps_per_frame".to_string()];
+    let mut carried_rows: Vec<Vec<f64>> = steps_per_frame.iter().map(|&k| vec![k as f64]).collect();
+    let mut cold_row = vec![t0 as f64];
+    for (name, motion) in motions {
+        let sequences: Vec<Vec<Frame>> = (0..set.len())
+            .map(|i| make_sequence(&photos, i, set.size, *motion, frames))
+            .collect::<std::result::Result<_, _>>()?;
+        let frame_tensor = |chunk: &[usize], f: usize| -> ca_sched::Result<Inputs> {
+            let images: Vec<Vec<f32>> = chunk.iter().map(|&i| sequences[i][f].0.clone()).collect();
+            let labels = chunk
+                .iter()
+                .flat_map(|&i| sequences[i][f].1.iter().map(|&c| u32::from(c)))
+                .collect();
+            let images = images_tensor(&images, set.size, model.rule().device())
+                .map_err(ca_sched::SchedError::data)?;
+            Ok((images, labels))
+        };
+        // Cold: every later frame from a fresh state.
+        let mut cold = Vec::new();
+        for f in 1..frames {
+            let table = ca_sched::iou_over_time(
+                model,
+                set.len(),
+                opts.batch,
+                opts.seed,
+                &[t0],
+                |chunk, t| Ok((t == 1).then(|| frame_tensor(chunk, f)).transpose()?),
+            )?;
+            cold.push(table.iou[0].clone());
+        }
+        // Carried: t0 steps on frame 0, then k on each later frame.
+        let mut carried = Vec::new();
+        for &k in steps_per_frame {
+            let records: Vec<usize> = (1..frames).map(|f| t0 + f * k).collect();
+            let table = ca_sched::iou_over_time(
+                model,
+                set.len(),
+                opts.batch,
+                opts.seed,
+                &records,
+                |chunk, t| {
+                    let f = if t <= t0 { 0 } else { 1 + (t - t0 - 1) / k };
+                    let starts = t == 1 || (t > t0 && (t - t0 - 1).is_multiple_of(k));
+                    Ok(starts
+                        .then(|| frame_tensor(chunk, f.min(frames - 1)))
+                        .transpose()?)
+                },
+            )?;
+            carried.push(table.iou);
+        }
+        let mean_of = |rows: &[Vec<f64>], c: usize| -> f64 {
+            let v: Vec<f64> = rows
+                .iter()
+                .map(|r| r[c])
+                .filter(|x| x.is_finite())
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        for c in [1, 2] {
+            let class = CLASS_NAMES.get(c).copied().unwrap_or("class");
+            columns.push(format!("{IOU_COLUMN_PREFIX}{class}_{name}"));
+            cold_row.push(mean_of(&cold, c));
+            for (row, rows) in carried_rows.iter_mut().zip(&carried) {
+                row.push(mean_of(rows, c));
+            }
+        }
+    }
+    let chart = Chart {
+        title: format!(
+            "Video: object IoU of the carried colony against CA steps per frame ({} images, {frames} frames)",
+            set.len()
+        ),
+        x_label: "CA steps per frame".into(),
+        y_label: "IoU".into(),
+        columns: motions
+            .iter()
+            .map(|(name, _)| (format!("{IOU_COLUMN_PREFIX}object_{name}"), name.to_string()))
+            .collect(),
+        marks: vec![],
+        y_range: Some((0.0, 1.0)),
+    };
+    Ok(ProtocolOutput {
+        name: "video",
+        table: Table {
+            columns: columns.clone(),
+            rows: carried_rows,
+        },
+        extra_tables: vec![(
+            "cold".into(),
+            Table {
+                columns: std::iter::once("steps".to_string())
+                    .chain(columns.into_iter().skip(1))
+                    .collect(),
+                rows: vec![cold_row],
+            },
+        )],
+        chart,
+        maps: vec![],
+    })
+}
+
+/// A batch's images and flat labels, as [`ca_sched::iou_over_time`]
+/// takes them.
+type Inputs = (Tensor, Vec<u32>);
 
 /// Per-pixel spread of the prediction over `runs` stochastic runs of each
 /// image (different initial states and update draws; the runs of one image

@@ -187,3 +187,63 @@ fn anytime_compares_settling_rules_with_the_fixed_count() {
         .unwrap();
     assert!(e.to_string().contains("window"), "{e}");
 }
+
+/// `evaluate video`: one row per steps-per-frame with each motion's object
+/// and boundary IoU, the cold colony's beside; a still "video" carried
+/// with T steps a frame is the plain colony stepping on.
+#[test]
+fn video_compares_the_carried_colony_with_a_cold_one() {
+    use ca_data::sequence::Motion;
+    let (rule, set, opts) = (rule(), set(), opts());
+    let motions = [
+        ("still", Motion::Brightness { per_frame: 0.0 }),
+        (
+            "pan",
+            Motion::Pan {
+                pixels_per_frame: 1.0,
+                zoom: 1.5,
+            },
+        ),
+    ];
+    let out = protocols::video(&rule, &set, &opts, &motions, 3, &[1, 4]).unwrap();
+    assert_eq!(
+        out.table.columns,
+        [
+            "steps_per_frame",
+            "iou_object_still",
+            "iou_boundary_still",
+            "iou_object_pan",
+            "iou_boundary_pan"
+        ]
+    );
+    assert_eq!(out.table.rows.len(), 2);
+    assert_eq!((out.table.rows[0][0], out.table.rows[1][0]), (1.0, 4.0));
+    let (_, cold) = &out.extra_tables[0];
+    assert_eq!(cold.rows[0][0], opts.target as f64);
+    // Still frames, 4 steps each after T = 4: the carried colony at frames
+    // 1 and 2 is the plain colony at steps 8 and 12.
+    let plain = protocols::stability(
+        &rule,
+        &set,
+        &RunOptions {
+            steps: 12,
+            every: 4,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let at = |t: f64, col: usize| plain.table.rows.iter().find(|r| r[0] == t).unwrap()[col];
+    let want = (at(8.0, 2) + at(12.0, 2)) / 2.0;
+    assert!(
+        (out.table.rows[1][1] - want).abs() < 1e-12,
+        "{} vs {want}",
+        out.table.rows[1][1]
+    );
+    for bad in [
+        protocols::video(&rule, &set, &opts, &motions, 1, &[1]),
+        protocols::video(&rule, &set, &opts, &motions, 3, &[0]),
+    ] {
+        let e = bad.err().unwrap().to_string();
+        assert!(e.contains("frames") || e.contains("steps_per_frame"), "{e}");
+    }
+}
