@@ -1002,7 +1002,7 @@ pub fn video<M: CellModel>(
                 opts.batch,
                 opts.seed,
                 &[t0],
-                |chunk, t| Ok((t == 1).then(|| frame_tensor(chunk, f)).transpose()?),
+                |chunk, t| (t == 1).then(|| frame_tensor(chunk, f)).transpose(),
             )?;
             cold.push(table.iou[0].clone());
         }
@@ -1019,9 +1019,9 @@ pub fn video<M: CellModel>(
                 |chunk, t| {
                     let f = if t <= t0 { 0 } else { 1 + (t - t0 - 1) / k };
                     let starts = t == 1 || (t > t0 && (t - t0 - 1).is_multiple_of(k));
-                    Ok(starts
+                    starts
                         .then(|| frame_tensor(chunk, f.min(frames - 1)))
-                        .transpose()?)
+                        .transpose()
                 },
             )?;
             carried.push(table.iou);
