@@ -254,7 +254,7 @@ mod tests {
     fn photo(size: usize, seed: u32) -> Frame {
         let n = size * size;
         let img = (0..3 * n)
-            .map(|i| ((i as u32 * 2654435761u32 ^ seed) % 1000) as f32 / 1000.0)
+            .map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 1000.0)
             .collect();
         let lab = (0..n)
             .map(|i| ((i / size + (i % size) / 3 + seed as usize) % 3) as u8)
