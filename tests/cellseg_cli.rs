@@ -165,3 +165,142 @@ fn segment_until_stable_says_how_many_steps_it_took() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--until-stable"));
 }
+
+/// `segment` on a video: a GIF's frames segmented with the colony carried,
+/// an overlay GIF and one class map per frame; a video file without
+/// `ffmpeg` on the PATH is a clear error naming it.
+#[test]
+fn segment_takes_a_gif_and_names_a_missing_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos: Vec<_> = std::fs::read_dir("fixtures/pets-synthetic/images")
+        .unwrap()
+        .take(3)
+        .map(|e| image::open(e.unwrap().path()).unwrap().to_rgba8())
+        .collect();
+    let gif = dir.path().join("clip.gif");
+    {
+        let file = std::fs::File::create(&gif).unwrap();
+        let mut enc = image::codecs::gif::GifEncoder::new(file);
+        for p in &photos {
+            let frame = image::imageops::resize(p, 40, 30, image::imageops::FilterType::Triangle);
+            enc.encode_frame(image::Frame::new(frame)).unwrap();
+        }
+    }
+    let out_dir = dir.path().join("out");
+    let out = cellseg(&[
+        "segment",
+        gif.to_str().unwrap(),
+        "--model",
+        "models/pets48.safetensors",
+        "--steps",
+        "10",
+        "--steps-per-frame",
+        "3",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("3 frames of 40x30") && said.contains("then 3 on each"),
+        "{said}"
+    );
+    assert_eq!(
+        image::image_dimensions(out_dir.join("clip_overlay.gif")).unwrap(),
+        (40, 30)
+    );
+    let maps = std::fs::read_dir(out_dir.join("clip_classes"))
+        .unwrap()
+        .count();
+    assert_eq!(maps, 3);
+    // Photo-only flags are refused for a video.
+    let out = cellseg(&["segment", gif.to_str().unwrap(), "--ensemble", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("for photos"));
+    // A video file needs ffmpeg: with no PATH, the error names it.
+    let mp4 = dir.path().join("clip.mp4");
+    std::fs::write(&mp4, b"not really a video").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .args(["segment", mp4.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("'ffprobe'") && err.contains("clip.mp4"),
+        "{err}"
+    );
+}
+
+/// `segment clip.mp4` through ffmpeg (installed by `.ci/run`; skipped with
+/// a note where it is absent, failed under `CI=true`).
+#[test]
+fn segment_reads_a_video_file_through_ffmpeg() {
+    let has = |p: &str| {
+        Command::new(p)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(has("ffmpeg") && has("ffprobe")) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ffmpeg and ffprobe must be installed under CI=true (.ci/run installs them)"
+        );
+        eprintln!("skipped: no ffmpeg/ffprobe on the PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=5",
+            "-t",
+            "1",
+        ])
+        .args(["-pix_fmt", "yuv420p", mp4.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out_dir = dir.path().join("out");
+    let out = cellseg(&[
+        "segment",
+        mp4.to_str().unwrap(),
+        "--model",
+        "models/pets48.safetensors",
+        "--steps",
+        "5",
+        "--steps-per-frame",
+        "1",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("5 frames of 64x48"), "{said}");
+    assert_eq!(
+        std::fs::read_dir(out_dir.join("clip_classes"))
+            .unwrap()
+            .count(),
+        5
+    );
+}

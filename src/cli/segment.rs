@@ -9,12 +9,22 @@
 //! photo's resolution, and with `--gif` an animated GIF of the evolution:
 //! the prediction above, the hidden state projected to RGB below (see
 //! `crate::ca_viz::render::StateProjection`).
+//!
+//! A video (an animated GIF, a folder of JPEG/PNG frames, or a video file
+//! through `ffmpeg`: `ca_data::video`) is segmented frame by frame with the
+//! colony carried over (`--steps` on the first frame, then
+//! `--steps-per-frame`; `--cold` for a fresh colony on every frame): it
+//! writes `OUT/STEM_overlay.gif` and the class map of every frame as
+//! `OUT/STEM_classes/NNNNN.png`.
 
 use std::path::PathBuf;
 
+use crate::ca_viz::render;
 use crate::ca_viz::segment::{segment, write_outputs, OutputPaths, SegmentOptions};
+use crate::ca_viz::video::{segment_video, VideoOptions};
 use crate::device::parse_device;
 use ca_core::Settling;
+use ca_data::video::{read_frames, VideoSource};
 use ca_data::CLASS_NAMES;
 use clap::Parser;
 
@@ -23,7 +33,9 @@ use clap::Parser;
 #[command(about = "Segment a photo with a trained cellular automaton")]
 pub struct Args {
     /// The photo: JPEG or PNG (other formats are refused, naming theirs),
-    /// at most 4096x4096 pixels, turned by its EXIF orientation.
+    /// at most 4096x4096 pixels, turned by its EXIF orientation; or a video:
+    /// a `.gif`, a folder of frames, or a video file (.mp4, .webm, .mov,
+    /// .mkv, .avi, ...; needs `ffmpeg`).
     image: PathBuf,
     /// The trained model (`model.safetensors` written by train_pets).
     #[arg(long, default_value = "models/pets48-cascade.safetensors")]
@@ -67,6 +79,12 @@ pub struct Args {
     /// `Settling::default`) instead of --steps; says how many it took.
     #[arg(long, conflicts_with = "gif")]
     until_stable: bool,
+    /// Video: CA steps on each frame after the first, the colony carried.
+    #[arg(long, default_value_t = crate::ca_viz::video::DEFAULT_STEPS_PER_FRAME)]
+    steps_per_frame: usize,
+    /// Video: a fresh colony of --steps steps on every frame instead.
+    #[arg(long)]
+    cold: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: candle_core::Device,
@@ -83,6 +101,9 @@ crate::cli::tool!(Args);
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (model, trained_size) = ca_model::load_model(&args.model, &args.device)?;
+    if let Some(source) = VideoSource::detect(&args.image) {
+        return run_video(&args, &model, trained_size, &source);
+    }
     let photo = ca_data::load_photo(&args.image, &ca_data::ImageLimits::default())?;
     let options = SegmentOptions {
         size: args.size.unwrap_or(trained_size),
@@ -123,5 +144,79 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(g) = &paths.gif {
         println!("wrote {} ({} frames)", g.display(), seg.frames.len());
     }
+    Ok(())
+}
+
+/// `segment` on a video: the frames read, the colony carried (or cold),
+/// an overlay GIF and every frame's class map written.
+fn run_video(
+    args: &Args,
+    model: &ca_model::AnyModel,
+    trained_size: usize,
+    source: &VideoSource,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if args.native || args.gif.is_some() || args.until_stable || args.ensemble != 1 {
+        return Err(format!(
+            "{}: a video takes --steps, --steps-per-frame, --cold, --size, --seed and --gif-delay; \
+             --native, --gif, --until-stable and --ensemble are for photos",
+            args.image.display()
+        )
+        .into());
+    }
+    let (frames, delay) = read_frames(source, &ca_data::ImageLimits::default())?;
+    let options = VideoOptions {
+        size: args.size.unwrap_or(trained_size),
+        steps: args.steps,
+        steps_per_frame: args.steps_per_frame,
+        cold: args.cold,
+        seed: args.seed,
+    };
+    let bar = indicatif::ProgressBar::new(frames.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} eta {eta}")
+            .expect("a valid template"),
+    );
+    let maps = segment_video(model, &frames, &options, |k| bar.set_position(k as u64 + 1))?;
+    bar.finish_and_clear();
+    let stem = args
+        .image
+        .file_stem()
+        .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
+    let map_dir = args.out.join(format!("{stem}_classes"));
+    std::fs::create_dir_all(&map_dir)
+        .map_err(|e| format!("cannot create {}: {e}", map_dir.display()))?;
+    let (w, h) = frames[0].dimensions();
+    let grid = (options.size, options.size);
+    let mut overlays = Vec::with_capacity(frames.len());
+    for (k, (frame, map)) in frames.iter().zip(&maps).enumerate() {
+        let up = render::resample_nearest(map, grid, (w as usize, h as usize));
+        render::save_png(
+            &render::class_image(&up, w as usize, h as usize),
+            &map_dir.join(format!("{k:05}.png")),
+        )?;
+        overlays.push(render::overlay(frame, map, grid, 0.5));
+    }
+    let gif = args.out.join(format!("{stem}_overlay.gif"));
+    render::write_gif(&overlays, delay.unwrap_or(args.gif_delay), &gif)?;
+    println!(
+        "{} ({} frames of {w}x{h}) at {}x{} pixels: {}",
+        args.image.display(),
+        frames.len(),
+        options.size,
+        options.size,
+        match options.cold {
+            true => format!("a fresh colony of {} steps on every frame", options.steps),
+            false => format!(
+                "{} steps on the first frame, then {} on each, the colony carried",
+                options.steps, options.steps_per_frame
+            ),
+        }
+    );
+    println!(
+        "wrote {} and {} class maps in {}",
+        gif.display(),
+        maps.len(),
+        map_dir.display()
+    );
     Ok(())
 }

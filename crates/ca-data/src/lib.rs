@@ -36,6 +36,7 @@ pub mod rng;
 pub mod sequence;
 pub mod split;
 pub mod synth;
+pub mod video;
 
 pub use augment::{Augment, CropBox, Drawn, JitterFactors};
 pub use batch::{epoch_order, Batch, EpochBatches};

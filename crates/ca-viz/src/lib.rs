@@ -24,5 +24,6 @@ pub mod error;
 pub mod plot;
 pub mod render;
 pub mod segment;
+pub mod video;
 
 pub use error::{Result, VizError};

@@ -203,3 +203,55 @@ fn until_stable_reports_its_steps_and_refuses_frames() {
     let err = segment(&rule(), &photo, &gif).err().unwrap().to_string();
     assert!(err.contains("until_stable"), "{err}");
 }
+
+/// A colony carried through a still "video" is the plain colony stepping
+/// on: frame k's map is the segmenter's after T + k K steps; a cold run
+/// gives every frame the plain map.
+#[test]
+fn a_carried_colony_on_a_still_video_steps_on() {
+    use ca_viz::video::{segment_video, VideoOptions};
+    let (_, photo) = fixture_photo();
+    let frames = vec![photo.clone(); 3];
+    let options = VideoOptions {
+        steps: 4,
+        steps_per_frame: 3,
+        ..VideoOptions::new(SIZE)
+    };
+    let mut seen = Vec::new();
+    let maps = segment_video(&rule(), &frames, &options, |k| seen.push(k)).unwrap();
+    assert_eq!(seen, [0, 1, 2]);
+    let image = candle_core::Tensor::from_vec(
+        ca_data::resize::image_to_chw(&photo, SIZE),
+        (1, 3, SIZE, SIZE),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let rule = rule();
+    for (k, map) in maps.iter().enumerate() {
+        let plain = ca_core::Segmenter::new(&rule)
+            .with_steps(4 + 3 * k)
+            .segment_batch(&image)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        assert_eq!(map, &plain, "frame {k}");
+    }
+    let cold = VideoOptions {
+        cold: true,
+        ..options
+    };
+    let maps = segment_video(&rule, &frames, &cold, |_| {}).unwrap();
+    assert!(maps.iter().all(|m| m == &maps[0]));
+    let bad = VideoOptions {
+        steps_per_frame: 0,
+        ..options
+    };
+    let err = segment_video(&rule, &frames, &bad, |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("steps_per_frame"), "{err}");
+    assert!(segment_video(&rule, &[], &options, |_| {}).is_err());
+}
