@@ -82,5 +82,5 @@ pub use rule::{CellRule, StepBackend};
 #[cfg(feature = "image")]
 pub use segmenter::rgb_to_chw;
 pub use segmenter::{Segmenter, DEFAULT_STEPS};
-pub use settle::{Settled, Settling};
+pub use settle::{SettleTracker, Settled, Settling};
 pub use var_builder::var_builder_tensor;

@@ -95,9 +95,10 @@ pub struct Settled {
 }
 
 /// Follows the class maps of a batch step by step and says when each
-/// image has settled.
-#[derive(Debug)]
-pub(crate) struct SettleTracker {
+/// image has settled under a [`Settling`] rule (what
+/// [`crate::Segmenter::segment_until_stable`] and a live page use).
+#[derive(Debug, Clone)]
+pub struct SettleTracker {
     rule: Settling,
     pixels: usize,
     previous: Option<Vec<u32>>,
@@ -108,8 +109,8 @@ pub(crate) struct SettleTracker {
 }
 
 impl SettleTracker {
-    /// A tracker of `batch` images of `pixels` cells each.
-    pub(crate) fn new(rule: Settling, batch: usize, pixels: usize) -> Self {
+    /// A tracker of `batch` images of `pixels` cells each, from step 0.
+    pub fn new(rule: Settling, batch: usize, pixels: usize) -> Self {
         SettleTracker {
             rule,
             pixels,
@@ -119,9 +120,10 @@ impl SettleTracker {
         }
     }
 
-    /// Records the maps `[B * pixels]` after step `t`; whether every image
-    /// has now settled.
-    pub(crate) fn observe(&mut self, t: usize, maps: Vec<u32>) -> bool {
+    /// Records the class maps `[B * pixels]` after step `t` (1, 2, ...
+    /// since the start); whether every image is now done (settled, or at
+    /// the rule's `max_steps`).
+    pub fn observe(&mut self, t: usize, maps: Vec<u32>) -> bool {
         if let Some(prev) = &self.previous {
             let chunks = maps.chunks(self.pixels).zip(prev.chunks(self.pixels));
             for (b, (now, before)) in chunks.enumerate() {
@@ -138,6 +140,15 @@ impl SettleTracker {
         }
         self.previous = Some(maps);
         self.done.iter().all(Option::is_some)
+    }
+
+    /// The step each image settled at by the rule (`None` while it has
+    /// not, and for an image that reached `max_steps` unsettled).
+    pub fn settled_at(&self) -> Vec<Option<usize>> {
+        self.done
+            .iter()
+            .map(|d| d.as_ref().filter(|d| d.2).map(|d| d.0))
+            .collect()
     }
 
     /// The maps and step counts, once every image is done; `shape` is

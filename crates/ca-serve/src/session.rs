@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ca_core::{Colony, Segmenter};
+use ca_core::{Colony, Segmenter, SettleTracker, Settling};
 use ca_model::AnyModel;
 use ca_viz::render::{self, StateProjection};
 use ca_viz::Result;
@@ -204,6 +204,9 @@ struct Session {
     seed: u64,
     steps: u64,
     since_event: usize,
+    /// Whether the class map has settled since the last event
+    /// ([`Settling::default`]; `None` until the first step after one).
+    settle: Option<SettleTracker>,
     video_frames: u64,
     damages: u64,
     rate: (Instant, u64, f64),
@@ -230,6 +233,7 @@ impl Session {
             seed: 0,
             steps: 0,
             since_event: 0,
+            settle: None,
             video_frames: 0,
             damages: 0,
             rate: (Instant::now(), 0, 0.0),
@@ -314,6 +318,9 @@ impl Session {
                     self.steps += 1;
                     self.since_event += 1;
                     self.dirty = true;
+                    if let Err(e) = self.observe_settling(&l.colony) {
+                        self.notice(&internal("cannot read the class map", e))?;
+                    }
                 }
                 let interval = Duration::from_secs_f64(1.0 / f64::from(self.steps_per_second));
                 next_step = (next_step + interval).max(now);
@@ -333,6 +340,24 @@ impl Session {
                 next_frame = now + Duration::from_secs_f64(1.0 / f64::from(self.limits.max_fps));
             }
         }
+    }
+
+    /// A photo, frame, restart, damage or resumed run: the step limit and
+    /// the settling count start again.
+    fn event(&mut self) {
+        self.since_event = 0;
+        self.settle = None;
+    }
+
+    /// Records the class map of the first run after a step, for "settled
+    /// after N steps".
+    fn observe_settling(&mut self, colony: &Colony<&AnyModel>) -> Result<()> {
+        let map = colony.predict()?.get(0)?.flatten_all()?.to_vec1::<u32>()?;
+        let tracker = self
+            .settle
+            .get_or_insert_with(|| SettleTracker::new(Settling::default(), 1, map.len()));
+        tracker.observe(self.since_event, map);
+        Ok(())
     }
 
     /// Whether the colony steps: playing, and under the step limit.
@@ -361,7 +386,7 @@ impl Session {
     fn restart<'m>(&mut self, model: &'m LoadedModel) -> Result<Option<Live<'m>>> {
         self.seed += 1;
         self.steps = 0;
-        self.since_event = 0;
+        self.event();
         self.dirty = true;
         let Some((photo, _)) = &self.photo else {
             return Ok(None);
@@ -388,7 +413,7 @@ impl Session {
                 let photo = decode_image(&bytes, self.limits.upload)?;
                 let view = views::photo_view(&photo, self.limits.view_size);
                 self.photo = Some((photo, view));
-                self.since_event = 0;
+                self.event();
                 self.dirty = true;
                 match live.as_mut() {
                     Some(l) if keep_state => {
@@ -409,7 +434,7 @@ impl Session {
                 ClientCommand::Play { on } => {
                     self.playing = on;
                     if on && self.max_steps.is_some_and(|m| self.since_event >= m) {
-                        self.since_event = 0;
+                        self.event();
                     }
                     self.dirty = true;
                 }
@@ -434,7 +459,7 @@ impl Session {
                             self.seed ^ self.damages.rotate_left(32),
                         )
                         .map_err(|e| internal("cannot damage the colony", e))?;
-                        self.since_event = 0;
+                        self.event();
                         self.dirty = true;
                     }
                 }
@@ -492,6 +517,7 @@ impl Session {
             "views": views::VIEWS,
             "step": self.steps,
             "since_event": self.since_event,
+            "settled_after": self.settle.as_ref().and_then(|t| t.settled_at()[0]),
             "max_steps": self.max_steps,
             "playing": self.playing,
             "running": self.running(),

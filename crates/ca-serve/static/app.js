@@ -140,6 +140,10 @@ async function onFrame(buffer) {
   framesShown += 1;
   $("frames").textContent = framesShown;
   $("step").textContent = header.step;
+  // The class map has settled (the server's Settling rule) since the last
+  // photo, frame, restart or damage.
+  $("settled").textContent =
+    header.settled_after == null ? "" : ` (settled after ${header.settled_after} steps)`;
   $("sps").textContent = header.steps_per_second.toFixed(1);
   $("model-name").textContent = header.model;
   // "Pause" only while the colony steps: paused, or halted at the step

@@ -616,6 +616,10 @@ async fn the_colony_runs_until_paused_and_a_flood_of_strokes_is_bounded() {
         (Some(true), true),
         "{past}"
     );
+    // Issue 39: the page hears when the class map settled (3% of the
+    // cells in 4 steps, within 8 to 80 steps of the photo).
+    let settled = past["settled_after"].as_u64();
+    assert!(settled.is_some_and(|n| (8..=80).contains(&n)), "{past}");
 
     // A limit halts it: the frame says so and the rate reads 0.
     socket
@@ -632,6 +636,10 @@ async fn the_colony_runs_until_paused_and_a_flood_of_strokes_is_bounded() {
     .await;
     assert_eq!(halted["playing"], true);
     assert_eq!(halted["steps_per_second"], 0.0);
+    assert!(
+        halted["settled_after"].is_null(),
+        "not before 8 steps: {halted}"
+    );
     // No limit again: it runs on.
     socket
         .send(Message::text(r#"{"cmd":"steps","steps":null}"#))
