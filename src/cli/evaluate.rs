@@ -173,6 +173,10 @@ enum Protocol {
         /// Steps no image exceeds.
         #[arg(long, default_value_t = 100)]
         max_steps: usize,
+        /// Weights of the past in the running average of the class
+        /// probabilities (0: the plain map), crossed with the others.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        smoothing: Vec<f64>,
     },
     /// Video: the colony carried from frame to frame (T steps on the
     /// first frame, then --steps-per-frame on each) against a fresh colony
@@ -413,19 +417,23 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
             window,
             min_steps,
             max_steps,
+            smoothing,
         } => {
             let (model, set, opts) = setup(c, 1)?;
-            let settings: Vec<Settling> = max_change
-                .iter()
-                .flat_map(|&m| {
-                    window.iter().map(move |&w| Settling {
-                        max_change: m,
-                        window: w,
-                        min_steps: *min_steps,
-                        max_steps: *max_steps,
-                    })
-                })
-                .collect();
+            let mut settings = Vec::new();
+            for &s in smoothing {
+                for &m in max_change {
+                    for &w in window {
+                        settings.push(Settling {
+                            max_change: m,
+                            window: w,
+                            min_steps: *min_steps,
+                            max_steps: *max_steps,
+                            smoothing: s,
+                        });
+                    }
+                }
+            }
             let out = protocols::anytime(&model, &set, &opts, &settings)?;
             (out, set, c.out.clone())
         }

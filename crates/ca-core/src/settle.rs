@@ -22,6 +22,12 @@ pub struct Settling {
     pub min_steps: usize,
     /// Steps never exceeded (at least `min_steps`).
     pub max_steps: usize,
+    /// Weight of the past in a running average of the class
+    /// probabilities, in `[0, 1)`: the map (the one returned and the one
+    /// watched) is the most likely class of `p_t = s p_(t-1) + (1 - s)
+    /// softmax_t`, which quiets cells that flicker between two classes.
+    /// 0: the plain map of each step.
+    pub smoothing: f64,
 }
 
 impl Default for Settling {
@@ -38,6 +44,7 @@ impl Default for Settling {
             window: 4,
             min_steps: 8,
             max_steps: 80,
+            smoothing: 0.0,
         }
     }
 }
@@ -54,6 +61,13 @@ impl Settling {
             return bad(
                 "max_change",
                 self.max_change.to_string(),
+                "must lie in [0, 1)",
+            );
+        }
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return bad(
+                "smoothing",
+                self.smoothing.to_string(),
                 "must lie in [0, 1)",
             );
         }

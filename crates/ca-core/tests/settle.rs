@@ -31,6 +31,7 @@ fn a_quiet_rule_stops_at_min_steps_and_a_strict_one_at_max_steps() {
         window: 2,
         min_steps: 4,
         max_steps: 30,
+        smoothing: 0.0,
     };
     let out = segmenter.segment_until_stable(&images, &lenient).unwrap();
     assert_eq!(out.steps, [4, 4, 4]);
@@ -42,6 +43,7 @@ fn a_quiet_rule_stops_at_min_steps_and_a_strict_one_at_max_steps() {
         window: 3,
         min_steps: 3,
         max_steps: 3,
+        smoothing: 0.0,
     };
     let out = segmenter.segment_until_stable(&images, &capped).unwrap();
     assert_eq!(out.steps, [3, 3, 3], "never past max_steps");
@@ -55,6 +57,7 @@ fn each_image_keeps_the_plain_map_of_the_step_it_settled_at() {
         window: 2,
         min_steps: 2,
         max_steps: 40,
+        smoothing: 0.0,
     };
     let segmenter = Segmenter::new(&rule).with_seed(7);
     let out = segmenter.segment_until_stable(&images, &settling).unwrap();
@@ -66,10 +69,18 @@ fn each_image_keeps_the_plain_map_of_the_step_it_settled_at() {
         .segment_batch(&images)
         .unwrap();
     assert_eq!(flat(&out.classes), flat(&plain));
-    // An ensemble settles too, within its bounds.
-    let four = segmenter.with_ensemble(4);
+    // An ensemble settles too, within its bounds, and so does a map of
+    // smoothed probabilities.
+    let four = segmenter.clone().with_ensemble(4);
     let out = four.segment_until_stable(&images, &settling).unwrap();
     assert!((2..=40).contains(&out.steps[0]));
+    let smooth = Settling {
+        smoothing: 0.5,
+        ..settling
+    };
+    let out = segmenter.segment_until_stable(&images, &smooth).unwrap();
+    assert!((2..=40).contains(&out.steps[0]));
+    assert_eq!(out.classes.dims(), [1, 9, 11]);
 }
 
 #[test]

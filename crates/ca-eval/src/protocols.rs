@@ -820,7 +820,7 @@ fn norms_output(
 /// until its class map settles ([`ca_core::Segmenter::segment_until_stable`])
 /// under each of `settings`, next to the fixed `opts.target` steps (the
 /// first row, its settling columns `NaN`). Columns: `mean_steps`,
-/// `max_change`, `window`, `min_steps`, `max_steps`, `settled` (the
+/// `max_change`, `window`, `min_steps`, `max_steps`, `smoothing`, `settled` (the
 /// fraction of images that settled before `max_steps`), the IoU per class
 /// and their mean, and the object IoU's standard error. Chunk `k` of
 /// `opts.batch` images is seeded `opts.seed + k`, the same for every row;
@@ -881,6 +881,7 @@ pub fn anytime<M: CellModel>(
         "window",
         "min_steps",
         "max_steps",
+        "smoothing",
         "settled",
     ]
     .map(String::from)

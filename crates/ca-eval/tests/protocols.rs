@@ -163,12 +163,14 @@ fn anytime_compares_settling_rules_with_the_fixed_count() {
             window: 1,
             min_steps: 2,
             max_steps: 9,
+            smoothing: 0.0,
         },
         ca_core::Settling {
             max_change: 0.0,
             window: 2,
             min_steps: 3,
             max_steps: 5,
+            smoothing: 0.0,
         },
     ];
     let out = protocols::anytime(&rule, &set, &opts, &settings).unwrap();

@@ -184,6 +184,7 @@ fn until_stable_reports_its_steps_and_refuses_frames() {
         window: 2,
         min_steps: 3,
         max_steps: 12,
+        smoothing: 0.0,
     };
     let options = SegmentOptions {
         until_stable: Some(settling),
