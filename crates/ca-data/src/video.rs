@@ -178,6 +178,15 @@ fn read_folder(dir: &Path, limits: &ImageLimits) -> Result<Vec<RgbImage>, DataEr
     Ok(frames)
 }
 
+/// The error of a video file whose reading program is not installed.
+fn missing_program(program: &str, path: &Path) -> DataError {
+    DataError::invalid(
+        "video",
+        path.display(),
+        format!("reading a video file needs '{program}' (Debian: apt-get install ffmpeg), which is not on the PATH; a GIF or a folder of frames needs nothing"),
+    )
+}
+
 /// Runs `program` with `args`, its standard output; a clear error naming
 /// the program when it is not installed.
 fn run_tool(program: &str, args: &[&std::ffi::OsStr], path: &Path) -> Result<Vec<u8>, DataError> {
@@ -186,11 +195,7 @@ fn run_tool(program: &str, args: &[&std::ffi::OsStr], path: &Path) -> Result<Vec
         .stdin(Stdio::null())
         .output()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => DataError::invalid(
-                "video",
-                path.display(),
-                format!("reading a video file needs '{program}' (Debian: apt-get install ffmpeg), which is not on the PATH; a GIF or a folder of frames needs nothing"),
-            ),
+            std::io::ErrorKind::NotFound => missing_program(program, path),
             _ => DataError::io(path, e),
         })?;
     if !out.status.success() {
@@ -246,7 +251,10 @@ fn read_with_ffmpeg(path: &Path, limits: &ImageLimits) -> Result<Vec<RgbImage>, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| DataError::io(path, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing_program("ffmpeg", path),
+            _ => DataError::io(path, e),
+        })?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let frame_bytes = (w as usize) * (h as usize) * 3;
     let mut frames = Vec::new();
