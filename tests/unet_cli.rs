@@ -152,3 +152,54 @@ fn colony_settings_with_a_unet_are_refused_by_name() {
         assert!(!said.contains("panicked"), "{said}");
     }
 }
+
+/// `evaluate stability --label-size`: scored on coarser labels, refused
+/// where it does not divide `--size` and by every other protocol.
+#[test]
+fn label_size_scores_on_coarser_labels_and_is_refused_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("eval");
+    let ok = cellseg(&[
+        "evaluate",
+        "stability",
+        "--model",
+        "models/pets48.safetensors",
+        "--size",
+        "64",
+        "--label-size",
+        "32",
+        "--steps",
+        "4",
+        "--every",
+        "4",
+        "--limit",
+        "2",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("labels at 32x32"), "{}", text(&ok));
+    assert!(out_dir.join("stability.csv").exists());
+    for (args, needle) in [
+        (
+            vec!["stability", "--size", "64", "--label-size", "24"],
+            "must divide the image size 64",
+        ),
+        (
+            vec!["switching", "--label-size", "24"],
+            "only `evaluate stability` of a colony",
+        ),
+    ] {
+        let mut all = vec!["evaluate"];
+        all.extend(args);
+        all.extend([
+            "--model",
+            "models/pets48.safetensors",
+            "--out",
+            "/nonexistent/never",
+        ]);
+        let out = cellseg(&all);
+        assert!(!out.status.success());
+        assert!(text(&out).contains(needle), "{all:?}: {}", text(&out));
+    }
+}

@@ -22,7 +22,7 @@ use crate::ca_eval::probe;
 use crate::ca_eval::protocols::{self, EvalSet, ProtocolOutput, RunOptions, Table};
 use crate::device::parse_device;
 use crate::report;
-use ca_core::Settling;
+use ca_core::{Downsampled, Settling};
 use ca_data::sequence::Motion;
 use ca_data::{breed_of, LoadOptions, PetsDataset, Split};
 use ca_model::{AnyModel, Trainable};
@@ -66,6 +66,12 @@ struct Common {
     /// stride].
     #[arg(long)]
     size: Option<usize>,
+    /// Stability only: score on labels of this square size instead, the
+    /// prediction averaged over blocks down to it (a 96/48 model at
+    /// `--size 96 --label-size 48` against the 48x48 labels of the 48/48
+    /// models); `--size` must be a multiple of it.
+    #[arg(long)]
+    label_size: Option<usize>,
     /// Colonies evolved at once.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -310,6 +316,12 @@ fn setup(
     c: &Common,
     default_steps: usize,
 ) -> Result<(AnyModel, EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    if let Some(label) = c.label_size {
+        return Err(format!(
+            "--label-size {label}: only `evaluate stability` of a colony takes it"
+        )
+        .into());
+    }
     let (model, trained_size) = ca_model::load_model(&c.model, &c.device)?;
     let size = c.size.unwrap_or(trained_size);
     let source = resolve_data_dir(c.data.as_deref());
@@ -344,6 +356,17 @@ fn setup(
     Ok((model, set, opts))
 }
 
+/// The block side that takes images of side `size` to labels of side
+/// `label`, or an error naming `--label-size`.
+fn label_factor(size: usize, label: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    if label == 0 || !size.is_multiple_of(label) {
+        return Err(
+            format!("--label-size {label}: must divide the image size {size} (--size)").into(),
+        );
+    }
+    Ok(size / label)
+}
+
 /// [`setup`] for a U-Net file (`stability` only): the data at its
 /// training size unless `--size` says otherwise, the steps of `--steps`
 /// (default 10 T) at which its one prediction is reported.
@@ -352,6 +375,12 @@ fn unet_setup(
     unet: &UNet,
     trained_size: usize,
 ) -> Result<(EvalSet, RunOptions), Box<dyn std::error::Error>> {
+    if let Some(label) = c.label_size {
+        return Err(format!(
+            "--label-size {label}: only `evaluate stability` of a colony takes it"
+        )
+        .into());
+    }
     let size = c.size.unwrap_or(trained_size);
     let source = resolve_data_dir(c.data.as_deref());
     let set = EvalSet::from_dataset(&load_split(&source.root, c, size)?, c.limit)?;
@@ -386,8 +415,23 @@ fn run(protocol: Protocol) -> Result<(), Box<dyn std::error::Error>> {
                 (out, set, c.out.clone())
             }
             None => {
-                let (model, set, opts) = setup(c, 10)?;
-                let out = protocols::stability(&model, &set, &opts)?;
+                let plain = Common {
+                    label_size: None,
+                    ..c.clone()
+                };
+                let (model, mut set, opts) = setup(&plain, 10)?;
+                let out = match c.label_size {
+                    None => protocols::stability(&model, &set, &opts)?,
+                    Some(label) => {
+                        let factor = label_factor(set.size, label)?;
+                        let source = resolve_data_dir(c.data.as_deref());
+                        set.labels =
+                            EvalSet::from_dataset(&load_split(&source.root, c, label)?, c.limit)?
+                                .labels;
+                        println!("labels at {label}x{label}: the prediction averaged over {factor}x{factor} blocks");
+                        protocols::stability(&Downsampled::new(&model, factor)?, &set, &opts)?
+                    }
+                };
                 (out, set, c.out.clone())
             }
         },

@@ -72,7 +72,7 @@ pub use draws::{chunk_seed, normal_state, splitmix64, step_rng, StepDraws};
 pub use ensemble::{ensemble_mean, repeat_members, EnsembleOutput};
 pub use error::{CoreError, ErrorShapes, InvalidValue, PathError, Result, ShapeError};
 pub use image_norm::{standardise, ImageNorm};
-pub use model::CellModel;
+pub use model::{CellModel, Downsampled};
 pub use norm::{normalize, normalize_firing, NORM_EPS};
 pub use params::{
     param_shapes, CellParams, Layer, LayerId, NamedParam, ParamCount, ParamGroup, Perceive,

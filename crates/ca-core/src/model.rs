@@ -95,3 +95,68 @@ macro_rules! forward_cell_model {
 }
 
 forward_cell_model!(&M, Box<M>, Rc<M>, Arc<M>);
+
+/// A model whose class logits are averaged over `factor x factor` blocks
+/// of pixels: its prediction on a label grid `factor` times coarser than
+/// the images, e.g. a 96/48 high-resolution model scored on the 48x48
+/// label maps of the 48/48 models. Everything else is the inner model's.
+///
+/// # Shapes
+///
+/// For images `[B, 3, H, W]` (`H`, `W` multiples of `factor`), the logits
+/// are `[B, classes, H / factor, W / factor]`.
+#[derive(Debug, Clone)]
+pub struct Downsampled<M: CellModel> {
+    inner: M,
+    factor: usize,
+}
+
+impl<M: CellModel> Downsampled<M> {
+    /// `inner` predicting on a grid `factor` (at least 1) times coarser.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for a factor of 0.
+    pub fn new(inner: M, factor: usize) -> Result<Self> {
+        if factor == 0 {
+            return Err(CoreError::InvalidConfig(crate::InvalidValue::new(
+                "factor",
+                0,
+                "must be at least 1",
+            )));
+        }
+        Ok(Downsampled { inner, factor })
+    }
+}
+
+impl<M: CellModel> CellModel for Downsampled<M> {
+    fn rule(&self) -> &CellRule {
+        self.inner.rule()
+    }
+
+    fn environment(&self, images: &Tensor) -> Result<Tensor> {
+        self.inner.environment(images)
+    }
+
+    /// The inner model's logits at `out_size` (the images' size),
+    /// averaged over `factor x factor` blocks.
+    fn logits(&self, state: &Tensor, out_size: (usize, usize)) -> Result<Tensor> {
+        let logits = self.inner.logits(state, out_size)?;
+        let f = self.factor;
+        if f == 1 {
+            return Ok(logits);
+        }
+        if !out_size.0.is_multiple_of(f) || !out_size.1.is_multiple_of(f) {
+            return Err(CoreError::Shape(crate::ShapeError {
+                what: "images of a downsampled prediction",
+                expected: format!("sides that are multiples of {f}"),
+                got: vec![out_size.0, out_size.1],
+            }));
+        }
+        Ok(logits.avg_pool2d(f)?)
+    }
+
+    fn state_size(&self, image_size: (usize, usize)) -> (usize, usize) {
+        self.inner.state_size(image_size)
+    }
+}

@@ -249,3 +249,48 @@ fn video_compares_the_carried_colony_with_a_cold_one() {
         assert!(e.contains("frames") || e.contains("steps_per_frame"), "{e}");
     }
 }
+
+/// Issue 37 item 4: a high-resolution model scored on coarser labels (its
+/// prediction averaged down by `Downsampled`): the prediction has the
+/// label map's shape, and `stability` runs on labels of that size.
+#[test]
+fn a_downsampled_high_resolution_prediction_has_the_label_maps_shape() {
+    use ca_core::{Colony, Downsampled};
+    let model = hires_model();
+    let halved = Downsampled::new(&model, 2).unwrap();
+    let images = candle_core::Tensor::rand(0f32, 1.0, (2, 3, SIZE, SIZE), &Device::Cpu).unwrap();
+    let mut colony = Colony::new(&halved, 2, SIZE, SIZE, 0).unwrap();
+    let env = colony.environment(&images).unwrap();
+    colony.evolve(&env, 2).unwrap();
+    assert_eq!(colony.predict().unwrap().dims(), [2, SIZE / 2, SIZE / 2]);
+    // The same as averaging the full-resolution logits over 2x2 blocks.
+    let full = ca_core::CellModel::logits(&model, colony.state(), (SIZE, SIZE)).unwrap();
+    let want = full.avg_pool2d(2).unwrap();
+    let got = colony.logits().unwrap();
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-6, "{diff}");
+    // Stability on labels at half the image size.
+    let mut set = set();
+    set.labels = EvalSet::open(&fixture(), Split::Test, SIZE / 2, Some(3))
+        .unwrap()
+        .labels;
+    let out = protocols::stability(&halved, &set, &opts()).unwrap();
+    assert_eq!(out.table.rows.len(), 4);
+    assert!(Downsampled::new(&model, 0).is_err());
+    let odd = Downsampled::new(&model, 3).unwrap();
+    let mut colony = Colony::new(&odd, 1, SIZE, SIZE, 0).unwrap();
+    colony
+        .evolve(&env.get(0).unwrap().unsqueeze(0).unwrap(), 1)
+        .unwrap();
+    let err = colony.logits().err().unwrap().to_string();
+    assert!(err.contains("multiples of 3"), "{err}");
+}
