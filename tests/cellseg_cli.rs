@@ -2,6 +2,8 @@
 //! subcommand, a subcommand runs the tool, and a bad subcommand is a clean
 //! usage error.
 
+mod support;
+
 use std::process::Command;
 
 fn cellseg(args: &[&str]) -> std::process::Output {
@@ -129,12 +131,7 @@ fn the_parity_check_passes_on_the_cpu_and_names_what_differs() {
 #[test]
 fn segment_until_stable_says_how_many_steps_it_took() {
     let dir = tempfile::tempdir().unwrap();
-    let image = std::fs::read_dir("fixtures/pets-synthetic/images")
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let image = support::fixture_photos()[0].clone();
     let out = cellseg(&[
         "segment",
         image.to_str().unwrap(),
@@ -172,10 +169,10 @@ fn segment_until_stable_says_how_many_steps_it_took() {
 #[test]
 fn segment_takes_a_gif_and_names_a_missing_ffmpeg() {
     let dir = tempfile::tempdir().unwrap();
-    let photos: Vec<_> = std::fs::read_dir("fixtures/pets-synthetic/images")
-        .unwrap()
+    let photos: Vec<_> = support::fixture_photos()
+        .iter()
         .take(3)
-        .map(|e| image::open(e.unwrap().path()).unwrap().to_rgba8())
+        .map(|p| image::open(p).unwrap().to_rgba8())
         .collect();
     let gif = dir.path().join("clip.gif");
     {

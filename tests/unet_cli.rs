@@ -4,7 +4,11 @@
 //! the colonies' columns, and the colony-only settings and tools refuse it
 //! by name.
 
+mod support;
+
 use std::process::{Command, Output};
+
+use support::text;
 
 fn cellseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cellseg"))
@@ -12,14 +16,6 @@ fn cellseg(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cellseg")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -114,12 +110,7 @@ fn a_unet_trains_and_is_evaluated_like_a_colony() {
     );
 
     // Colony tools name what the file is.
-    let image = std::fs::read_dir("fixtures/pets-synthetic/images")
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let image = support::fixture_photos()[0].clone();
     let out = cellseg(&[
         "segment",
         "--model",

@@ -104,6 +104,17 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// The photos of the bundled synthetic set, sorted by name (paths
+/// relative to the repository root, the tests' working directory).
+pub fn fixture_photos() -> Vec<PathBuf> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir("fixtures/pets-synthetic/images")
+        .expect("the bundled fixture")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    photos.sort();
+    photos
+}
+
 /// The step counter stored in a training checkpoint.
 pub fn checkpoint_step(path: &Path) -> u64 {
     let meta = cellseg::ca_sched::checkpoint_metadata(path)

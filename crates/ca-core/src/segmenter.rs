@@ -187,10 +187,7 @@ impl<M: CellModel> Segmenter<M> {
     /// [`CoreError::Shape`] naming `images` when they are not
     /// `[B, 3, H, W]` f32 with `B, H, W >= 1`.
     pub fn start(self, images: &Tensor) -> Result<(Colony<M>, Tensor)> {
-        let (b, h, w) = match images.dims() {
-            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => (b, h, w),
-            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
-        };
+        let (b, h, w) = batch_dims(images)?;
         let images = images.to_device(self.model.rule().device())?;
         let colony = Colony::new(self.model, b, h, w, chunk_seed(self.seed, 0))?;
         let env = colony.environment(&images)?;
@@ -215,10 +212,7 @@ impl<M: CellModel> Segmenter<M> {
     /// naming the field of a `settling` that does not validate.
     pub fn segment_until_stable(&self, images: &Tensor, settling: &Settling) -> Result<Settled> {
         settling.validate()?;
-        let (b, h, w) = match images.dims() {
-            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => (b, h, w),
-            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
-        };
+        let (b, h, w) = batch_dims(images)?;
         let borrowed = Segmenter {
             model: &self.model,
             steps: self.steps,
@@ -264,12 +258,8 @@ impl<M: CellModel> Segmenter<M> {
     /// A colony of [`Segmenter::ensemble`] runs per image (member-major)
     /// evolved [`Segmenter::steps`] steps on `images` `[B, 3, H, W]`.
     fn evolved(&self, images: &Tensor) -> Result<Colony<&M>> {
-        let images = match images.dims() {
-            &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => {
-                repeat_members(images, self.ensemble)?
-            }
-            _ => return Err(image_error("images", "[B, 3, H, W]", images)),
-        };
+        batch_dims(images)?;
+        let images = repeat_members(images, self.ensemble)?;
         let borrowed = Segmenter {
             model: &self.model,
             steps: self.steps,
@@ -279,6 +269,15 @@ impl<M: CellModel> Segmenter<M> {
         let (mut colony, env) = borrowed.start(&images)?;
         colony.evolve(&env, self.steps)?;
         Ok(colony)
+    }
+}
+
+/// `(B, H, W)` of images `[B, 3, H, W]` f32 with every size at least 1,
+/// else the shape error naming `images`.
+fn batch_dims(images: &Tensor) -> Result<(usize, usize, usize)> {
+    match images.dims() {
+        &[b, 3, h, w] if b > 0 && h > 0 && w > 0 && images.dtype() == DType::F32 => Ok((b, h, w)),
+        _ => Err(image_error("images", "[B, 3, H, W]", images)),
     }
 }
 

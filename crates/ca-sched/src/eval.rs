@@ -45,15 +45,8 @@ pub fn iou_over_time_ensemble<M: CellModel>(
     members: usize,
     mut frames: impl FnMut(&[usize], usize) -> Result<Option<Frame>>,
 ) -> Result<IouTable> {
-    let mut steps = steps.to_vec();
-    steps.sort_unstable();
-    steps.dedup();
-    if steps.first() == Some(&0) {
-        return Err(SchedError::data("evaluation steps start at 1"));
-    }
-    let Some(&last) = steps.last() else {
-        return Err(SchedError::data("no evaluation steps given"));
-    };
+    let steps = evaluation_steps(steps)?;
+    let last = steps[steps.len() - 1];
     if batch == 0 || samples == 0 {
         return Err(SchedError::data(format!(
             "cannot evaluate {samples} samples in batches of {batch}"
@@ -110,6 +103,19 @@ pub fn iou_over_time_ensemble<M: CellModel>(
         iou: counts.iter().map(IouCounts::iou).collect(),
         stderr: counts.iter().map(IouCounts::stderr).collect(),
     })
+}
+
+/// `steps` ascending without repeats, refused when empty or when one is 0
+/// (an evaluation reads the map after at least one CA step).
+pub(crate) fn evaluation_steps(steps: &[usize]) -> Result<Vec<usize>> {
+    let mut steps = steps.to_vec();
+    steps.sort_unstable();
+    steps.dedup();
+    match steps.first() {
+        None => Err(SchedError::data("no evaluation steps given")),
+        Some(0) => Err(SchedError::data("evaluation steps start at 1")),
+        Some(_) => Ok(steps),
+    }
 }
 
 /// Per-class intersection and union counts summed over images, and the

@@ -72,6 +72,28 @@ pub struct TimeSpent {
     pub cpu_seconds: f64,
 }
 
+impl TimeSpent {
+    /// The same times with a value that is not finite (the CPU time of a
+    /// system that does not report it) as 0, so that checkpoints stay
+    /// readable JSON.
+    pub(crate) fn finite(self) -> Self {
+        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+        TimeSpent {
+            wall_seconds: finite(self.wall_seconds),
+            cpu_seconds: finite(self.cpu_seconds),
+        }
+    }
+}
+
+/// A run's progress in [0, 1]: `progress` clamped, NaN as 0.
+pub(crate) fn clamped_progress(progress: f64) -> f64 {
+    if progress.is_nan() {
+        0.0
+    } else {
+        progress.clamp(0.0, 1.0)
+    }
+}
+
 /// The fixed perception filters of a run with `fixed_filters`: their mix
 /// (the last of Adam's vars) and the rule's perception weight they fold
 /// into (Adam's var number `weight_index`).
@@ -164,11 +186,7 @@ impl<M: Trainable> Trainer<M> {
     /// until set: a caller without a budget gets the warm-up, then the base
     /// rate, and no curriculum.
     pub fn set_progress(&mut self, progress: f64) {
-        self.progress = if progress.is_nan() {
-            0.0
-        } else {
-            progress.clamp(0.0, 1.0)
-        };
+        self.progress = clamped_progress(progress);
     }
 
     /// The progress last set with [`Trainer::set_progress`].
@@ -189,11 +207,7 @@ impl<M: Trainable> Trainer<M> {
     /// time of a system that does not report it, where no CPU budget can
     /// be set) is kept as 0, so that checkpoints stay readable JSON.
     pub fn set_time_spent(&mut self, spent: TimeSpent) {
-        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
-        self.time_spent = TimeSpent {
-            wall_seconds: finite(spent.wall_seconds),
-            cpu_seconds: finite(spent.cpu_seconds),
-        };
+        self.time_spent = spent.finite();
     }
 
     /// The moving average of the weights, when the config has one.

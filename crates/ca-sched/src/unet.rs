@@ -20,12 +20,12 @@ use crate::adam::Adam;
 use crate::config::TrainConfig;
 use crate::ema::Ema;
 use crate::error::{Result, SchedError};
-use crate::eval::{predict, IouCounts};
+use crate::eval::{evaluation_steps, predict, IouCounts};
 use crate::fit::Fit;
 use crate::loss::LossTargets;
 use crate::model::TrainData;
 use crate::pool::ResetCounts;
-use crate::trainer::{all_finite, StepReport, TimeSpent};
+use crate::trainer::{all_finite, clamped_progress, StepReport, TimeSpent};
 
 /// Salt of the generator of a U-Net step's samples and augmentation seeds.
 const BATCH_SALT: u64 = 0x0E7_0001;
@@ -200,11 +200,7 @@ impl Fit for UNetTrainer {
     }
 
     fn set_progress(&mut self, progress: f64) {
-        self.progress = if progress.is_nan() {
-            0.0
-        } else {
-            progress.clamp(0.0, 1.0)
-        };
+        self.progress = clamped_progress(progress);
     }
 
     fn time_spent(&self) -> TimeSpent {
@@ -212,11 +208,7 @@ impl Fit for UNetTrainer {
     }
 
     fn set_time_spent(&mut self, spent: TimeSpent) {
-        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
-        self.time_spent = TimeSpent {
-            wall_seconds: finite(spent.wall_seconds),
-            cpu_seconds: finite(spent.cpu_seconds),
-        };
+        self.time_spent = spent.finite();
     }
 
     /// The network's one prediction, its IoU repeated at every step of
@@ -229,12 +221,7 @@ impl Fit for UNetTrainer {
         batch: usize,
         _seed: u64,
     ) -> Result<IouTable> {
-        let mut steps = steps.to_vec();
-        steps.sort_unstable();
-        steps.dedup();
-        if steps.is_empty() || steps[0] == 0 {
-            return Err(SchedError::data("evaluation steps start at 1"));
-        }
+        let steps = evaluation_steps(steps)?;
         let counts = self.with_eval_weights(|m| unet_iou(m, data, batch, false))?;
         Ok(IouTable {
             iou: vec![counts.iou(); steps.len()],

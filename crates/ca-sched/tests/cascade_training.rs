@@ -2,45 +2,19 @@
 //! gradients (their ages count those steps), pooled slots go on at the full
 //! grid, and schedules a cascade cannot train are refused by name.
 
+mod common;
+
 use ca_core::{Cascade, CellConfig, CellRule};
 use ca_sched::{
     AdamConfig, CurriculumConfig, SchedError, TrainConfig, TrainData, Trainer, UnrollConfig,
 };
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 const SIZE: usize = 12;
 
-/// Bright squares of side 6 at a sample-dependent place on a dark ground.
-struct Squares(usize);
-
-impl TrainData for Squares {
-    fn len(&self) -> usize {
-        self.0
-    }
-
-    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
-        let mut imgs = Vec::new();
-        let mut labs = Vec::new();
-        for &(i, _) in items {
-            let (y0, x0) = (1 + i % 5, 1 + (i * 3) % 5);
-            for c in 0..3 {
-                for y in 0..SIZE {
-                    for x in 0..SIZE {
-                        let inside = (y0..y0 + 6).contains(&y) && (x0..x0 + 6).contains(&x);
-                        imgs.push(if inside { 0.8 } else { 0.2 } + 0.01 * c as f32);
-                        if c == 0 {
-                            labs.push(inside as u32);
-                        }
-                    }
-                }
-            }
-        }
-        let b = items.len();
-        Ok((
-            Tensor::from_vec(imgs, (b, 3, SIZE, SIZE), device)?,
-            Tensor::from_vec(labs, (b, SIZE, SIZE), device)?,
-        ))
-    }
+/// The shared bright squares at this file's size.
+fn squares(n: usize) -> common::Squares {
+    common::Squares { n, size: SIZE }
 }
 
 fn rule(cascade: Option<Cascade>) -> CellRule {
@@ -77,7 +51,7 @@ fn cascade() -> Cascade {
 
 #[test]
 fn fresh_slots_age_by_the_coarse_steps_and_the_loss_falls() {
-    let data = Squares(10);
+    let data = squares(10);
     let mut t = Trainer::new(rule(Some(cascade())), schedule(), data.len()).unwrap();
     let r = t.train_step(&data).unwrap();
     // Every slot of the first step is fresh: 8 coarse steps, then K = 4.

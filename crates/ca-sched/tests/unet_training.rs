@@ -2,47 +2,20 @@
 //! squares, validates with its one prediction at every CA step, keeps its
 //! best model as a U-Net file, and refuses what it cannot do by name.
 
+mod common;
+
 use ca_sched::{
     AdamConfig, Fit, Learner, LearnerConfig, SchedError, TrainConfig, TrainData, UNetTrainer,
     UnrollConfig,
 };
 use ca_unet::{UNet, UNetConfig};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 const SIZE: usize = 16;
 
-/// Bright squares of side 6 at a sample-dependent place on a dark ground:
-/// label 1 inside, 0 outside.
-struct Squares(usize);
-
-impl TrainData for Squares {
-    fn len(&self) -> usize {
-        self.0
-    }
-
-    fn batch(&self, items: &[(usize, u64)], device: &Device) -> ca_sched::Result<(Tensor, Tensor)> {
-        let mut imgs = Vec::new();
-        let mut labs = Vec::new();
-        for &(i, _) in items {
-            let (y0, x0) = (1 + i % 9, 1 + (i * 3) % 9);
-            for c in 0..3 {
-                for y in 0..SIZE {
-                    for x in 0..SIZE {
-                        let inside = (y0..y0 + 6).contains(&y) && (x0..x0 + 6).contains(&x);
-                        imgs.push(if inside { 0.8 } else { 0.2 } + 0.01 * c as f32);
-                        if c == 0 {
-                            labs.push(inside as u32);
-                        }
-                    }
-                }
-            }
-        }
-        let b = items.len();
-        Ok((
-            Tensor::from_vec(imgs, (b, 3, SIZE, SIZE), device)?,
-            Tensor::from_vec(labs, (b, SIZE, SIZE), device)?,
-        ))
-    }
+/// The shared bright squares at this file's size.
+fn squares(n: usize) -> common::Squares {
+    common::Squares { n, size: SIZE }
 }
 
 fn unet() -> UNet {
@@ -77,7 +50,7 @@ fn schedule() -> TrainConfig {
 
 #[test]
 fn a_unet_learns_under_the_learner_and_keeps_its_best_model() {
-    let (data, val) = (Squares(12), Squares(6));
+    let (data, val) = (squares(12), squares(6));
     let dir = tempfile::tempdir().unwrap();
     let (last, best) = (
         dir.path().join("model.safetensors"),
@@ -169,6 +142,6 @@ fn what_a_unet_cannot_do_is_refused_by_name() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("no resumable checkpoint"), "{err}");
-    let err = trainer.evaluate(&Squares(2), &[0, 4], 2, 0).err().unwrap();
+    let err = trainer.evaluate(&squares(2), &[0, 4], 2, 0).err().unwrap();
     assert!(err.to_string().contains("start at 1"), "{err}");
 }
