@@ -233,6 +233,23 @@ fn segment_takes_a_gif_and_names_a_missing_ffmpeg() {
         err.contains("'ffprobe'") && err.contains("clip.mp4"),
         "{err}"
     );
+    // So does an MP4 overlay: the frames are read, then writing stops
+    // with the missing program named and nothing left at the output.
+    let out = Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .args(["segment", gif.to_str().unwrap(), "--overlay", "mp4"])
+        .args(["--steps", "2", "--steps-per-frame", "1", "--out"])
+        .arg(dir.path().join("mp4"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("'ffmpeg'") && err.contains("clip_overlay.mp4"),
+        "{err}"
+    );
+    assert!(!dir.path().join("mp4/clip_overlay.mp4").exists());
 }
 
 /// `segment clip.mp4` through ffmpeg (installed by `.ci/run`; skipped with
@@ -300,4 +317,25 @@ fn segment_reads_a_video_file_through_ffmpeg() {
             .count(),
         5
     );
+    // The overlay of a video file is an MP4 of as many frames, at its size
+    // and frame rate.
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames,avg_frame_rate",
+        ])
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(out_dir.join("clip_overlay.mp4"))
+        .output()
+        .unwrap();
+    let probed = String::from_utf8_lossy(&probe.stdout);
+    for line in [
+        "width=64",
+        "height=48",
+        "nb_read_frames=5",
+        "avg_frame_rate=5/1",
+    ] {
+        assert!(probed.contains(line), "{line} not in {probed}");
+    }
 }

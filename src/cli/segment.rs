@@ -14,7 +14,9 @@
 //! through `ffmpeg`: `ca_data::video`) is segmented frame by frame with the
 //! colony carried over (`--steps` on the first frame, then
 //! `--steps-per-frame`; `--cold` for a fresh colony on every frame): it
-//! writes `OUT/STEM_overlay.gif` and the class map of every frame as
+//! writes the overlay video `OUT/STEM_overlay.mp4` (a video file's input,
+//! through `ffmpeg`) or `OUT/STEM_overlay.gif` (a GIF or a folder; either
+//! by `--overlay`) and the class map of every frame as
 //! `OUT/STEM_classes/NNNNN.png`.
 
 use std::path::PathBuf;
@@ -63,7 +65,8 @@ pub struct Args {
     /// Enlargement of the GIF frames [default: 4, or 1 with --native].
     #[arg(long)]
     gif_scale: Option<u32>,
-    /// Milliseconds per GIF frame.
+    /// Milliseconds per GIF frame (and per frame of a video's overlay
+    /// where the source gives no rate: a folder of frames).
     #[arg(long, default_value_t = 100)]
     gif_delay: u32,
     /// Seed of the initial state and the random updates.
@@ -85,9 +88,22 @@ pub struct Args {
     /// Video: a fresh colony of --steps steps on every frame instead.
     #[arg(long)]
     cold: bool,
+    /// Video: the overlay video's format [default: mp4 for a video file,
+    /// gif for a GIF or a folder of frames]; mp4 needs `ffmpeg`.
+    #[arg(long, value_enum)]
+    overlay: Option<OverlayFormat>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: candle_core::Device,
+}
+
+/// The format of a video's overlay.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverlayFormat {
+    /// An animated GIF (no program needed).
+    Gif,
+    /// An H.264 MP4 through `ffmpeg`.
+    Mp4,
 }
 
 /// Runs the tool on parsed flags; on an error prints it and exits with 1.
@@ -157,7 +173,7 @@ fn run_video(
 ) -> Result<(), Box<dyn std::error::Error>> {
     if args.native || args.gif.is_some() || args.until_stable || args.ensemble != 1 {
         return Err(format!(
-            "{}: a video takes --steps, --steps-per-frame, --cold, --size, --seed and --gif-delay; \
+            "{}: a video takes --steps, --steps-per-frame, --cold, --overlay, --size, --seed and --gif-delay; \
              --native, --gif, --until-stable and --ensemble are for photos",
             args.image.display()
         )
@@ -196,8 +212,23 @@ fn run_video(
         )?;
         overlays.push(render::overlay(frame, map, grid, 0.5));
     }
-    let gif = args.out.join(format!("{stem}_overlay.gif"));
-    render::write_gif(&overlays, delay.unwrap_or(args.gif_delay), &gif)?;
+    let format = args.overlay.unwrap_or(match source {
+        VideoSource::File(_) => OverlayFormat::Mp4,
+        VideoSource::Gif(_) | VideoSource::Folder(_) => OverlayFormat::Gif,
+    });
+    let delay = delay.unwrap_or(args.gif_delay);
+    let overlay = match format {
+        OverlayFormat::Gif => {
+            let path = args.out.join(format!("{stem}_overlay.gif"));
+            render::write_gif(&overlays, delay, &path)?;
+            path
+        }
+        OverlayFormat::Mp4 => {
+            let path = args.out.join(format!("{stem}_overlay.mp4"));
+            crate::ca_viz::video::write_mp4(&overlays, delay, &path)?;
+            path
+        }
+    };
     println!(
         "{} ({} frames of {w}x{h}) at {}x{} pixels: {}",
         args.image.display(),
@@ -214,7 +245,7 @@ fn run_video(
     );
     println!(
         "wrote {} and {} class maps in {}",
-        gif.display(),
+        overlay.display(),
         maps.len(),
         map_dir.display()
     );

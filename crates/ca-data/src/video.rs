@@ -55,7 +55,8 @@ impl VideoSource {
 }
 
 /// Every frame of `source` as RGB, in order, and the frame delay in
-/// milliseconds where the source says (GIF), else `None`.
+/// milliseconds where the source says (a GIF's first delay, a video
+/// file's frame rate), else `None` (a folder).
 ///
 /// # Errors
 ///
@@ -70,7 +71,7 @@ pub fn read_frames(
     let (frames, delay) = match source {
         VideoSource::Gif(path) => read_gif(path, limits)?,
         VideoSource::Folder(dir) => (read_folder(dir, limits)?, None),
-        VideoSource::File(path) => (read_with_ffmpeg(path, limits)?, None),
+        VideoSource::File(path) => read_with_ffmpeg(path, limits)?,
     };
     let path = match source {
         VideoSource::Gif(p) | VideoSource::Folder(p) | VideoSource::File(p) => p,
@@ -211,7 +212,10 @@ fn run_tool(program: &str, args: &[&std::ffi::OsStr], path: &Path) -> Result<Vec
     Ok(out.stdout)
 }
 
-fn read_with_ffmpeg(path: &Path, limits: &ImageLimits) -> Result<Vec<RgbImage>, DataError> {
+fn read_with_ffmpeg(
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<(Vec<RgbImage>, Option<u32>), DataError> {
     let os = |s: &'static str| std::ffi::OsStr::new(s);
     let probe = run_tool(
         "ffprobe",
@@ -221,26 +225,21 @@ fn read_with_ffmpeg(path: &Path, limits: &ImageLimits) -> Result<Vec<RgbImage>, 
             os("-select_streams"),
             os("v:0"),
             os("-show_entries"),
-            os("stream=width,height"),
+            os("stream=width,height,avg_frame_rate"),
             os("-of"),
-            os("csv=p=0"),
+            os("default=noprint_wrappers=1"),
             path.as_os_str(),
         ],
         path,
     )?;
     let text = String::from_utf8_lossy(&probe);
-    let dims: Vec<u32> = text
-        .trim()
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    let [w, h] = dims[..] else {
-        return Err(DataError::invalid(
+    let (w, h, delay) = parse_probe(&text).ok_or_else(|| {
+        DataError::invalid(
             "video",
             path.display(),
             format!("ffprobe found no video stream (it said '{}')", text.trim()),
-        ));
-    };
+        )
+    })?;
     limits
         .check(w, h)
         .map_err(|e| DataError::invalid("video", path.display(), e.to_string()))?;
@@ -283,7 +282,24 @@ fn read_with_ffmpeg(path: &Path, limits: &ImageLimits) -> Result<Vec<RgbImage>, 
             format!("ffmpeg failed: {}", err.trim()),
         ));
     }
-    Ok(frames)
+    Ok((frames, delay))
+}
+
+/// Width, height and frame delay (ms, from the average frame rate; `None`
+/// where ffprobe gives `0/0`) of ffprobe's `key=value` lines.
+fn parse_probe(text: &str) -> Option<(u32, u32, Option<u32>)> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+    };
+    let w = value("width")?.parse().ok()?;
+    let h = value("height")?.parse().ok()?;
+    let delay = value("avg_frame_rate").and_then(|r| {
+        let (num, den) = r.split_once('/').unwrap_or((r, "1"));
+        let (num, den): (f64, f64) = (num.parse().ok()?, den.parse().ok()?);
+        (num > 0.0 && den > 0.0).then(|| (1000.0 * den / num).round().max(1.0) as u32)
+    });
+    Some((w, h, delay))
 }
 
 #[cfg(test)]
@@ -323,6 +339,17 @@ mod tests {
             e.contains("frame 200") && e.contains("1073741824 bytes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_probe_gives_size_and_frame_delay() {
+        let p = parse_probe("width=64\nheight=48\navg_frame_rate=30000/1001\n");
+        assert_eq!(p, Some((64, 48, Some(33))));
+        assert_eq!(
+            parse_probe("height=2\nwidth=4\navg_frame_rate=0/0"),
+            Some((4, 2, None))
+        );
+        assert_eq!(parse_probe("avg_frame_rate=25/1"), None);
     }
 
     #[test]

@@ -119,3 +119,83 @@ pub fn segment_video<M: CellModel>(
     }
     Ok(maps)
 }
+
+/// Writes `frames` (all of one size) as an H.264 MP4 at one frame every
+/// `delay_ms` milliseconds, through Debian's `ffmpeg` (raw RGB frames over
+/// a pipe; odd sizes padded by a pixel to the even size H.264 needs). The
+/// video is written beside `path` and renamed over it when `ffmpeg` has
+/// finished, so an interrupted run leaves no half-written file at `path`.
+///
+/// # Errors
+///
+/// [`VizError`] naming `path`: no frames, frames of different sizes,
+/// `ffmpeg` missing (named, with its Debian package) or failing (its
+/// message).
+pub fn write_mp4(frames: &[RgbImage], delay_ms: u32, path: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let invalid = |reason: String| VizError::invalid("MP4", path.display(), reason);
+    let Some(first) = frames.first() else {
+        return Err(invalid("needs at least one frame".into()));
+    };
+    let (w, h) = first.dimensions();
+    if let Some(k) = frames.iter().position(|f| f.dimensions() != (w, h)) {
+        return Err(invalid(format!(
+            "frame {k} is {:?}, the first ({w}, {h}): every frame must have one size",
+            frames[k].dimensions()
+        )));
+    }
+    let partial = path.with_extension("part.mp4");
+    let rate = format!("{}/{}", 1000, delay_ms.max(1));
+    let mut child = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+        .args(["-s", &format!("{w}x{h}"), "-framerate", &rate, "-i", "-"])
+        .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"])
+        .arg(&partial)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => invalid(
+                "writing an MP4 needs 'ffmpeg' (Debian: apt-get install ffmpeg), which is not on the PATH; write a GIF instead".into(),
+            ),
+            _ => invalid(format!("cannot start ffmpeg: {e}")),
+        })?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // A write error means ffmpeg stopped early; its message says why.
+    let written = frames.iter().try_for_each(|f| stdin.write_all(f.as_raw()));
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| invalid(format!("ffmpeg: {e}")))?;
+    if !out.status.success() || written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(invalid(format!(
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::rename(&partial, path).map_err(|e| VizError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mp4_needs_frames_of_one_size() {
+        let dir = std::env::temp_dir().join(format!("ca-viz-mp4-{}", std::process::id()));
+        let path = dir.join("clip.mp4");
+        let e = write_mp4(&[], 100, &path).unwrap_err().to_string();
+        assert!(
+            e.contains("clip.mp4") && e.contains("at least one frame"),
+            "{e}"
+        );
+        let frames = [RgbImage::new(4, 4), RgbImage::new(4, 6)];
+        let e = write_mp4(&frames, 100, &path).unwrap_err().to_string();
+        assert!(e.contains("frame 1 is (4, 6)"), "{e}");
+        assert!(!path.exists());
+    }
+}
