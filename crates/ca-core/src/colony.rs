@@ -14,7 +14,10 @@ const INIT_STREAM: u64 = u64::MAX;
 
 /// A colony of cells evolving under one model, `B` grids at once. For
 /// inference: the state is detached after every step, so no autograd graph
-/// builds up (training goes through [`CellRule::step`]).
+/// builds up (training goes through [`CellRule::step`]); a colony made
+/// [`Colony::with_gradients`] keeps the graph instead, for what
+/// differentiates a trajectory with respect to its image (an adversarial
+/// attack).
 ///
 /// The colony is sized by its images, `H x W` pixels; its state lives on
 /// the model's grid `(h, w) = model.state_size((H, W))` (the same grid for
@@ -40,6 +43,7 @@ pub struct Colony<M: CellModel = CellRule> {
     image_size: (usize, usize),
     seed: u64,
     steps: u64,
+    gradients: bool,
 }
 
 impl<M: CellModel> Colony<M> {
@@ -73,7 +77,19 @@ impl<M: CellModel> Colony<M> {
             image_size: (height, width),
             seed,
             steps: 0,
+            gradients: false,
         })
+    }
+
+    /// The same colony keeping the autograd graph through its environment,
+    /// its steps and its logits, so that a loss on [`Colony::logits`]
+    /// after any number of steps has gradients back to the images given
+    /// to [`Colony::environment`] (and the model's variables). The
+    /// trajectory is the one the plain colony takes; only the graph is
+    /// kept, and its memory grows with every step.
+    pub fn with_gradients(mut self) -> Self {
+        self.gradients = true;
+        self
     }
 
     /// The model.
@@ -124,15 +140,17 @@ impl<M: CellModel> Colony<M> {
         self.steps
     }
 
-    /// The environment the cells read, detached: compute it once per image,
-    /// step with it many times.
+    /// The environment the cells read, detached (unless
+    /// [`Colony::with_gradients`]): compute it once per image, step with it
+    /// many times.
     ///
     /// # Shapes
     ///
     /// `images` `[B, 3, H, W]` f32 RGB, pixel values in `[0, 1]` ->
     /// `[B, E, h, w]`.
     pub fn environment(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.model.environment(images)?.detach())
+        let env = self.model.environment(images)?;
+        Ok(if self.gradients { env } else { env.detach() })
     }
 
     /// One step under environment `env` (from [`Colony::environment`]; for
@@ -155,7 +173,7 @@ impl<M: CellModel> Colony<M> {
             env,
             self.steps,
             &mut rng,
-            false,
+            self.gradients,
         )?;
         self.steps += 1;
         Ok(())
@@ -203,13 +221,19 @@ impl<M: CellModel> Colony<M> {
         Ok(())
     }
 
-    /// Class logits of the current state, at the images' resolution.
+    /// Class logits of the current state, at the images' resolution
+    /// (detached unless [`Colony::with_gradients`]).
     ///
     /// # Shapes
     ///
     /// `[B, classes, H, W]` f32.
     pub fn logits(&self) -> Result<Tensor> {
-        Ok(self.model.logits(&self.state, self.image_size)?.detach())
+        let logits = self.model.logits(&self.state, self.image_size)?;
+        Ok(if self.gradients {
+            logits
+        } else {
+            logits.detach()
+        })
     }
 
     /// The most likely class of every pixel.

@@ -80,3 +80,61 @@ fn every_trainable_tensor_gets_a_nonzero_gradient() {
         }
     }
 }
+
+/// A colony kept with its graph takes the plain colony's trajectory, and
+/// a loss on its logits has a gradient back to the image (what the
+/// adversarial attack differentiates); the plain colony's has none.
+#[test]
+fn a_colony_with_gradients_differentiates_its_image() {
+    use ca_core::Colony;
+    let dev = Device::Cpu;
+    let cfg = CellConfig {
+        state_channels: 6,
+        hidden_channels: 8,
+        cascade: Some(ca_core::Cascade::from_sides(&[4, 8], &[2, 1]).unwrap()),
+        ..CellConfig::default()
+    };
+    let rule = CellRule::new(cfg, 3, &dev).unwrap();
+    let image = candle_core::Var::from_tensor(
+        &ca_core::normal_state((1, 3, 8, 8), &mut step_rng(4, 0), &dev).unwrap(),
+    )
+    .unwrap();
+    let run = |colony: Colony<&CellRule>| {
+        let mut colony = colony;
+        let env = colony.environment(image.as_tensor()).unwrap();
+        colony.evolve(&env, 5).unwrap();
+        let logits = colony.logits().unwrap();
+        (
+            logits.sqr().unwrap().mean_all().unwrap(),
+            colony.state().clone(),
+        )
+    };
+    let (plain_loss, plain_state) = run(Colony::new(&rule, 1, 8, 8, 9).unwrap());
+    let (loss, state) = run(Colony::new(&rule, 1, 8, 8, 9).unwrap().with_gradients());
+    let diff = (state - plain_state)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0, "the same trajectory");
+    let grad = loss.backward().unwrap();
+    let g = grad
+        .get(image.as_tensor())
+        .expect("a gradient to the image");
+    let norm = g
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(norm > 0.0 && norm.is_finite(), "{norm}");
+    let plain = plain_loss.backward().unwrap();
+    assert!(
+        plain.get(image.as_tensor()).is_none(),
+        "the plain colony is detached"
+    );
+}

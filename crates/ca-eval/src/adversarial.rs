@@ -4,7 +4,7 @@
 //! the perturbation with gradients through the unrolled CA steps.
 
 use ca_core::ErrorShapes;
-use ca_core::{normal_state, step_rng, CellRule};
+use ca_core::{chunk_seed, CellRule, Colony};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
@@ -111,13 +111,12 @@ pub fn attack(
     let mut losses = Vec::with_capacity(options.iterations);
     for it in 0..options.iterations {
         let image = adversarial_image(&base, &mask, delta.as_tensor(), max)?;
-        let env = ca_core::CellModel::environment(rule, &image)?;
-        let stream = if options.fixed_draws {
-            0
+        let seed = if options.fixed_draws {
+            options.seed
         } else {
-            (it as u64) * (options.steps as u64 + 1)
+            chunk_seed(options.seed, it)
         };
-        let loss = target_loss(rule, &env, (&region_idx, &target), stream, options)?;
+        let loss = target_loss(rule, &image, (&region_idx, &target), seed, options)?;
         losses.push(loss.to_scalar::<f32>()?);
         adam.backward_step(&loss)?;
     }
@@ -136,38 +135,37 @@ pub fn attack(
     })
 }
 
-/// The attack's loss for one environment: the colony from a fresh state
-/// (draws from `stream` on), the cross-entropy of the cells of `region`
-/// (their indices) against `target` averaged over the second half of the
-/// steps, with its graph back to the environment.
+/// The attack's loss for one image `[1, 3, S, S]`: a colony seeded by
+/// `seed` keeping its autograd graph ([`Colony::with_gradients`]), the
+/// cross-entropy of the cells of `region` (their indices) against `target`
+/// averaged over the second half of the steps, with its graph back to the
+/// image.
 fn target_loss(
     rule: &CellRule,
-    env: &Tensor,
+    image: &Tensor,
     (region, target): (&Tensor, &Tensor),
-    stream: u64,
+    seed: u64,
     options: &AttackOptions,
 ) -> Result<Tensor> {
-    let (_, _, h, w) = env.dims4()?;
-    let s = rule.config().state_channels;
-    let mut rng = step_rng(options.seed, stream);
-    let mut state = normal_state((1, s, h, w), &mut rng, rule.device())?;
-    let mut loss_sum: Option<Tensor> = None;
+    let (_, _, h, w) = image.dims4()?;
+    let mut colony = Colony::new(rule, 1, h, w, seed)?.with_gradients();
+    let env = colony.environment(image)?;
     let first_counted = options.steps / 2 + 1;
-    for t in 1..=options.steps {
-        let mut rng = step_rng(options.seed, stream + t as u64);
-        state = ca_core::coarse::step_at(rule, &state, env, t as u64 - 1, &mut rng, true)?;
+    let mut loss_sum: Option<Tensor> = None;
+    colony.evolve_with(&env, options.steps, |t, colony| {
         if t >= first_counted {
-            let logits = rule.logits(&state)?; // [1, C, H, W]
+            let logits = colony.logits()?; // [1, C, H, W]
             let c = logits.dim(1)?;
             let per_cell = logits.reshape((c, h * w))?.t()?.contiguous()?;
             let inside = per_cell.index_select(region, 0)?;
             let l = candle_nn::loss::cross_entropy(&inside, target)?;
-            loss_sum = Some(match loss_sum {
+            loss_sum = Some(match loss_sum.take() {
                 Some(acc) => (acc + l)?,
                 None => l,
             });
         }
-    }
+        Ok::<_, EvalError>(None)
+    })?;
     let counted = (options.steps + 1 - first_counted) as f64;
     let loss =
         loss_sum.ok_or_else(|| EvalError::invalid("steps", options.steps, "no step counted"))?;
