@@ -949,7 +949,10 @@ pub fn anytime<M: CellModel>(
 /// scored on frames 1.. (the first frame is the same full start), the IoU
 /// averaged over those frames. `video.csv`: `steps_per_frame` and, per
 /// motion, `iou_object_{motion}` and `iou_boundary_{motion}`;
-/// `video_cold.csv`: the cold colony's, one row at `opts.target` steps.
+/// `video_cold.csv`: the cold colony's, one row at `opts.target` steps;
+/// `video_frames.csv`: every frame's IoU (`frame`, then per motion and
+/// class `iou_{class}_{motion}_cold` and `iou_{class}_{motion}_k{K}` for
+/// each `K`), to see the recovery after a cut frame by frame.
 pub fn video<M: CellModel>(
     model: &M,
     set: &EvalSet,
@@ -980,6 +983,8 @@ pub fn video<M: CellModel>(
     let mut columns = vec!["steps_per_frame".to_string()];
     let mut carried_rows: Vec<Vec<f64>> = steps_per_frame.iter().map(|&k| vec![k as f64]).collect();
     let mut cold_row = vec![t0 as f64];
+    let mut frame_columns = vec!["frame".to_string()];
+    let mut frame_rows: Vec<Vec<f64>> = (1..frames).map(|f| vec![f as f64]).collect();
     for (name, motion) in motions {
         let sequences: Vec<Vec<Frame>> = (0..set.len())
             .map(|i| make_sequence(&photos, i, set.size, *motion, frames))
@@ -1042,6 +1047,16 @@ pub fn video<M: CellModel>(
             for (row, rows) in carried_rows.iter_mut().zip(&carried) {
                 row.push(mean_of(rows, c));
             }
+            frame_columns.push(format!("{IOU_COLUMN_PREFIX}{class}_{name}_cold"));
+            for (row, iou) in frame_rows.iter_mut().zip(&cold) {
+                row.push(iou[c]);
+            }
+            for (&k, rows) in steps_per_frame.iter().zip(&carried) {
+                frame_columns.push(format!("{IOU_COLUMN_PREFIX}{class}_{name}_k{k}"));
+                for (row, iou) in frame_rows.iter_mut().zip(rows) {
+                    row.push(iou[c]);
+                }
+            }
         }
     }
     let chart = Chart {
@@ -1064,15 +1079,24 @@ pub fn video<M: CellModel>(
             columns: columns.clone(),
             rows: carried_rows,
         },
-        extra_tables: vec![(
-            "cold".into(),
-            Table {
-                columns: std::iter::once("steps".to_string())
-                    .chain(columns.into_iter().skip(1))
-                    .collect(),
-                rows: vec![cold_row],
-            },
-        )],
+        extra_tables: vec![
+            (
+                "cold".into(),
+                Table {
+                    columns: std::iter::once("steps".to_string())
+                        .chain(columns.into_iter().skip(1))
+                        .collect(),
+                    rows: vec![cold_row],
+                },
+            ),
+            (
+                "frames".into(),
+                Table {
+                    columns: frame_columns,
+                    rows: frame_rows,
+                },
+            ),
+        ],
         chart,
         maps: vec![],
     })

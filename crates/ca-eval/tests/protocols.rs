@@ -241,6 +241,27 @@ fn video_compares_the_carried_colony_with_a_cold_one() {
         "{} vs {want}",
         out.table.rows[1][1]
     );
+    // Frame by frame: frames 1 and 2, the still motion's K = 4 column the
+    // plain colony at steps 8 and 12; the averages of the frames are the
+    // summary's.
+    let (name, frames) = &out.extra_tables[1];
+    assert_eq!(name, "frames");
+    assert_eq!(frames.columns.len(), 1 + 2 * 2 * 3);
+    assert_eq!(frames.columns[3], "iou_object_still_k4");
+    assert_eq!(frames.columns[12], "iou_boundary_pan_k4");
+    let k4: Vec<f64> = frames.rows.iter().map(|r| r[3]).collect();
+    assert_eq!(
+        frames.rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        [1.0, 2.0]
+    );
+    assert!((k4[0] - at(8.0, 2)).abs() < 1e-12 && (k4[1] - at(12.0, 2)).abs() < 1e-12);
+    let pan_cold = frames
+        .columns
+        .iter()
+        .position(|c| c == "iou_object_pan_cold")
+        .unwrap();
+    let mean = (frames.rows[0][pan_cold] + frames.rows[1][pan_cold]) / 2.0;
+    assert!((mean - cold.rows[0][3]).abs() < 1e-12);
     for bad in [
         protocols::video(&rule, &set, &opts, &motions, 1, &[1]),
         protocols::video(&rule, &set, &opts, &motions, 3, &[0]),
