@@ -152,7 +152,23 @@ impl Table {
     /// Writes the table as CSV (header line, then rows; integers without a
     /// decimal point, other values with 6 significant decimals, `NaN` as
     /// `nan`).
+    ///
+    /// # Errors
+    ///
+    /// [`EvalError`] naming `path`: a row whose length is not the number of
+    /// columns (nothing is written), or the file cannot be written.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
+        if let Some(k) = self.rows.iter().position(|r| r.len() != self.columns.len()) {
+            return Err(EvalError::invalid(
+                "table",
+                path.display(),
+                format!(
+                    "row {k} has {} values for {} columns",
+                    self.rows[k].len(),
+                    self.columns.len()
+                ),
+            ));
+        }
         let mut text = self.columns.join(",");
         text.push('\n');
         for row in &self.rows {
@@ -892,7 +908,7 @@ pub fn anytime<M: CellModel>(
     let rows = (0..rows_n)
         .map(|r| {
             let head = match r {
-                0 => [f64::NAN; 4],
+                0 => [f64::NAN; 5],
                 _ => {
                     let s = &settings[r - 1];
                     [
@@ -900,6 +916,7 @@ pub fn anytime<M: CellModel>(
                         s.window as f64,
                         s.min_steps as f64,
                         s.max_steps as f64,
+                        s.smoothing,
                     ]
                 }
             };

@@ -170,13 +170,21 @@ fn anytime_compares_settling_rules_with_the_fixed_count() {
             window: 2,
             min_steps: 3,
             max_steps: 5,
-            smoothing: 0.0,
+            smoothing: 0.5,
         },
     ];
     let out = protocols::anytime(&rule, &set, &opts, &settings).unwrap();
     assert_eq!(out.name, "anytime");
     assert_eq!(out.table.columns[0], "mean_steps");
     assert_eq!(out.table.rows.len(), 3);
+    // One value per column, the smoothing in its own.
+    assert!(out
+        .table
+        .rows
+        .iter()
+        .all(|r| r.len() == out.table.columns.len()));
+    assert_eq!(out.table.column("smoothing").unwrap()[1..], [0.0, 0.5]);
+    assert_eq!(out.table.column("window").unwrap()[1..], [1.0, 2.0]);
     assert_eq!(out.table.rows[0][0], opts.target as f64);
     assert!((2.0..=9.0).contains(&out.table.rows[1][0]));
     assert!((3.0..=5.0).contains(&out.table.rows[2][0]));
@@ -314,4 +322,21 @@ fn a_downsampled_high_resolution_prediction_has_the_label_maps_shape() {
         .unwrap();
     let err = colony.logits().err().unwrap().to_string();
     assert!(err.contains("multiples of 3"), "{err}");
+}
+
+/// A table whose row does not match its header is refused before anything
+/// is written (the anytime table once lost its smoothing column so).
+#[test]
+fn a_ragged_table_is_not_written() {
+    let path = std::env::temp_dir().join(format!("ca-eval-ragged-{}.csv", std::process::id()));
+    let table = protocols::Table {
+        columns: vec!["a".into(), "b".into()],
+        rows: vec![vec![1.0, 2.0], vec![3.0]],
+    };
+    let e = table.write_csv(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("row 1 has 1 values for 2 columns") && e.contains("ca-eval-ragged"),
+        "{e}"
+    );
+    assert!(!path.exists());
 }
