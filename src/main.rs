@@ -14,7 +14,7 @@ struct Tool {
     run: fn(&ArgMatches),
 }
 
-const TOOLS: [Tool; 9] = [
+const TOOLS: [Tool; 10] = [
     Tool {
         name: "train",
         about: "Train a model on the Oxford-IIIT Pet layout (the train_pets example)",
@@ -38,6 +38,12 @@ const TOOLS: [Tool; 9] = [
         about: "The live page and the HTTP API",
         command: serve_command,
         run: serve,
+    },
+    Tool {
+        name: "export-web",
+        about: "Write the live page and models as a static site; the colony runs in the browser",
+        command: cli::export_web::command,
+        run: cli::export_web::main_matches,
     },
     Tool {
         name: "sweep",

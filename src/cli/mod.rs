@@ -8,6 +8,7 @@ pub mod bench_hires;
 pub mod bench_parity;
 pub mod bench_step;
 pub mod evaluate;
+pub mod export_web;
 pub mod params;
 pub mod plot_training;
 pub mod segment;

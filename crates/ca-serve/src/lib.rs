@@ -2,10 +2,15 @@
 //!
 //! [`Server::bind`] listens on [`ServeConfig::bind`] (127.0.0.1 by default) and serves:
 //!
-//! - `GET /`: one page (HTML, JS and CSS embedded in the binary) where a
-//!   photo or a webcam stream is segmented live: frames of the colony are
-//!   pushed over a WebSocket (`GET /ws?model=NAME`), the page sends its
-//!   commands and images back ([`session`]);
+//! - `GET /`: one page (HTML, JS and CSS embedded in the binary, the files
+//!   of [`web::FILES`]) where a photo or a webcam stream is segmented live:
+//!   by default in the visitor's browser (WebGL2, `static/colony/`), from
+//!   the model files at `GET /models/NAME.safetensors` (listed at
+//!   `GET /models/index.json`), with no colony on the server; or, by the
+//!   page's switch or where the browser has no WebGL2, on the server:
+//!   frames of the colony are pushed over a WebSocket
+//!   (`GET /ws?model=NAME`), the page sends its commands and images back
+//!   ([`session`]);
 //! - `POST /api/segment`: a multipart field `image` (JPEG or PNG, decoded
 //!   by [`ca_data::decode_photo`]: EXIF orientation applied), optional
 //!   `steps` and `model` in the form or the query; answers the class map as
@@ -46,6 +51,7 @@ pub mod routes;
 pub mod session;
 pub mod upload;
 pub mod views;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -192,10 +192,9 @@ impl ModelRegistry {
         })
     }
 
-    /// The model `name` (loaded on first use, and again when its file
-    /// changed): 400 for a name that cannot be a model's, 404 for one not
-    /// listed, 500 for a file that does not load. Blocking: reads the file.
-    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ApiError> {
+    /// The file of the listed model `name`: 400 for a name that cannot be a
+    /// model's, 404 for one the last listing did not hold.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, ApiError> {
         check_model_name(name)?;
         let listed = self
             .listed
@@ -209,7 +208,14 @@ impl ModelRegistry {
                 self.names().join(", ")
             ))
         })?;
-        let path = self.dir.join(file_name);
+        Ok(self.dir.join(file_name))
+    }
+
+    /// The model `name` (loaded on first use, and again when its file
+    /// changed): 400 for a name that cannot be a model's, 404 for one not
+    /// listed, 500 for a file that does not load. Blocking: reads the file.
+    pub fn get(&self, name: &str) -> Result<Arc<LoadedModel>, ApiError> {
+        let path = self.path_of(name)?;
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, model)) = loaded.get(name) {

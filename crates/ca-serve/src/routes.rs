@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -26,14 +26,9 @@ use crate::models::{LoadedModel, ModelRegistry};
 use crate::session::{self, ClientCommand, Command, Outgoing, SessionLimits};
 use crate::upload::{decode_image, UploadLimits};
 use crate::views;
+use crate::web;
 
-/// The page.
-const INDEX_HTML: &str = include_str!("../static/index.html");
-/// The page's script.
-const APP_JS: &str = include_str!("../static/app.js");
-/// The page's style sheet.
-const STYLE_CSS: &str = include_str!("../static/style.css");
-/// The page's icon (also answered at `/favicon.ico`).
+/// The page's icon, also answered at `/favicon.ico`.
 const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 
 /// Bytes a multipart body may hold beyond the image (boundaries, headers,
@@ -65,6 +60,7 @@ pub struct AppState {
     colonies: Arc<Semaphore>,
     api: Arc<Semaphore>,
     api_waiting: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
 }
 
 /// Decrements the count of queued API calls when the wait ends, however it
@@ -88,12 +84,19 @@ impl AppState {
             colonies,
             api,
             api_waiting: Arc::new(AtomicUsize::new(0)),
+            started: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Live pages' colonies alive now.
     pub fn live_colonies(&self) -> usize {
         self.config.max_colonies - self.colonies.available_permits()
+    }
+
+    /// Live pages' colonies started since the server started (a page
+    /// that runs its colony in the browser starts none).
+    pub fn colonies_started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
     }
 
     /// API calls segmenting now.
@@ -109,13 +112,15 @@ impl AppState {
     /// A live page's colony slot, held until dropped; 503 when all are
     /// taken.
     fn take_colony(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.colonies.clone().try_acquire_owned().map_err(|_| {
+        let permit = self.colonies.clone().try_acquire_owned().map_err(|_| {
             tracing::warn!(
                 max_colonies = self.config.max_colonies,
                 "page refused: every colony slot is taken"
             );
             ApiError::busy(self.config.max_colonies)
-        })
+        })?;
+        self.started.fetch_add(1, Ordering::SeqCst);
+        Ok(permit)
     }
 
     /// An API slot, held until dropped: at once when one is free, else
@@ -185,24 +190,18 @@ impl AppState {
 /// The server's routes on `state`, [`guarded`].
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_upload_bytes + MULTIPART_OVERHEAD;
-    let routes = Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
+    let mut routes = Router::new();
+    for f in web::FILES {
+        routes = routes.route(&format!("/{}", f.path), get(|| async { page_file(f.path) }));
+    }
+    let routes = routes
+        .route("/", get(|| async { page_file("index.html") }))
         .route(
             "/favicon.ico",
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
-        .route(
-            "/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
+        .route("/models/index.json", get(models_index))
+        .route("/models/{file}", get(model_file))
         .merge(
             Router::new()
                 .route("/api/models", get(list_models))
@@ -253,6 +252,77 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+/// The file of [`web::FILES`] at `path`.
+fn page_file(path: &str) -> Response {
+    match web::file(path) {
+        Some(f) => asset(f.content_type, f.body),
+        None => ApiError::not_found("no such page or API route").into_response(),
+    }
+}
+
+/// `GET /models/index.json`: the models the page may load
+/// ([`web::models_index`]), a server behind them.
+async fn models_index(State(app): State<AppState>) -> Response {
+    let index = web::models_index(&app.models.names(), &app.config.default_model, true);
+    ([(header::CACHE_CONTROL, "no-cache")], Json(index)).into_response()
+}
+
+/// `GET /models/NAME.safetensors`: the file of a listed model, for the
+/// colony in the browser; 404 for another name (the path read is the
+/// registry's, never the request's). Revalidated on every use (`no-cache`)
+/// against an `ETag` of the file's size and modification time, 304 when it
+/// matches `If-None-Match`.
+async fn model_file(
+    State(app): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = file.strip_suffix(".safetensors").ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no model file '{}': model files are NAME.safetensors",
+            file.escape_default()
+        ))
+    })?;
+    let path = app.models.path_of(name)?;
+    let seen = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // The tag, and the bytes unless the client's copy has that tag.
+    let read = tokio::task::spawn_blocking(move || {
+        let meta = std::fs::metadata(&path)?;
+        let modified = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let tag = format!("\"{:x}-{:x}\"", meta.len(), modified.as_nanos());
+        let fresh = seen.is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+        let bytes = if fresh {
+            None
+        } else {
+            Some(std::fs::read(&path)?)
+        };
+        Ok::<_, std::io::Error>((tag, bytes))
+    })
+    .await
+    .map_err(|_| ApiError::internal("reading the model failed (panic)"))?;
+    let (tag, bytes) =
+        read.map_err(|e| ApiError::internal(format!("model '{name}' cannot be read: {e}")))?;
+    let cache = [
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::ETAG, tag),
+    ];
+    let Some(bytes) = bytes else {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    };
+    Ok((
+        cache,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
+}
+
 /// `GET /api/models`: the folder listed again.
 async fn list_models(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let models = app.models.clone();
@@ -286,6 +356,7 @@ async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
     let c = &app.config;
     Json(serde_json::json!({
         "live_colonies": app.live_colonies(),
+        "colonies_started": app.colonies_started(),
         "max_colonies": c.max_colonies,
         "api_running": app.api_running(),
         "api_waiting": app.api_waiting(),

@@ -1,9 +1,16 @@
-// The page of `ca-serve`: one WebSocket to a live colony. The server sends
-// a JSON "hello", then frames (binary: 4-byte big-endian header length,
-// JSON header, PNG strip of the views side by side) and JSON notices; the
-// page sends JSON commands and images ('P' photo or 'V' video frame, then
-// the JPEG or PNG bytes).
-"use strict";
+// The page of `ca-serve` (and of its static export): the colony runs in
+// this browser (WebGL2, colony/live.js) by default, or on the server by the
+// "run on" switch (`?run=server`), and where the browser has no WebGL2.
+//
+// On the server: one WebSocket to a live colony. The server sends a JSON
+// "hello", then frames (binary: 4-byte big-endian header length, JSON
+// header, PNG strip of the views side by side) and JSON notices; the page
+// sends JSON commands and images ('P' photo or 'V' video frame, then the
+// JPEG or PNG bytes). In the browser nothing is sent: photos and camera
+// frames go to the colony in the page.
+
+import { LiveColony, PALETTE, CLASS_NAMES } from "./colony/live.js";
+import { webgl2Available } from "./colony/webgl.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEW_IDS = { overlay: "view-overlay", classes: "view-classes", state: "view-state", uncertainty: "view-uncertainty" };
@@ -23,6 +30,12 @@ let camera = null;
 let cameraTimer = null;
 let videoRate = { at: performance.now(), frames: 0 };
 let lastDamage = 0;
+// "browser" or "server": where the colony runs.
+let runOn = null;
+// The colony in the browser, while it runs there.
+let live = null;
+// The page's model list (models/index.json): names, default, server.
+let index = null;
 
 // Messages clear themselves after MESSAGE_MS, except the sticky ones that
 // ask the user to do something (connect, reload).
@@ -49,8 +62,13 @@ function speedOf(slider) {
 }
 
 async function listModels() {
+  if (!index.server) {
+    const select = $("model");
+    select.replaceChildren(...index.models.map((m) => new Option(m, m, m === index.default, m === index.default)));
+    return index.default;
+  }
   try {
-    const r = await fetch("/api/models");
+    const r = await fetch("api/models");
     const body = await r.json();
     if (!r.ok) throw new Error(body.error);
     const select = $("model");
@@ -72,7 +90,7 @@ async function listModels() {
 }
 
 function connect() {
-  const url = new URL("/ws", location.href);
+  const url = new URL("ws", location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   if (model) url.searchParams.set("model", model);
   ws = new WebSocket(url);
@@ -85,7 +103,7 @@ function connect() {
       return;
     }
     try {
-      const s = await (await fetch("/api/status")).json();
+      const s = await (await fetch("api/status")).json();
       if (s.live_colonies >= s.max_colonies) {
         say(`server busy: all ${s.max_colonies} colonies are in use; trying again in ${BUSY_RETRY_S} s`, true);
         setTimeout(connect, BUSY_RETRY_S * 1000);
@@ -99,6 +117,7 @@ function connect() {
 }
 
 function onNotice(msg) {
+  if (runOn !== "server") return;
   if (msg.type === "hello") {
     hello = msg;
     $("steps").max = msg.max_steps;
@@ -126,7 +145,11 @@ function onNotice(msg) {
   }
 }
 
+// Frames per second shown, over the last second or so.
+let frameRate = { at: performance.now(), frames: 0 };
+
 async function onFrame(buffer) {
+  if (runOn !== "server") return;
   const n = new DataView(buffer).getUint32(0);
   const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
   const png = new Blob([new Uint8Array(buffer, 4 + n)], { type: "image/png" });
@@ -139,6 +162,11 @@ async function onFrame(buffer) {
   strip.close();
   framesShown += 1;
   $("frames").textContent = framesShown;
+  if (performance.now() - frameRate.at >= 1000) {
+    const now = performance.now();
+    $("fps").textContent = (((framesShown - frameRate.frames) * 1000) / (now - frameRate.at)).toFixed(1);
+    frameRate = { at: now, frames: framesShown };
+  }
   $("step").textContent = header.step;
   // The class map has settled (the server's Settling rule) since the last
   // photo, frame, restart or damage.
@@ -167,8 +195,21 @@ async function onFrame(buffer) {
   document.body.dataset.frames = framesShown;
 }
 
-function sendPhoto(file) {
+async function sendPhoto(file) {
   if (!file) return;
+  if (runOn === "browser") {
+    if (!live.colony) {
+      say(`${file.name}: no model is loaded in this browser`, true);
+      return;
+    }
+    try {
+      await live.photo(file);
+      say(`segmenting ${file.name} in this browser`);
+    } catch (e) {
+      say(`${file.name}: ${e.message}`, true);
+    }
+    return;
+  }
   if (!ws || ws.readyState !== WebSocket.OPEN) {
     // The reason the socket closed stays on screen; the photo went nowhere.
     if (!$("message").textContent) say(`${file.name} not sent: not connected to the server; reload the page`, true);
@@ -189,7 +230,9 @@ function brushAt(ev) {
   const r = ev.currentTarget.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
   const y = Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height));
-  send({ cmd: "damage", x, y, radius: Number($("brush").value) / 100 });
+  const radius = Number($("brush").value) / 100;
+  if (runOn === "browser") live.damage(x, y, radius);
+  else send({ cmd: "damage", x, y, radius });
 }
 
 async function startCamera() {
@@ -205,7 +248,9 @@ async function startCamera() {
   $("webcam-start").disabled = true;
   $("webcam-stop").disabled = false;
   scheduleCapture();
-  say("camera on: the colony keeps its state across frames");
+  say(runOn === "browser"
+    ? "camera on: the frames go to the colony in this page, never over the network"
+    : "camera on: the colony keeps its state across frames");
 }
 
 function scheduleCapture() {
@@ -216,6 +261,10 @@ function scheduleCapture() {
 
 function captureFrame() {
   const video = $("video");
+  if (runOn === "browser") {
+    live.frame(video);
+    return;
+  }
   if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 256 * 1024 || !video.videoWidth) return;
   const canvas = $("capture");
   const side = Math.min(video.videoWidth, video.videoHeight);
@@ -263,22 +312,51 @@ function wire() {
   $("webcam-start").addEventListener("click", startCamera);
   $("webcam-stop").addEventListener("click", stopCameraAndSay);
   $("webcam-rate").addEventListener("change", scheduleCapture);
-  $("play").addEventListener("click", () => send({ cmd: "play", on: $("play").textContent === "Play" }));
-  $("restart").addEventListener("click", () => send({ cmd: "restart" }));
+  $("play").addEventListener("click", () => {
+    const on = $("play").textContent === "Play";
+    if (runOn === "browser") {
+      if (on && live.limit !== null && live.sinceReset >= live.limit) live.sinceReset = 0;
+      live.running = on;
+    } else send({ cmd: "play", on });
+  });
+  $("restart").addEventListener("click", () => {
+    if (runOn === "browser") {
+      if (live.colony && live.image) live.reset();
+    } else send({ cmd: "restart" });
+  });
   $("speed").addEventListener("input", () => {
     const s = speedOf(Number($("speed").value));
     $("speed-value").textContent = s;
-    send({ cmd: "speed", steps_per_second: s });
+    if (runOn === "browser") live.speed = s;
+    else send({ cmd: "speed", steps_per_second: s });
   });
   $("steps").addEventListener("change", () => {
     const v = $("steps").value.trim();
-    send({ cmd: "steps", steps: v === "" ? null : Number(v) });
+    const steps = v === "" ? null : Number(v);
+    if (runOn !== "browser") {
+      send({ cmd: "steps", steps });
+    } else if (steps !== null && !(Number.isInteger(steps) && steps >= 1)) {
+      say(`steps ${v}: must be a whole number of at least 1, or empty for no limit`);
+      $("steps").value = live.limit ?? "";
+    } else {
+      live.limit = steps;
+      live.sinceReset = 0;
+    }
   });
   $("model").addEventListener("change", () => {
     model = $("model").value;
-    send({ cmd: "model", name: model });
+    if (runOn === "browser") loadInBrowser(model);
+    else send({ cmd: "model", name: model });
   });
-  $("uncertainty").addEventListener("change", () => send({ cmd: "uncertainty", on: $("uncertainty").checked }));
+  $("uncertainty").addEventListener("change", () => {
+    if (runOn === "browser") {
+      live.uncertainty = $("uncertainty").checked;
+      live.dirty = true;
+      $("uncertainty-caption").textContent = live.uncertainty ? "uncertainty (entropy of the class probabilities)" : "uncertainty (off)";
+    } else send({ cmd: "uncertainty", on: $("uncertainty").checked });
+  });
+  $("run-browser").addEventListener("change", () => switchTo("browser"));
+  $("run-server").addEventListener("change", () => switchTo("server"));
   for (const id of ["view-overlay", "view-classes", "view-state"]) {
     const canvas = $(id);
     canvas.addEventListener("pointerdown", (ev) => {
@@ -292,8 +370,112 @@ function wire() {
   }
 }
 
-wire();
-listModels().then((name) => {
-  model = name;
-  connect();
-});
+/** Loads `name` into the browser colony; a model the browser cannot run
+ * (a bad file, a high-resolution model) is named with the reason. */
+async function loadInBrowser(name) {
+  try {
+    await live.useModel(name);
+    $("model-name").textContent = name;
+    say(live.image ? `${name} loaded: restarted from noise` : `${name} runs in this browser: drop a photo or start the camera`, !live.image);
+  } catch (e) {
+    live.colony = null;
+    $("model-name").textContent = "-";
+    say(`cannot run ${name} in this browser: ${e.message}`, true);
+  }
+}
+
+/** The browser colony's counters on the page. */
+function showLive(stats) {
+  if (runOn !== "browser") return;
+  $("step").textContent = stats.step;
+  $("sps").textContent = stats.sps.toFixed(1);
+  $("fps").textContent = stats.fps.toFixed(1);
+  $("frames").textContent = stats.frames;
+  $("video-frames").textContent = stats.videoFrames;
+  $("video-fps").textContent = stats.videoFps.toFixed(1);
+  $("play").textContent = stats.running ? "Pause" : "Play";
+  $("play").disabled = !live.image;
+  document.body.dataset.frames = stats.frames;
+}
+
+function legend() {
+  $("legend").replaceChildren(
+    ...CLASS_NAMES.map((name, c) => {
+      const s = document.createElement("span");
+      const i = document.createElement("i");
+      i.style.background = `rgb(${PALETTE[c].join(",")})`;
+      s.append(i, name);
+      return s;
+    })
+  );
+}
+
+/** Runs the colony in this browser or on the server from now on. */
+async function switchTo(where) {
+  if (where === runOn) return;
+  stopCamera();
+  if (runOn === "server" && ws) {
+    ws.onclose = null;
+    ws.close();
+    ws = null;
+  }
+  if (runOn === "browser" && live) {
+    live.stop();
+    live = null;
+  }
+  runOn = where;
+  $(`run-${where}`).checked = true;
+  document.body.dataset.runOn = where;
+  $("play").disabled = true;
+  $("play").textContent = "Play";
+  if (where === "browser") {
+    legend();
+    for (const id of Object.values(VIEW_IDS)) {
+      $(id).width = 192;
+      $(id).height = 192;
+    }
+    live = new LiveColony({
+      overlay: $("view-overlay"),
+      classes: $("view-classes"),
+      state: $("view-state"),
+      uncertainty: $("view-uncertainty"),
+      onFrame: showLive,
+    });
+    live.speed = speedOf(Number($("speed").value));
+    const v = $("steps").value.trim();
+    live.limit = v === "" ? null : Number(v);
+    live.uncertainty = $("uncertainty").checked;
+    await loadInBrowser(model);
+  } else {
+    connect();
+  }
+}
+
+async function start() {
+  wire();
+  try {
+    const r = await fetch("models/index.json");
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    index = await r.json();
+  } catch (e) {
+    say(`cannot list the models (models/index.json): ${e.message}`, true);
+    return;
+  }
+  const webgl = webgl2Available();
+  $("run-browser").disabled = !webgl;
+  $("run-server").disabled = !index.server;
+  $("run-note").textContent = !webgl
+    ? "(this browser has no WebGL2 with float textures: the colony runs on the server)"
+    : index.server ? "" : "(a static page: no server)";
+  model = await listModels();
+  const asked = new URLSearchParams(location.search).get("run");
+  if (webgl && !(asked === "server" && index.server)) {
+    await switchTo("browser");
+  } else if (index.server) {
+    await switchTo("server");
+  } else {
+    say("this browser has no WebGL2 with float textures, and this static page has no server to run the colony", true);
+  }
+}
+
+start();

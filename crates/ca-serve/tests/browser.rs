@@ -14,148 +14,16 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ca_serve::ServeConfig;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt;
+use fantoccini::{Client, Locator};
 use image::{imageops, RgbImage};
+use support::browser::*;
 use support::*;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// The browser tests run one at a time (two Chromiums and two colonies on a
-/// 2-core machine would only slow each other down).
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Longest wait for anything the page should show.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `Some(())` when Chromium and chromedriver are installed; otherwise
-/// prints that the test skipped (panics under `CI=true`, where they must
-/// be: `.ci/run` installs them).
-fn browser_installed() -> Option<()> {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).is_file())
-        .collect();
-    if missing.is_empty() {
-        return Some(());
-    }
-    let note = format!(
-        "{} not found: install them with `apt-get install -y chromium chromium-driver`",
-        missing.join(" and ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{note}");
-    }
-    eprintln!("skipped: {note}");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// chromedriver on a free loopback port, killed on drop.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A headless Chromium session with `extra` command-line flags.
-async fn open_browser(extra: &[String]) -> (Driver, Client) {
-    let port = free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver(child);
-    let mut args: Vec<String> = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=900,760",
-        "--force-device-scale-factor=1",
-        "--hide-scrollbars",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend_from_slice(extra);
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": CHROMIUM, "args": args }),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let connected =
-            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await;
-        match connected {
-            Ok(client) => return (driver, client),
-            Err(e) if Instant::now() > deadline => {
-                panic!("no WebDriver session from chromedriver on port {port} in 30 s: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// Runs `test` with a browser and closes the session (and Chromium) even
-/// when the test fails.
-async fn with_browser<F, Fut>(extra: &[String], test: F)
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (driver, client) = open_browser(extra).await;
-    let outcome = std::panic::AssertUnwindSafe(test(client.clone()))
-        .catch_unwind()
-        .await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Polls `probe` every 200 ms until it gives `Some`, at most
-/// [`PAGE_TIMEOUT`]; the panic names `what`.
-async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut probe: impl FnMut() -> Fut,
-) -> T {
-    let deadline = Instant::now() + PAGE_TIMEOUT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page did not show {what} within {PAGE_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn text(client: &Client, css: &str) -> String {
     client
@@ -276,8 +144,10 @@ async fn save_page(client: &Client, css: &str, name: &str) {
     eprintln!("screenshot {}", path.display());
 }
 
+/// The page with its colony on the server (the existing tests' path; the
+/// browser colony is the default where WebGL2 is, as in this Chromium).
 fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
+    format!("http://{addr}/?run=server")
 }
 
 async fn wait_connected(client: &Client) {
@@ -609,4 +479,110 @@ async fn webcam_mode_follows_a_fake_camera_clip() {
     })
     .await;
     eprintln!("webcam mode test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Picks the fixture photo `name` in the page's file input.
+async fn pick_photo(client: &Client, name: &str) {
+    let photo = fixture(name).canonicalize().expect("the fixture");
+    client
+        .find(Locator::Css("#file"))
+        .await
+        .expect("the file input")
+        .send_keys(&photo.to_string_lossy())
+        .await
+        .expect("pick the photo");
+}
+
+/// The page in browser mode (the default where WebGL2 is): a photo to a
+/// class map of more than one class, drawn by the colony in the page; the
+/// server starts no colony (its status counts none) and answers the model
+/// file the page loads.
+pub async fn photo_in_the_browser(client: &Client, page: &str) {
+    client.goto(page).await.expect("open the page");
+    wait_for("the model loaded in the browser", || async {
+        text(client, "#message")
+            .await
+            .contains("runs in this browser")
+            .then_some(())
+    })
+    .await;
+    let run_on = client
+        .execute("return document.body.dataset.runOn", vec![])
+        .await
+        .expect("the page's mode");
+    assert_eq!(run_on, "browser");
+    pick_photo(client, "synth-cat-001").await;
+    wait_for("step 40 in the browser", || async {
+        (number(client, "#step").await >= 40).then_some(())
+    })
+    .await;
+    let rate: f64 = text(client, "#sps").await.trim().parse().unwrap_or(0.0);
+    assert!(rate > 0.0, "steps/s {rate}");
+    let map = screenshot(client, "#view-classes").await;
+    let shown = classes_shown(&map);
+    assert!(
+        shown.len() >= 2,
+        "the browser's class map shows only classes {shown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_mode_segments_a_photo_with_no_colony_on_the_server() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let (addr, state) = start_default().await;
+    let page = format!("http://{addr}/");
+    with_browser(&[], |client| async move {
+        photo_in_the_browser(&client, &page).await;
+        save_page(&client, "#app", "browser").await;
+    })
+    .await;
+    assert_eq!(
+        state.colonies_started(),
+        0,
+        "the page in browser mode started a colony on the server"
+    );
+    let status = get(addr, "/api/status").await.json();
+    assert_eq!(status["colonies_started"], 0, "{status}");
+    eprintln!(
+        "browser mode test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_static_export_runs_from_a_plain_file_server() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let dir = temp_dir("export");
+    let site = dir.path().join("site");
+    let models: Vec<PathBuf> = ["pets48-cascade", "pets48-small"]
+        .iter()
+        .map(|m| models_dir().join(format!("{m}.safetensors")))
+        .collect();
+    ca_serve::web::export(&site, &models).expect("export the page");
+    let addr = support::static_files::serve_folder(&site).await;
+    let page = format!("http://{addr}/");
+    with_browser(&[], |client| async move {
+        photo_in_the_browser(&client, &page).await;
+        let server = client
+            .find(Locator::Css("#run-server"))
+            .await
+            .expect("the switch");
+        assert!(
+            !server.is_enabled().await.unwrap(),
+            "a static page offers no server"
+        );
+    })
+    .await;
+    eprintln!(
+        "static export test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -82,6 +82,75 @@ async fn segment_answers_a_png_class_map_or_json_counts() {
     }
 }
 
+/// The browser colony's files: every page file with its type, the model
+/// list, and the model files the server listed (an `ETag` to revalidate
+/// against, 304 when it matches), nothing else of the folder or the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_files_and_the_model_files_are_served() {
+    let (addr, _) = start_default().await;
+    for f in ca_serve::web::FILES {
+        let answer = get(addr, &format!("/{}", f.path)).await;
+        assert_eq!(answer.status, 200, "{}", f.path);
+        assert_eq!(answer.content_type, f.content_type, "{}", f.path);
+        assert_eq!(answer.body, f.body.as_bytes(), "{}", f.path);
+    }
+    let index = get(addr, "/models/index.json").await.json();
+    assert_eq!(index["server"], true, "{index}");
+    assert_eq!(index["default"], "pets48-cascade", "{index}");
+    assert!(
+        index["models"]
+            .as_array()
+            .unwrap()
+            .contains(&"pets48".into()),
+        "{index}"
+    );
+
+    let model = get(addr, "/models/pets48.safetensors").await;
+    assert_eq!(model.status, 200);
+    assert_eq!(model.content_type, "application/octet-stream");
+    assert_eq!(
+        model.body,
+        std::fs::read(models_dir().join("pets48.safetensors")).unwrap()
+    );
+    let tag = {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let res = client
+            .get(
+                format!("http://{addr}/models/pets48.safetensors")
+                    .parse()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["cache-control"], "no-cache");
+        res.headers()["etag"].to_str().unwrap().to_string()
+    };
+    let again = request_with(
+        addr,
+        "GET",
+        "/models/pets48.safetensors",
+        &[("if-none-match", &tag)],
+        vec![],
+    )
+    .await;
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    for path in [
+        "/models/nope.safetensors",
+        "/models/pets48.metrics.jsonl",
+        "/models/..%2FCargo.toml",
+        "/models/pets48",
+    ] {
+        let answer = get(addr, path).await;
+        assert!(
+            matches!(answer.status, 400 | 404),
+            "{path}: {}",
+            answer.status
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_get_400_with_the_reason() {
     let (addr, _) = start_default().await;
