@@ -496,6 +496,100 @@ async fn steps_per_second_in_the_browser() {
     }
 }
 
+/// A safetensors file of `tensors` (name, shape, bytes) and the cell
+/// config `config` in its metadata.
+fn safetensors(config: &serde_json::Value, tensors: &[(&str, Vec<usize>, usize)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::json!({ "ca.cell_config": config.to_string(), "ca.format": "ca-core/1", "ca.image_size": "48" }),
+    );
+    let mut at = 0;
+    for (name, shape, bytes) in tensors {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [at, at + bytes] }),
+        );
+        at += bytes;
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.resize(out.len() + at, 0);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_model_files_get_a_message_naming_the_problem() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, addr) = exported_page().await;
+    let good = std::fs::read(models_dir().join("pets48-small.safetensors")).unwrap();
+    let config: serde_json::Value =
+        serde_json::to_value(load("pets48-small").rule().config()).unwrap();
+    let mut conv5 = config.clone();
+    conv5["perception"] = "conv5x5".into();
+    let mut channel = config.clone();
+    channel["norm"] = "channel".into();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated.safetensors",
+            good[..200].to_vec(),
+            "truncated header",
+        ),
+        ("short.safetensors", good[..4].to_vec(), "too short"),
+        (
+            "length.safetensors",
+            safetensors(&config, &[("classifier.bias", vec![3], 8)]),
+            "tensor 'classifier.bias' has 8 bytes, its shape [3] needs 12",
+        ),
+        (
+            "kind.safetensors",
+            safetensors(&conv5, &[]),
+            "unknown perception 'conv5x5'",
+        ),
+        (
+            "norm.safetensors",
+            safetensors(&channel, &[]),
+            "norm 'channel' is not run in the browser",
+        ),
+        (
+            "missing.safetensors",
+            safetensors(&config, &[]),
+            "tensor 'depthwise.weight' is missing",
+        ),
+    ];
+    with_browser(&[], |client| async move {
+        open_debug(&client, addr).await;
+        let script = "return window.cellsegDebug.readModel(arguments[0]);";
+        let read = |name: &str, bytes: &[u8]| {
+            let args = vec![serde_json::json!({ "name": name, "bytes": base64(bytes) })];
+            let client = client.clone();
+            async move {
+                client
+                    .execute(script, args)
+                    .await
+                    .expect("readModel answers")
+            }
+        };
+        let ok = read("pets48-small.safetensors", &good).await;
+        assert_eq!(ok["config"]["perception"], "depthwise", "{ok}");
+        for (name, bytes, expected) in &cases {
+            let answer = read(name, bytes).await;
+            let error = answer["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} was read: {answer}"));
+            assert!(
+                error.starts_with(name) && error.contains(expected),
+                "{name}: {error}"
+            );
+        }
+    })
+    .await;
+}
+
 #[test]
 fn base64_round_trips() {
     for bytes in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0, 255, 128, 7, 9]] {

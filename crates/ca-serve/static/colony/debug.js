@@ -2,7 +2,7 @@
 // a model's colony in this browser from given arrays, so that a test can
 // compare it with the Rust colony (crates/ca-serve/tests/webgl.rs).
 
-import { loadModel } from "./model.js";
+import { loadModel, modelFromBytes } from "./model.js";
 import { Colony, classify } from "./colony.js";
 import { createContext } from "./webgl.js";
 
@@ -108,5 +108,18 @@ async function bench({ model, width, height, steps, warmup = 3 }) {
   return { steps, seconds, steps_per_second: steps / seconds };
 }
 
-window.cellsegDebug = { run, bench };
+/** Reads a model file given as base64 (`name` in messages): its config,
+ * or the Error's message the page would show. */
+function readModel({ name, bytes }) {
+  const raw = atob(bytes);
+  const buffer = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) buffer[i] = raw.charCodeAt(i);
+  try {
+    return { config: modelFromBytes(buffer.buffer, name).config };
+  } catch (e) {
+    return { error: e.message };
+  }
+}
+
+window.cellsegDebug = { run, bench, readModel };
 document.body.dataset.ready = "1";
