@@ -1,11 +1,17 @@
 //! The page in a real browser: Debian's headless Chromium driven through
-//! chromedriver (WebDriver, the `fantoccini` client). Photo mode: upload a
-//! fixture, wait for frames, check that the class map shows more than one
-//! class, damage the colony with the brush and watch it heal. Webcam mode:
-//! Chromium's fake camera plays a clip the test writes from two fixture
-//! photos; the video frame count rises and the class map follows the
-//! switch (nearer the API's map of the first photo at one time, of the
-//! second at another).
+//! chromedriver (WebDriver, the `fantoccini` client).
+//!
+//! With the colony on the server (`?run=server`): photo mode uploads a
+//! fixture, waits for frames, checks that the class map shows more than one
+//! class, damages the colony with the brush and watches it heal; webcam
+//! mode plays Chromium's fake camera clip, written from two fixture photos,
+//! and the class map follows the switch (nearer the API's map of the first
+//! photo at one time, of the second at another).
+//!
+//! With the colony in the browser (the default, WebGL2 through SwiftShader
+//! here): a photo and the fake camera each give a class map of more than
+//! one class while the server starts no colony, and the static export
+//! (`ca_serve::web::export`) does the same from a plain file server.
 //!
 //! Without /usr/bin/chromium or /usr/bin/chromedriver the tests print that
 //! they skipped, and fail under `CI=true`. With
@@ -583,6 +589,70 @@ async fn the_static_export_runs_from_a_plain_file_server() {
     .await;
     eprintln!(
         "static export test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_mode_segments_the_fake_camera_with_no_colony_on_the_server() {
+    if browser_installed().is_none() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let dir = temp_dir("webcam-browser");
+    let clip = dir.path().join("clip.y4m");
+    let photo = image::open(fixture("synth-cat-001"))
+        .expect("a fixture")
+        .into_rgb8();
+    write_y4m(&clip, &[photo], 20, 160);
+    let flags = [
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ];
+    let (addr, state) = start_default().await;
+    with_browser(&flags, |client| async move {
+        client
+            .goto(&format!("http://{addr}/"))
+            .await
+            .expect("open the page");
+        wait_for("the model loaded in the browser", || async {
+            text(&client, "#message")
+                .await
+                .contains("runs in this browser")
+                .then_some(())
+        })
+        .await;
+        click(&client, "#mode-webcam").await;
+        click(&client, "#webcam-start").await;
+        wait_for("the camera's frames kept in the page", || async {
+            text(&client, "#message")
+                .await
+                .contains("never over the network")
+                .then_some(())
+        })
+        .await;
+        wait_for("step 40 on camera frames", || async {
+            (number(&client, "#step").await >= 40 && number(&client, "#video-frames").await >= 3)
+                .then_some(())
+        })
+        .await;
+        let map = screenshot(&client, "#view-classes").await;
+        let shown = classes_shown(&map);
+        assert!(
+            shown.len() >= 2,
+            "the camera's class map shows only classes {shown:?}"
+        );
+    })
+    .await;
+    assert_eq!(
+        state.colonies_started(),
+        0,
+        "the camera in browser mode started a colony on the server"
+    );
+    eprintln!(
+        "browser webcam test: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

@@ -453,9 +453,16 @@ async fn steps_per_second_in_the_browser() {
     }
     let _one = ONE_AT_A_TIME.lock().await;
     let (_dir, addr) = exported_page().await;
-    let runs = [(48, 40), (256, 4)];
+    let runs = [(48, 40), (256, 3)];
     with_browser(&[], |client| async move {
         open_debug(&client, addr).await;
+        // A software GPU takes seconds a step of the 256 x 256 grid.
+        let timeouts = fantoccini::wd::TimeoutConfiguration::new(
+            Some(std::time::Duration::from_secs(300)),
+            None,
+            None,
+        );
+        client.update_timeouts(timeouts).await.expect("a longer script timeout");
         for (side, steps) in runs {
             let script = "const [options, done] = arguments; \
                 window.cellsegDebug.bench(options).then(done, (e) => done({ error: String(e.message || e) }));";
@@ -467,6 +474,7 @@ async fn steps_per_second_in_the_browser() {
                         "width": side,
                         "height": side,
                         "steps": steps,
+                        "warmup": 1,
                     })],
                 )
                 .await
