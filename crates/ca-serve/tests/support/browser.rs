@@ -79,6 +79,9 @@ pub async fn open_browser(extra: &[String]) -> (Driver, Client) {
         "--window-size=900,760",
         "--force-device-scale-factor=1",
         "--hide-scrollbars",
+        // WebGL2 for the browser colony through SwiftShader (the CPU): with
+        // --disable-gpu newer Chromiums offer it only when told to.
+        "--enable-unsafe-swiftshader",
     ]
     .map(String::from)
     .to_vec();
