@@ -77,9 +77,10 @@ pub struct Args {
     /// their spread (no --gif).
     #[arg(long, default_value_t = 1)]
     ensemble: usize,
-    /// Run until the class map settles (at most 3% of the cells changing
-    /// class in each of 4 steps in a row, 8 to 80 steps:
-    /// `Settling::default`) instead of --steps; says how many it took.
+    /// Run until the class map settles (on the probabilities averaged with
+    /// smoothing 0.8, at most 1.5% of the cells changing class in each of
+    /// 4 steps in a row, 8 to 80 steps: `Settling::default`) instead of
+    /// --steps; says how many it took.
     #[arg(long, conflicts_with = "gif")]
     until_stable: bool,
     /// Video: CA steps on each frame after the first, the colony carried.

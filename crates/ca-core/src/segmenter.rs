@@ -221,24 +221,10 @@ impl<M: CellModel> Segmenter<M> {
         };
         let (mut colony, env) = borrowed.start(&repeat_members(images, self.ensemble)?)?;
         let mut tracker = SettleTracker::new(*settling, b, h * w);
-        let mut average: Option<Tensor> = None;
         for t in 1..=settling.max_steps {
             colony.step(&env)?;
-            let maps = match (self.ensemble, settling.smoothing) {
-                (1, 0.0) => colony.predict()?,
-                (n, 0.0) => ensemble_mean(&colony.logits()?, n)?.classes()?,
-                (n, s) => {
-                    let p = ensemble_mean(&colony.logits()?, n)?.probabilities;
-                    let next = match average.take() {
-                        Some(a) => ((a * s)? + (p * (1.0 - s))?)?,
-                        None => p,
-                    };
-                    let maps = next.argmax(1)?.to_dtype(DType::U32)?;
-                    average = Some(next);
-                    maps
-                }
-            };
-            if tracker.observe(t, maps.flatten_all()?.to_vec1::<u32>()?) {
+            let p = ensemble_mean(&colony.logits()?, self.ensemble)?.probabilities;
+            if tracker.observe(t, &p)? {
                 break;
             }
         }

@@ -134,3 +134,47 @@ fn bad_settings_are_refused_by_name() {
     let err = segmenter.segment_until_stable(&bad, &base).err().unwrap();
     assert!(err.to_string().contains("images"), "{err}");
 }
+
+/// The tracker on probabilities that flicker between two classes every
+/// step: without smoothing every cell changes every step and the image
+/// never settles (it stops at `max_steps`); the running average of the
+/// default rule (smoothing 0.8) holds the first class and settles as soon
+/// as the window allows.
+#[test]
+fn smoothing_settles_a_flickering_map() {
+    let dev = Device::Cpu;
+    let flicker = |t: usize| {
+        let (a, b) = if t % 2 == 1 {
+            (0.55f32, 0.45f32)
+        } else {
+            (0.45, 0.55)
+        };
+        Tensor::from_vec(vec![a, a, b, b, 0.0, 0.0], (1, 3, 1, 2), &dev).unwrap()
+    };
+    let run = |rule: Settling| {
+        let mut tracker = ca_core::SettleTracker::new(rule, 1, 2);
+        let mut t = 0;
+        while t < rule.max_steps {
+            t += 1;
+            if tracker.observe(t, &flicker(t)).unwrap() {
+                break;
+            }
+        }
+        (t, tracker.settled_at()[0])
+    };
+    let smooth = Settling {
+        max_steps: 20,
+        ..Settling::default()
+    };
+    assert_eq!(smooth.smoothing, 0.8);
+    assert_eq!(run(smooth), (8, Some(8)));
+    let plain = Settling {
+        smoothing: 0.0,
+        ..smooth
+    };
+    assert_eq!(run(plain), (20, None));
+    // Probabilities of another batch or grid are refused by name.
+    let mut tracker = ca_core::SettleTracker::new(plain, 2, 2);
+    let e = tracker.observe(1, &flicker(1)).unwrap_err().to_string();
+    assert!(e.contains("class probabilities to settle"), "{e}");
+}

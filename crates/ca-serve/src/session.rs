@@ -352,11 +352,13 @@ impl Session {
     /// Records the class map of the first run after a step, for "settled
     /// after N steps".
     fn observe_settling(&mut self, colony: &Colony<&AnyModel>) -> Result<()> {
-        let map = colony.predict()?.get(0)?.flatten_all()?.to_vec1::<u32>()?;
+        // The first run's probabilities (the uncertainty view runs several).
+        let p = ca_core::ensemble_mean(&colony.logits()?.narrow(0, 0, 1)?, 1)?.probabilities;
+        let (_, _, h, w) = p.dims4()?;
         let tracker = self
             .settle
-            .get_or_insert_with(|| SettleTracker::new(Settling::default(), 1, map.len()));
-        tracker.observe(self.since_event, map);
+            .get_or_insert_with(|| SettleTracker::new(Settling::default(), 1, h * w));
+        tracker.observe(self.since_event, &p)?;
         Ok(())
     }
 

@@ -685,8 +685,8 @@ async fn the_colony_runs_until_paused_and_a_flood_of_strokes_is_bounded() {
         (Some(true), true),
         "{past}"
     );
-    // Issue 39: the page hears when the class map settled (3% of the
-    // cells in 4 steps, within 8 to 80 steps of the photo).
+    // Issue 39: the page hears when the class map settled
+    // (`Settling::default`, within 8 to 80 steps of the photo).
     let settled = past["settled_after"].as_u64();
     assert!(settled.is_some_and(|n| (8..=80).contains(&n)), "{past}");
 
