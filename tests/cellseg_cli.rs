@@ -24,6 +24,7 @@ fn help_lists_every_tool() {
         "segment",
         "evaluate",
         "serve",
+        "export-web",
         "sweep",
         "params",
         "adversarial",
@@ -337,5 +338,63 @@ fn segment_reads_a_video_file_through_ffmpeg() {
         "avg_frame_rate=5/1",
     ] {
         assert!(probed.contains(line), "{line} not in {probed}");
+    }
+}
+
+/// `cellseg export-web`: the page, its scripts and the chosen models in a
+/// folder (what a static host serves; `crates/ca-serve/tests/webgl.rs`
+/// drives such a folder in Chromium); a missing or unreadable model is
+/// named and nothing is exported.
+#[test]
+fn export_web_writes_a_static_site_and_names_bad_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = cellseg(&[
+        "export-web",
+        site.to_str().unwrap(),
+        "--model",
+        "pets48",
+        "--model",
+        "models/pets48-small.safetensors",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("2 models: pets48, pets48-small"), "{said}");
+    for file in [
+        "index.html",
+        "app.js",
+        "colony/colony.js",
+        "models/index.json",
+    ] {
+        assert!(site.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read(site.join("models/pets48.safetensors")).unwrap(),
+        std::fs::read("models/pets48.safetensors").unwrap()
+    );
+    let index = std::fs::read_to_string(site.join("models/index.json")).unwrap();
+    assert!(
+        index.find("pets48").unwrap() < index.find("pets48-small").unwrap(),
+        "{index}"
+    );
+
+    let bad = dir.path().join("broken.safetensors");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let elsewhere = dir.path().join("site2");
+    for model in ["no-such-model", bad.to_str().unwrap()] {
+        let out = cellseg(&["export-web", elsewhere.to_str().unwrap(), "--model", model]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let named = std::path::Path::new(model)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(err.contains(&named), "{err}");
+        assert!(!elsewhere.exists(), "nothing exported for {model}");
     }
 }
