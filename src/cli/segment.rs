@@ -40,7 +40,7 @@ pub struct Args {
     /// .mkv, .avi, ...; needs `ffmpeg`).
     image: PathBuf,
     /// The trained model (`model.safetensors` written by train_pets).
-    #[arg(long, default_value = "models/pets48-cascade.safetensors")]
+    #[arg(long, default_value = "models/pets48.safetensors")]
     model: PathBuf,
     /// Square size in pixels the photo is resized to [default: the training
     /// size recorded in the model file, else 48 cells times its stride].

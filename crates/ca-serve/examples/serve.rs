@@ -1,5 +1,5 @@
 //! The live web demo: `cargo run --release -p ca-serve --example serve --
-//! [--port 8080] [--model models/pets48-cascade.safetensors]`, then open
+//! [--port 8080] [--model models/pets48.safetensors]`, then open
 //! the URL it prints (the same as `cellseg serve`; flags in `ca_serve::cli`).
 
 fn main() -> std::process::ExitCode {

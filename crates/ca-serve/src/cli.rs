@@ -1,6 +1,6 @@
 //! The `serve` command's flags and main (`cellseg serve`, and `cargo run
 //! --release -p ca-serve --example serve -- [--port 8080] [--model
-//! models/pets48-cascade.safetensors]`), then open the URL it prints.
+//! models/pets48.safetensors]`), then open the URL it prints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ pub struct Args {
     port: u16,
     /// The default model: a `.safetensors` file (its folder becomes the
     /// models folder unless --models-dir is given) or a model name.
-    #[arg(long, default_value = "models/pets48-cascade.safetensors")]
+    #[arg(long, default_value = "models/pets48.safetensors")]
     model: String,
     /// The models folder: the page chooses among its `*.safetensors` files.
     #[arg(long)]

@@ -91,7 +91,7 @@ impl Default for ServeConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             models_dir: PathBuf::from("models"),
-            default_model: "pets48-cascade".into(),
+            default_model: "pets48".into(),
             max_upload_bytes: 8 << 20,
             max_pixels: 4096 * 4096,
             max_colonies: 4,

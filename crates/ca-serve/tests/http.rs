@@ -46,7 +46,7 @@ async fn segment_answers_a_png_class_map_or_json_counts() {
     assert_eq!(json.status, 200, "{}", String::from_utf8_lossy(&json.body));
     let v = json.json();
     assert_eq!(v["steps"], 40);
-    assert_eq!(v["model"], "pets48-cascade");
+    assert_eq!(v["model"], "pets48");
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(48), Some(48))
@@ -96,7 +96,7 @@ async fn the_page_files_and_the_model_files_are_served() {
     }
     let index = get(addr, "/models/index.json").await.json();
     assert_eq!(index["server"], true, "{index}");
-    assert_eq!(index["default"], "pets48-cascade", "{index}");
+    assert_eq!(index["default"], "pets48", "{index}");
     assert!(
         index["models"]
             .as_array()
@@ -526,7 +526,7 @@ async fn a_live_colony_streams_frames_and_answers_bad_commands() {
     let photo = fixture_bytes(PHOTO);
     socket.send(image_message(b'P', &photo)).await.unwrap();
     let first = frame_where(&mut socket, "a step", |h| h["step"].as_u64() > Some(0)).await;
-    assert_eq!(first["model"], "pets48-cascade");
+    assert_eq!(first["model"], "pets48");
     socket
         .send(Message::text(r#"{"cmd":"speed","steps_per_second":1000}"#))
         .await
@@ -782,7 +782,7 @@ async fn the_model_list_says_what_each_model_is() {
         .find(|d| d["name"] == "pets48-cascade")
         .expect("pets48-cascade listed");
     assert_eq!(cascade["cascade"], "1/4 x 20, 1/2 x 10", "{cascade}");
-    assert_eq!(body["default"], "pets48-cascade");
+    assert_eq!(body["default"], "pets48");
     assert_eq!(details.len(), body["models"].as_array().unwrap().len());
 }
 
@@ -1082,7 +1082,7 @@ async fn bad_settings_and_folders_stop_the_start_with_a_reason() {
     .unwrap_err();
     assert!(
         none.to_string()
-            .contains("the default model 'pets48-cascade' is not in"),
+            .contains("the default model 'pets48' is not in"),
         "{none}"
     );
 }
