@@ -835,7 +835,8 @@ fn norms_output(
 /// Anytime stopping against a fixed step count: every image segmented
 /// until its class map settles ([`ca_core::Segmenter::segment_until_stable`])
 /// under each of `settings`, next to the fixed `opts.target` steps (the
-/// first row, its settling columns `NaN`). Columns: `mean_steps`,
+/// row whose settling columns are `NaN`); rows in the order of their mean
+/// steps, so that the plot is IoU against steps. Columns: `mean_steps`,
 /// `max_change`, `window`, `min_steps`, `max_steps`, `smoothing`, `settled` (the
 /// fraction of images that settled before `max_steps`), the IoU per class
 /// and their mean, and the object IoU's standard error. Chunk `k` of
@@ -905,7 +906,7 @@ pub fn anytime<M: CellModel>(
     columns.extend(class_names(classes).iter().map(|c| iou_column(c)));
     columns.push(iou_column("mean"));
     columns.push("stderr_object".into());
-    let rows = (0..rows_n)
+    let mut rows: Vec<Vec<f64>> = (0..rows_n)
         .map(|r| {
             let head = match r {
                 0 => [f64::NAN; 5],
@@ -931,10 +932,11 @@ pub fn anytime<M: CellModel>(
                 .collect()
         })
         .collect();
+    rows.sort_by(|a, b| a[0].total_cmp(&b[0]));
     let table = Table { columns, rows };
     let chart = Chart {
         title: format!(
-            "Anytime stopping: IoU against mean CA steps ({} images; first row: {} fixed steps)",
+            "Anytime stopping: IoU against mean CA steps ({} images; marked: {} fixed steps)",
             set.len(),
             opts.target
         ),
