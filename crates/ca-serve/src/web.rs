@@ -75,6 +75,11 @@ pub const FILES: &[WebFile] = &[
         body: include_str!("../static/colony/colony.js"),
     },
     WebFile {
+        path: "colony/settle.js",
+        content_type: JS,
+        body: include_str!("../static/colony/settle.js"),
+    },
+    WebFile {
         path: "colony/live.js",
         content_type: JS,
         body: include_str!("../static/colony/live.js"),
@@ -100,14 +105,24 @@ pub fn file(path: &str) -> Option<&'static WebFile> {
 pub const MODELS_FOLDER: &str = "models";
 
 /// The model list the page reads, `models/index.json`: the names (each
-/// served as `models/NAME.safetensors`), the default and whether a server
+/// served as `models/NAME.safetensors`), the default, whether a server
 /// stands behind the page (`server`: the switch to the server's colony is
-/// offered only then).
+/// offered only then) and `settling`, the rule of "settled after N steps"
+/// ([`ca_core::Settling::default`], the server's), which the colony in the
+/// browser follows too.
 pub fn models_index(names: &[String], default: &str, server: bool) -> serde_json::Value {
+    let rule = ca_core::Settling::default();
     serde_json::json!({
         "models": names,
         "default": default,
         "server": server,
+        "settling": {
+            "max_change": rule.max_change,
+            "window": rule.window,
+            "min_steps": rule.min_steps,
+            "max_steps": rule.max_steps,
+            "smoothing": rule.smoothing,
+        },
     })
 }
 

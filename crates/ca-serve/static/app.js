@@ -388,6 +388,7 @@ async function loadInBrowser(name) {
 function showLive(stats) {
   if (runOn !== "browser") return;
   $("step").textContent = stats.step;
+  $("settled").textContent = stats.settledAfter == null ? "" : ` (settled after ${stats.settledAfter} steps)`;
   $("sps").textContent = stats.sps.toFixed(1);
   $("fps").textContent = stats.fps.toFixed(1);
   $("frames").textContent = stats.frames;
@@ -439,6 +440,7 @@ async function switchTo(where) {
       classes: $("view-classes"),
       state: $("view-state"),
       uncertainty: $("view-uncertainty"),
+      settling: index.settling,
       onFrame: showLive,
     });
     live.speed = speedOf(Number($("speed").value));

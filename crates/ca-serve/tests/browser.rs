@@ -524,6 +524,14 @@ pub async fn photo_in_the_browser(client: &Client, page: &str) {
     .await;
     let rate: f64 = text(client, "#sps").await.trim().parse().unwrap_or(0.0);
     assert!(rate > 0.0, "steps/s {rate}");
+    // The colony in the page says when its map settled, by the server's
+    // rule (within 8 to 80 steps of the photo).
+    let settled = wait_for("settled after N steps in the browser", || async {
+        let said = text(client, "#settled").await;
+        said.split_whitespace().find_map(|w| w.parse::<u32>().ok())
+    })
+    .await;
+    assert!((8..=80).contains(&settled), "settled after {settled}");
     let map = screenshot(client, "#view-classes").await;
     let shown = classes_shown(&map);
     assert!(

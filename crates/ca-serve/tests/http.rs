@@ -97,6 +97,12 @@ async fn the_page_files_and_the_model_files_are_served() {
     let index = get(addr, "/models/index.json").await.json();
     assert_eq!(index["server"], true, "{index}");
     assert_eq!(index["default"], "pets48", "{index}");
+    // The rule of "settled after N steps" the browser colony follows is
+    // the server's.
+    let rule = ca_core::Settling::default();
+    assert_eq!(index["settling"]["max_change"], rule.max_change, "{index}");
+    assert_eq!(index["settling"]["window"], rule.window, "{index}");
+    assert_eq!(index["settling"]["smoothing"], rule.smoothing, "{index}");
     assert!(
         index["models"]
             .as_array()

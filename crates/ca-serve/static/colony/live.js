@@ -6,6 +6,7 @@
 import { loadModel } from "./model.js";
 import { Colony, classify } from "./colony.js";
 import { createContext } from "./webgl.js";
+import { SettleTracker } from "./settle.js";
 
 /** Class colours, as ca-viz's PALETTE (background, object, boundary). */
 export const PALETTE = [[30, 40, 90], [240, 130, 30], [250, 240, 160]];
@@ -41,7 +42,8 @@ function projection(channels) {
 }
 
 /** The live colony of the page. `ui` gives the views (`overlay`,
- * `classes`, `state`, `uncertainty`: canvases) and `say(text, sticky)`;
+ * `classes`, `state`, `uncertainty`: canvases), `settling` (the rule of
+ * "settled after N steps", models/index.json's) and `say(text, sticky)`;
  * `onFrame(stats)` is called after every drawn frame. */
 export class LiveColony {
   constructor(ui) {
@@ -55,6 +57,7 @@ export class LiveColony {
     this.limit = null;
     this.sinceReset = 0;
     this.uncertainty = false;
+    this.settle = new SettleTracker(ui.settling);
     this.seed = 0;
     this.due = 0;
     this.perFrame = 1;
@@ -128,6 +131,7 @@ export class LiveColony {
     this.image = this.grab(video, true);
     this.colony.setImage(this.image);
     this.videoFrames += 1;
+    this.settle.restart();
     if (first) {
       this.reset();
       this.running = true;
@@ -138,6 +142,7 @@ export class LiveColony {
   reset() {
     this.colony.restart(this.seed);
     this.sinceReset = 0;
+    this.settle.restart();
     this.dirty = true;
   }
 
@@ -147,6 +152,7 @@ export class LiveColony {
     if (!this.colony || !this.image) return;
     this.colony.damage(x, y, radius);
     this.sinceReset = 0;
+    this.settle.restart();
     this.dirty = true;
   }
 
@@ -167,7 +173,12 @@ export class LiveColony {
       this.due = Math.min(this.perFrame, this.due + this.speed * dt);
       let n = Math.floor(this.due);
       if (this.limit !== null) n = Math.min(n, this.limit - this.sinceReset);
-      for (let i = 0; i < n; i++) c.step();
+      for (let i = 0; i < n; i++) {
+        c.step();
+        // Each step's map until it settles (a read-back per step, only
+        // for the first max_steps steps after a change).
+        if (this.settle.watching) this.settle.observe(c.logits(), c.config.num_classes, c.width * c.height);
+      }
       this.due -= Math.max(0, n);
       this.sinceReset += Math.max(0, n);
       this.rate.steps += Math.max(0, n);
@@ -196,6 +207,7 @@ export class LiveColony {
     }
     this.ui.onFrame({
       step: c ? c.steps : 0,
+      settledAfter: this.settle.settledAfter,
       running: this.running,
       frames: this.frames,
       videoFrames: this.videoFrames,
