@@ -1080,7 +1080,7 @@ pub fn video<M: CellModel>(
     }
     let chart = Chart {
         title: format!(
-            "Video: object IoU of the carried colony against CA steps per frame ({} images, {frames} frames)",
+            "Carried colony: object IoU per CA steps a frame ({} images, {frames} frames)",
             set.len()
         ),
         x_label: "CA steps per frame".into(),
