@@ -1087,7 +1087,12 @@ pub fn video<M: CellModel>(
         y_label: "IoU".into(),
         columns: motions
             .iter()
-            .map(|(name, _)| (format!("{IOU_COLUMN_PREFIX}object_{name}"), name.to_string()))
+            .map(|(name, _)| {
+                (
+                    format!("{IOU_COLUMN_PREFIX}object_{name}"),
+                    name.to_string(),
+                )
+            })
             .collect(),
         marks: vec![],
         y_range: Some((0.0, 1.0)),
