@@ -14,6 +14,16 @@ fn cellseg(args: &[&str]) -> std::process::Output {
         .expect("run cellseg")
 }
 
+/// `cellseg ARGS` with only `path` on the `PATH` (no ffmpeg or ffprobe).
+fn cellseg_with_path(path: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cellseg"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", path)
+        .output()
+        .expect("run cellseg")
+}
+
 #[test]
 fn help_lists_every_tool() {
     let out = cellseg(&["--help"]);
@@ -222,12 +232,7 @@ fn segment_takes_a_gif_and_names_a_missing_ffmpeg() {
     // A video file needs ffmpeg: with no PATH, the error names it.
     let mp4 = dir.path().join("clip.mp4");
     std::fs::write(&mp4, b"not really a video").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cellseg"))
-        .args(["segment", mp4.to_str().unwrap()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", dir.path())
-        .output()
-        .unwrap();
+    let out = cellseg_with_path(dir.path(), &["segment", mp4.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -236,14 +241,22 @@ fn segment_takes_a_gif_and_names_a_missing_ffmpeg() {
     );
     // So does an MP4 overlay: the frames are read, then writing stops
     // with the missing program named and nothing left at the output.
-    let out = Command::new(env!("CARGO_BIN_EXE_cellseg"))
-        .args(["segment", gif.to_str().unwrap(), "--overlay", "mp4"])
-        .args(["--steps", "2", "--steps-per-frame", "1", "--out"])
-        .arg(dir.path().join("mp4"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", dir.path())
-        .output()
-        .unwrap();
+    let mp4_out = dir.path().join("mp4");
+    let out = cellseg_with_path(
+        dir.path(),
+        &[
+            "segment",
+            gif.to_str().unwrap(),
+            "--overlay",
+            "mp4",
+            "--steps",
+            "2",
+            "--steps-per-frame",
+            "1",
+            "--out",
+            mp4_out.to_str().unwrap(),
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -409,11 +409,7 @@ async fn webcam_mode_follows_a_fake_camera_clip() {
         .collect();
     // 3 s of each photo, looped by Chromium.
     write_y4m(&clip, &photos, 30, 160);
-    let flags = [
-        "--use-fake-device-for-media-stream".to_string(),
-        "--use-fake-ui-for-media-stream".to_string(),
-        format!("--use-file-for-fake-video-capture={}", clip.display()),
-    ];
+    let flags = fake_camera(&clip);
     let (addr, _) = start_default().await;
     let mut references = Vec::new();
     for name in names {
@@ -499,11 +495,17 @@ async fn pick_photo(client: &Client, name: &str) {
         .expect("pick the photo");
 }
 
-/// The page in browser mode (the default where WebGL2 is): a photo to a
-/// class map of more than one class, drawn by the colony in the page; the
-/// server starts no colony (its status counts none) and answers the model
-/// file the page loads.
-pub async fn photo_in_the_browser(client: &Client, page: &str) {
+/// Chromium's flags for a fake camera playing `clip` (a Y4M file).
+fn fake_camera(clip: &Path) -> [String; 3] {
+    [
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ]
+}
+
+/// Opens `page` and waits until its model runs in the browser.
+async fn open_in_browser_mode(client: &Client, page: &str) {
     client.goto(page).await.expect("open the page");
     wait_for("the model loaded in the browser", || async {
         text(client, "#message")
@@ -512,6 +514,26 @@ pub async fn photo_in_the_browser(client: &Client, page: &str) {
             .then_some(())
     })
     .await;
+}
+
+/// The server started no live colony (`what` did not need one): its state
+/// and `/api/status` both count none.
+async fn assert_no_server_colony(addr: SocketAddr, state: &ca_serve::AppState, what: &str) {
+    assert_eq!(
+        state.colonies_started(),
+        0,
+        "{what} started a colony on the server"
+    );
+    let status = get(addr, "/api/status").await.json();
+    assert_eq!(status["colonies_started"], 0, "{what}: {status}");
+}
+
+/// The page in browser mode (the default where WebGL2 is): a photo to a
+/// class map of more than one class, drawn by the colony in the page; the
+/// server starts no colony (its status counts none) and answers the model
+/// file the page loads.
+pub async fn photo_in_the_browser(client: &Client, page: &str) {
+    open_in_browser_mode(client, page).await;
     let run_on = client
         .execute("return document.body.dataset.runOn", vec![])
         .await
@@ -554,13 +576,7 @@ async fn browser_mode_segments_a_photo_with_no_colony_on_the_server() {
         save_page(&client, "#app", "browser").await;
     })
     .await;
-    assert_eq!(
-        state.colonies_started(),
-        0,
-        "the page in browser mode started a colony on the server"
-    );
-    let status = get(addr, "/api/status").await.json();
-    assert_eq!(status["colonies_started"], 0, "{status}");
+    assert_no_server_colony(addr, &state, "the page in browser mode").await;
     eprintln!(
         "browser mode test: {:.1} s",
         started.elapsed().as_secs_f64()
@@ -614,24 +630,10 @@ async fn browser_mode_segments_the_fake_camera_with_no_colony_on_the_server() {
         .expect("a fixture")
         .into_rgb8();
     write_y4m(&clip, &[photo], 20, 160);
-    let flags = [
-        "--use-fake-device-for-media-stream".to_string(),
-        "--use-fake-ui-for-media-stream".to_string(),
-        format!("--use-file-for-fake-video-capture={}", clip.display()),
-    ];
+    let flags = fake_camera(&clip);
     let (addr, state) = start_default().await;
     with_browser(&flags, |client| async move {
-        client
-            .goto(&format!("http://{addr}/"))
-            .await
-            .expect("open the page");
-        wait_for("the model loaded in the browser", || async {
-            text(&client, "#message")
-                .await
-                .contains("runs in this browser")
-                .then_some(())
-        })
-        .await;
+        open_in_browser_mode(&client, &format!("http://{addr}/")).await;
         click(&client, "#mode-webcam").await;
         click(&client, "#webcam-start").await;
         wait_for("the camera's frames kept in the page", || async {
@@ -654,11 +656,7 @@ async fn browser_mode_segments_the_fake_camera_with_no_colony_on_the_server() {
         );
     })
     .await;
-    assert_eq!(
-        state.colonies_started(),
-        0,
-        "the camera in browser mode started a colony on the server"
-    );
+    assert_no_server_colony(addr, &state, "the camera in browser mode").await;
     eprintln!(
         "browser webcam test: {:.1} s",
         started.elapsed().as_secs_f64()
