@@ -11,7 +11,7 @@ use ca_data::{Augment, LoadOptions, LoadPolicy, PetsDataset, CLASS_NAMES};
 use ca_model::Trainable;
 use ca_sched::{
     config_conflicts, AdamConfig, CurriculumConfig, GradNorm, InitConfig, LearnerConfig,
-    LossConfig, LrSchedule, LrScheduleConfig, TrainConfig, Trainer, UnrollConfig,
+    LossConfig, LrSchedule, LrScheduleConfig, StageConfig, TrainConfig, Trainer, UnrollConfig,
 };
 use ca_unet::UNetConfig;
 use clap::Parser;
@@ -256,7 +256,10 @@ pub struct TrainArgs {
     pub resume: bool,
     /// With --resume: count --minutes and --cpu-minutes from zero again,
     /// so the learning-rate schedule starts over (a warm restart, as in
-    /// SGDR) while the weights, Adam's moments and the pool go on.
+    /// SGDR) while the weights, Adam's moments and the pool go on. Typed
+    /// with it, --mini-unroll, --lr, --lr-schedule, --warmup-steps and
+    /// --lr-floor start a next stage with those values (e.g.
+    /// `--mini-unroll 40`: the paper's Fig. 7b unroll, the pool kept).
     #[arg(long, requires = "resume")]
     pub restart_schedule: bool,
     /// Evaluate on the validation split every N steps (0: only at the end)
@@ -636,6 +639,17 @@ impl TrainArgs {
     }
 }
 
+/// The flags (clap ids) that start a new stage of a resumed run with
+/// `--restart-schedule` ([`TrainPlan::stage_over`]) instead of conflicting
+/// with the checkpoint's settings.
+pub const STAGE_FLAGS: [&str; 5] = [
+    "mini_unroll",
+    "learning_rate",
+    "lr_schedule",
+    "warmup_steps",
+    "lr_floor",
+];
+
 impl TrainPlan {
     /// With `--resume`: the settings given on the command line (`given`:
     /// clap ids of the flags the user typed) that differ from the ones
@@ -694,6 +708,30 @@ impl TrainPlan {
             ));
         }
         conflicts
+    }
+
+    /// The next stage of a run whose checkpoint keeps `stored`: its
+    /// mini-unroll and learning-rate settings, each taken from this plan
+    /// where its flag (clap id) is in `typed` ([`STAGE_FLAGS`]), else kept.
+    pub fn stage_over(&self, stored: &TrainConfig, typed: &[String]) -> StageConfig {
+        // The planned value where its flag was typed, else the kept one.
+        fn pick<T>(typed: &[String], id: &str, planned: T, kept: T) -> T {
+            match typed.iter().any(|t| t == id) {
+                true => planned,
+                false => kept,
+            }
+        }
+        let (p, k) = (self.schedule.stage(), stored.stage());
+        let (ps, ks) = (p.lr_schedule, k.lr_schedule);
+        StageConfig {
+            mini_unroll: pick(typed, "mini_unroll", p.mini_unroll, k.mini_unroll),
+            learning_rate: pick(typed, "learning_rate", p.learning_rate, k.learning_rate),
+            lr_schedule: LrScheduleConfig {
+                shape: pick(typed, "lr_schedule", ps.shape, ks.shape),
+                warmup_steps: pick(typed, "warmup_steps", ps.warmup_steps, ks.warmup_steps),
+                floor: pick(typed, "lr_floor", ps.floor, ks.floor),
+            },
+        }
     }
 
     /// The cell rule of a fresh run on `train`: [`TrainPlan::cell`] with

@@ -222,6 +222,62 @@ fn resume_refuses_the_flags_the_checkpoint_overrides() {
 }
 
 #[test]
+fn a_restarted_resume_starts_a_stage_with_the_typed_unroll() {
+    // Issue 37 item 6: a second stage on the target's unroll (paper Fig.
+    // 7b) from a trained run, its pool kept; before, `--mini-unroll` on a
+    // resume was refused like any schedule flag.
+    let Some(bin) = support::train_pets() else {
+        return;
+    };
+    let dir = temp_dir("cli-errors-next-stage");
+    let (checkpoint, _) = trained(&bin, &dir);
+    let stage = |extra: &[&str]| {
+        let mut args = vec!["--resume", "--eval-every", "0"];
+        args.extend_from_slice(extra);
+        run(command(&bin, dir.path(), &args))
+    };
+    let stored = || {
+        let meta = checkpoint_metadata(&checkpoint).expect("a checkpoint");
+        cellseg::ca_sched::checkpoint_schedule(&meta, &checkpoint).expect("its schedule")
+    };
+    // Beyond the target: an error naming the flag, the checkpoint kept.
+    let before = std::fs::read(&checkpoint).expect("the checkpoint");
+    let out = stage(&["--steps", "4", "--restart-schedule", "--mini-unroll", "9"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("--mini-unroll 9: must be between 1 and the target (8)"),
+        "{all}"
+    );
+    assert_eq!(std::fs::read(&checkpoint).expect("still there"), before);
+    let out = stage(&[
+        "--steps",
+        "4",
+        "--restart-schedule",
+        "--mini-unroll",
+        "8",
+        "--lr",
+        "5e-4",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("next stage") && all.contains("K 8, lr 0.0005"),
+        "{all}"
+    );
+    let config = stored();
+    assert_eq!(config.unroll.mini_unroll, 8);
+    assert_eq!(config.optimizer.learning_rate, 5e-4);
+    // The untyped stage settings are the checkpoint's.
+    assert_eq!(config.lr_schedule.floor, 0.05);
+    // The stage is the run's schedule now: a plain resume goes on with it
+    // (the small flags' `--mini-unroll 4` replaced by the stage's value).
+    let out = stage(&["--steps", "5", "--mini-unroll", "8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("K 8 T 8"), "{}", text(&out));
+}
+
+#[test]
 fn nonsense_flags_are_clear_errors() {
     let Some(bin) = support::train_pets() else {
         return;

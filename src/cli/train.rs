@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::ca_eval::pets::{resolve_data_dir, PetsTrainData};
-use crate::train_cli::{describe_run, TrainArgs, TrainPlan};
+use crate::train_cli::{describe_run, flag_error, TrainArgs, TrainPlan, STAGE_FLAGS};
 use ca_core::CellRule;
 use ca_data::{Augment, PetsDataset, Split};
 use ca_hires::HiresModel;
@@ -242,7 +242,21 @@ fn resumed_learner<'d>(
     let stored_cell = model.rule().config().clone();
     let learner = Learner::resume(model, &checkpoint, train, plan.learner.clone())?;
     let stored_schedule = checkpoint_schedule(&meta, &checkpoint)?;
-    let conflicts = plan.conflicts_on_resume(&stored_cell, &stored_schedule, given);
+    // With --restart-schedule the stage flags start a new stage instead.
+    let staged: Vec<String> = match args.restart_schedule {
+        true => given
+            .iter()
+            .filter(|id| STAGE_FLAGS.contains(&id.as_str()))
+            .cloned()
+            .collect(),
+        false => Vec::new(),
+    };
+    let fixed: Vec<String> = given
+        .iter()
+        .filter(|id| !staged.contains(id))
+        .cloned()
+        .collect();
+    let conflicts = plan.conflicts_on_resume(&stored_cell, &stored_schedule, &fixed);
     if !conflicts.is_empty() {
         return Err(format!(
             "--resume continues {}'s model and schedule, so these flags would be ignored: {}; \
@@ -263,10 +277,24 @@ fn resumed_learner<'d>(
             false => "",
         }
     );
-    Ok(match args.restart_schedule {
-        true => learner.restart_schedule(),
-        false => learner,
-    })
+    if staged.is_empty() {
+        return Ok(match args.restart_schedule {
+            true => learner.restart_schedule(),
+            false => learner,
+        });
+    }
+    let stage = plan.stage_over(&stored_schedule, &staged);
+    println!(
+        "next stage ({}): K {}, lr {}, {:?} to {} of it",
+        staged.join(", "),
+        stage.mini_unroll,
+        stage.learning_rate,
+        stage.lr_schedule.shape,
+        stage.lr_schedule.floor
+    );
+    learner
+        .next_stage(&stage)
+        .map_err(|e| flag_error(e.invalid_field().cloned(), e))
 }
 
 /// The learner of a fresh run: a new model of the plan's kind, drawn from

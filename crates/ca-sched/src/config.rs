@@ -186,6 +186,50 @@ impl TrainConfig {
     }
 }
 
+/// What a later stage of a run may change (paper Fig. 7b trains with the
+/// mini-unroll as long as the target; [`crate::Learner::next_stage`]): the
+/// mini-unroll `K`, the base learning rate and its schedule. The model,
+/// the pool, Adam's moments, the loss and the weight average go on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageConfig {
+    /// `K`: CA steps per optimizer step (at most the target `T`).
+    pub mini_unroll: usize,
+    /// Adam's base learning rate.
+    pub learning_rate: f64,
+    /// The schedule's factor on it over the stage's budget (the warm-up
+    /// counts the run's optimizer steps, so a later stage has none).
+    pub lr_schedule: LrScheduleConfig,
+}
+
+impl TrainConfig {
+    /// The settings a stage may change, as they are now.
+    pub fn stage(&self) -> StageConfig {
+        StageConfig {
+            mini_unroll: self.unroll.mini_unroll,
+            learning_rate: self.optimizer.learning_rate,
+            lr_schedule: self.lr_schedule,
+        }
+    }
+
+    /// These settings with `stage`'s, checked: the error names the field.
+    pub fn with_stage(&self, stage: &StageConfig) -> Result<TrainConfig> {
+        let config = TrainConfig {
+            unroll: UnrollConfig {
+                mini_unroll: stage.mini_unroll,
+                ..self.unroll
+            },
+            optimizer: AdamConfig {
+                learning_rate: stage.learning_rate,
+                ..self.optimizer
+            },
+            lr_schedule: stage.lr_schedule,
+            ..self.clone()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 impl TrainConfig {
     /// Checks every field, part by part; the error names the field.
     pub fn validate(&self) -> Result<()> {

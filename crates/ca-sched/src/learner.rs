@@ -10,7 +10,7 @@ use std::time::Instant;
 use ca_core::ErrorShapes;
 use candle_core::{Device, Tensor};
 
-use crate::config::TrainConfig;
+use crate::config::{StageConfig, TrainConfig};
 use crate::cpu_time::process_cpu_seconds;
 use crate::error::{Result, SchedError};
 use ca_model::{
@@ -292,6 +292,17 @@ impl<'d, M: Trainable> Learner<'d, Trainer<M>> {
         let mut learner = Self::from_trainer(trainer, train, config)?.with_checkpoint(checkpoint);
         learner.resumed = true;
         Ok(learner)
+    }
+
+    /// A later stage of the same run (paper Fig. 7b: the mini-unroll as
+    /// long as the target, the pool kept): the trainer goes on with
+    /// `stage`'s mini-unroll and learning rate
+    /// ([`Trainer::set_stage`]), and the time budgets and the schedule
+    /// start over ([`Learner::restart_schedule`]). Checkpoints store the
+    /// new settings, so a resumed stage stays one.
+    pub fn next_stage(mut self, stage: &StageConfig) -> Result<Self> {
+        self.trainer.set_stage(stage)?;
+        Ok(self.restart_schedule())
     }
 }
 

@@ -39,7 +39,7 @@ pub use adam::{Adam, AdamConfig, GradNorm};
 pub use checkpoint::{
     checkpoint_metadata, checkpoint_schedule, config_conflicts, ConfigConflict, TRAIN_STATE_KEY,
 };
-pub use config::{InitConfig, TrainConfig};
+pub use config::{InitConfig, StageConfig, TrainConfig};
 pub use cpu_time::process_cpu_seconds;
 pub use ema::Ema;
 pub use error::{Result, SchedError};

@@ -10,7 +10,7 @@ use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
-use crate::config::TrainConfig;
+use crate::config::{StageConfig, TrainConfig};
 use crate::ema::Ema;
 use crate::error::{Result, SchedError};
 use crate::filters::FixedFilters;
@@ -208,6 +208,18 @@ impl<M: Trainable> Trainer<M> {
     /// be set) is kept as 0, so that checkpoints stay readable JSON.
     pub fn set_time_spent(&mut self, spent: TimeSpent) {
         self.time_spent = spent.finite();
+    }
+
+    /// Goes on with `stage`'s mini-unroll and learning rate (checked as a
+    /// whole config; a coarse-to-fine model's target rules still hold):
+    /// the model, pool, Adam's moments and weight average are kept.
+    pub fn set_stage(&mut self, stage: &StageConfig) -> Result<()> {
+        let config = self.config.with_stage(stage)?;
+        if let Some(c) = &self.model.rule().config().cascade {
+            check_cascade(c, &config)?;
+        }
+        self.config = config;
+        Ok(())
     }
 
     /// The moving average of the weights, when the config has one.

@@ -6,7 +6,7 @@ mod common;
 use ca_core::{CellConfig, CellRule, Norm};
 use ca_sched::{
     evaluate_iou, AdamConfig, CurriculumConfig, InitConfig, LossConfig, LrScheduleConfig,
-    SchedError, TrainConfig, TrainData, Trainer, UnrollConfig,
+    SchedError, StageConfig, TrainConfig, TrainData, Trainer, UnrollConfig,
 };
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -493,6 +493,27 @@ fn a_learner_runs_to_its_budget_and_resumes() {
         .restart_schedule();
     assert_eq!(restarted.trainer().time_spent(), Default::default());
     assert!(restarted.fit(|_| {}).unwrap().steps > 6);
+    // A next stage: the target's unroll from the same run, the time
+    // counted from zero; a stage the config refuses names its field.
+    let resumed_copy = || Learner::resume(small_rule(2), &copy, &data, settings.clone()).unwrap();
+    let kept = resumed_copy().trainer().config().clone();
+    let stage = StageConfig {
+        mini_unroll: kept.unroll.target,
+        learning_rate: kept.optimizer.learning_rate / 4.0,
+        ..kept.stage()
+    };
+    let err = resumed_copy()
+        .next_stage(&StageConfig {
+            mini_unroll: kept.unroll.target + 1,
+            ..stage
+        })
+        .err()
+        .expect("K beyond T is refused");
+    assert!(err.to_string().contains("mini_unroll"), "{err}");
+    let staged = resumed_copy().next_stage(&stage).unwrap();
+    assert_eq!(staged.trainer().config(), &kept.with_stage(&stage).unwrap());
+    assert_eq!(staged.trainer().config().stage(), stage);
+    assert_eq!(staged.trainer().time_spent(), Default::default());
 
     let more = LearnerConfig {
         max_steps: 9,
