@@ -243,19 +243,10 @@ fn resumed_learner<'d>(
     let learner = Learner::resume(model, &checkpoint, train, plan.learner.clone())?;
     let stored_schedule = checkpoint_schedule(&meta, &checkpoint)?;
     // With --restart-schedule the stage flags start a new stage instead.
-    let staged: Vec<String> = match args.restart_schedule {
-        true => given
-            .iter()
-            .filter(|id| STAGE_FLAGS.contains(&id.as_str()))
-            .cloned()
-            .collect(),
-        false => Vec::new(),
-    };
-    let fixed: Vec<String> = given
+    let (staged, fixed): (Vec<String>, Vec<String>) = given
         .iter()
-        .filter(|id| !staged.contains(id))
         .cloned()
-        .collect();
+        .partition(|id| args.restart_schedule && STAGE_FLAGS.contains(&id.as_str()));
     let conflicts = plan.conflicts_on_resume(&stored_cell, &stored_schedule, &fixed);
     if !conflicts.is_empty() {
         return Err(format!(
